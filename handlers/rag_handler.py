@@ -1,0 +1,64 @@
+"""TorchServe adapter for the RAG endpoint: request bytes in, Llama prompt (or JSON) out.
+
+All work lives in the `ragserve` package shipped beside this file in the model archive;
+TorchServe needs this file to define exactly one class.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+
+from ts.handler_utils.timer import timed
+from ts.torch_handler.base_handler import BaseHandler
+
+from ragserve.config import Config
+from ragserve.pipeline import RAGPipeline
+from ragserve.serving import RequestError, decode_request, device_from_properties, error_body
+
+logger = logging.getLogger(__name__)
+
+
+class RAGHandler(BaseHandler):
+    """Builds the pipeline once per worker; answers a batch with one embed and one search."""
+
+    def initialize(self, context) -> None:  # BaseHandler.initialize expects a serialized model: not ours
+        properties = context.system_properties
+        self.cfg = Config.from_mapping(context.model_yaml_config.get("handler"), properties["model_dir"])
+        logger.info("RAG config: %s", json.dumps(self.cfg.to_dict()))
+        self.pipeline = RAGPipeline.from_config(self.cfg, device_from_properties(properties))
+        self.initialized = True
+
+    @timed
+    def preprocess(self, data: list[dict]) -> list:
+        return [self._decode(i, request) for i, request in enumerate(data)]
+
+    @timed
+    def inference(self, data: list, *args, **kwargs) -> list:
+        valid = [item for item in data if not isinstance(item, RequestError)]
+        answers = iter(self.pipeline.answer(valid))
+        times = self.pipeline.last_times
+        self.context.metrics.add_time("RAGEmbedTime", times.embed_ms, None, "ms")
+        self.context.metrics.add_time("RAGSearchTime", times.search_ms, None, "ms")
+        return [item if isinstance(item, RequestError) else next(answers) for item in data]
+
+    @timed
+    def postprocess(self, data: list) -> list:
+        return [self._encode(i, item) for i, item in enumerate(data)]
+
+    def _decode(self, idx: int, request: dict):
+        name = "data" if "data" in request else "body"
+        content_type = (self.context.get_request_header(idx, name) or {}).get("content-type")
+        try:
+            return decode_request(request, content_type, self.cfg.retrieval)
+        except RequestError as err:
+            return err
+
+    def _encode(self, idx: int, item) -> str:
+        if isinstance(item, RequestError):
+            self.context.set_response_status(item.status, HTTPStatus(item.status).phrase, idx)
+            item = error_body(item)
+        is_json = not isinstance(item, str)
+        self.context.set_response_content_type(idx, "application/json" if is_json else "text/plain; charset=utf-8")
+        return json.dumps(item) if is_json else item

@@ -1,0 +1,202 @@
+"""Typed configuration for the RAG endpoint: the only code that reads YAML or raw dicts.
+
+Public names: Config (corpus, embedding, compile, index, retrieval sections) and ConfigError.
+`Config.from_mapping(handler_section, root)` accepts the original demo's flat keys
+(`url_to_scrape`, `chunk_size`, `chunk_overlap`, `model_path`, `compile`) as well as grouped
+sections; unknown keys are errors. Relative paths are resolved once, against `root`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_TEMPLATE = (
+    "Use the following pieces of context to answer the question at the end. If you don't know "
+    "the answer, just say that you don't know, don't try to make up an answer.\n\n"
+    "{context}\n\nQuestion: {question}\nHelpful Answer:"
+)
+
+# The original demo's flat keys, and where each one lives in the grouped config.
+FLAT_KEYS = {
+    "url_to_scrape": ("corpus", "source"),
+    "source": ("corpus", "source"),
+    "chunk_size": ("corpus", "chunk_size"),
+    "chunk_overlap": ("corpus", "chunk_overlap"),
+    "model_path": ("embedding", "model_path"),
+    "top_k": ("retrieval", "top_k"),
+}
+IGNORED_KEYS = {"profile"}  # TorchServe's own `handler.profile` switch
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or out of range; the message names the YAML key."""
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Where documents come from and how they are cut into chunks."""
+
+    source: str = "docs"  # URL to crawl (http/https) or a local file/folder (md, txt, html)
+    max_depth: int = 2  # link hops followed from the start URL
+    max_pages: int = 200  # crawl stops after this many HTML pages
+    max_page_bytes: int = 5_000_000  # larger responses are skipped
+    timeout_s: float = 10.0  # per HTTP request
+    chunk_size: int = 1000  # characters per chunk (RecursiveCharacterTextSplitter)
+    chunk_overlap: int = 100  # characters shared by neighbouring chunks
+    extract: str = "main"  # "main": <article>/<main> without nav/header/footer; "page": all text
+
+    def __post_init__(self) -> None:
+        _check(self.chunk_size > 0, "corpus.chunk_size must be > 0")
+        _check(0 <= self.chunk_overlap < self.chunk_size, "corpus.chunk_overlap must be in [0, chunk_size)")
+        _check(self.extract in ("main", "page"), "corpus.extract must be 'main' or 'page'")
+        _check(self.max_depth >= 0 and self.max_pages > 0, "corpus.max_depth/max_pages out of range")
+
+    @property
+    def is_url(self) -> bool:
+        return self.source.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """The sentence embedding model: sentence-transformers/all-mpnet-base-v2 by default."""
+
+    model_path: str = "models/all-mpnet-base-v2"  # local sentence-transformers folder
+    max_seq_length: int = 384  # tokens; longer texts are truncated (the model's trained limit)
+    batch_size: int = 16  # texts per forward pass when embedding documents
+    pooling: str = "mean"  # "mean" (+ L2 norm, as trained) or "cls_pooler" (the demo's pooler_output)
+
+    def __post_init__(self) -> None:
+        _check(self.pooling in ("mean", "cls_pooler"), "embedding.pooling must be 'mean' or 'cls_pooler'")
+        _check(0 < self.max_seq_length <= 512, "embedding.max_seq_length must be in 1..512")
+        _check(self.batch_size > 0, "embedding.batch_size must be > 0")
+
+
+@dataclass(frozen=True)
+class CompileConfig:
+    """torch.compile policy for the encoder (see compilation.py)."""
+
+    enabled: bool = True  # false runs eager
+    backend: str = "inductor"
+    mode: str | None = None  # e.g. "max-autotune"; exclusive with options
+    options: dict[str, Any] = field(default_factory=lambda: {"freezing": True})
+    cache_dir: str | None = "~/.cache/ragserve/inductor"  # persistent Inductor cache shared by workers
+
+    def __post_init__(self) -> None:
+        _check(not (self.mode and self.options), "compile.mode and compile.options are exclusive")
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Where the FAISS index lives: `<dir>/<key>/`, key = hash of what it was built from."""
+
+    dir: str = "index"
+    metric: str = "cosine"  # "cosine" (inner product of unit vectors) or "l2" (the demo's)
+
+    def __post_init__(self) -> None:
+        _check(self.metric in ("cosine", "l2"), "index.metric must be 'cosine' or 'l2'")
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """Per-request limits and the prompt template."""
+
+    top_k: int = 5  # chunks put in the prompt when the request names no k
+    max_k: int = 50  # largest k a request may ask for
+    max_question_chars: int = 2000  # longer questions are rejected with HTTP 413
+    template: str = DEFAULT_TEMPLATE  # must contain {context} and {question}
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.top_k <= self.max_k, "retrieval.top_k must be in 1..max_k")
+        _check(
+            "{context}" in self.template and "{question}" in self.template,
+            "retrieval.template must contain {context} and {question}",
+        )
+
+
+SECTIONS = {
+    "corpus": CorpusConfig,
+    "embedding": EmbeddingConfig,
+    "compile": CompileConfig,
+    "index": IndexConfig,
+    "retrieval": RetrievalConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole RAG endpoint configuration, one section per module."""
+
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    compile: CompileConfig = field(default_factory=CompileConfig)  # noqa: A003 - the YAML key
+    index: IndexConfig = field(default_factory=IndexConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+    @classmethod
+    def from_mapping(cls, mapping: dict[str, Any] | None, root: str | Path) -> Config:
+        """Build from a model yaml's `handler:` section; relative paths resolve against root."""
+        sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+        for key, value in (mapping or {}).items():
+            if key in IGNORED_KEYS:
+                continue
+            if key == "compile" and isinstance(value, bool):
+                sections["compile"]["enabled"] = value
+            elif key in SECTIONS and isinstance(value, dict):
+                sections[key].update(value)
+            elif key in FLAT_KEYS:
+                section, name = FLAT_KEYS[key]
+                sections[section][name] = value
+            else:
+                raise ConfigError(f"unknown handler key {key!r}")
+        built = {name: _build(SECTIONS[name], name, values) for name, values in sections.items()}
+        return cls(**built).resolve(Path(root))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, root: str | Path | None = None) -> Config:
+        """Read the `handler:` section of a TorchServe model yaml (root defaults to the cwd)."""
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f) or {}
+        return cls.from_mapping(doc.get("handler", {}), root or Path.cwd())
+
+    def resolve(self, root: Path) -> Config:
+        """Return a copy whose relative local paths are absolute under root."""
+        corpus = self.corpus
+        if not corpus.is_url:
+            corpus = dataclasses.replace(corpus, source=_absolute(corpus.source, root))
+        cache_dir = self.compile.cache_dir and _absolute(self.compile.cache_dir, root)
+        return dataclasses.replace(
+            self,
+            corpus=corpus,
+            embedding=dataclasses.replace(self.embedding, model_path=_absolute(self.embedding.model_path, root)),
+            compile=dataclasses.replace(self.compile, cache_dir=cache_dir),
+            index=dataclasses.replace(self.index, dir=_absolute(self.index.dir, root)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(section_cls: type, name: str, values: dict[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(section_cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in handler.{name}: {', '.join(unknown)}")
+    try:
+        return section_cls(**values)
+    except TypeError as err:
+        raise ConfigError(f"handler.{name}: {err}") from err
+
+
+def _absolute(path: str, root: Path) -> str:
+    expanded = Path(path).expanduser()
+    return str(expanded if expanded.is_absolute() else (root / expanded).resolve())
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)

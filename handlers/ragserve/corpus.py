@@ -1,0 +1,95 @@
+"""Corpus loading and chunking: a crawled site or local files -> ordered LangChain Documents.
+
+Public names: load_documents, split, fingerprint.
+Every Document carries metadata `source` (URL or path), `title` and, after split, `chunk` (its
+position in the source). Output order is deterministic: pages in crawl order, files sorted by path.
+Splitting is LangChain's RecursiveCharacterTextSplitter (chunk_size counted in characters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from bs4 import BeautifulSoup
+from langchain_core.documents import Document
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from .config import CorpusConfig
+from .crawl import crawl, html_to_text
+
+logger = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}
+HTML_SUFFIXES = {".html", ".htm"}
+
+
+class CorpusError(RuntimeError):
+    """The source gave no usable text; the message names the source."""
+
+
+def load_documents(cfg: CorpusConfig) -> list[Document]:
+    """Crawl cfg.source when it is a URL, else read the local file or folder."""
+    if cfg.is_url:
+        pages = crawl(cfg.source, cfg.max_depth, cfg.max_pages, cfg.max_page_bytes, cfg.timeout_s, cfg.extract)
+        return [Document(page.text, metadata={"source": page.url, "title": page.title}) for page in pages]
+    root = Path(cfg.source)
+    documents = [_read_file(path, root.parent, cfg.extract) for path in _local_files(root)]
+    documents = [doc for doc in documents if doc.page_content]
+    if not documents:
+        raise CorpusError(f"no .md/.txt/.html text found in {cfg.source}")
+    return documents
+
+
+def split(documents: list[Document], cfg: CorpusConfig) -> list[Document]:
+    """Cut documents into overlapping chunks; each keeps its source, title and position."""
+    splitter = RecursiveCharacterTextSplitter(chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap)
+    chunks = []
+    for document in documents:
+        for position, text in enumerate(splitter.split_text(document.page_content)):
+            chunks.append(Document(text, metadata={**document.metadata, "chunk": position}))
+    return chunks
+
+
+def fingerprint(cfg: CorpusConfig) -> str:
+    """Content hash of a local source (names and bytes), so edited docs get a fresh index.
+
+    A URL is keyed on the URL alone: knowing its content would take a crawl.
+    """
+    if cfg.is_url:
+        return cfg.source
+    root = Path(cfg.source)
+    digest = hashlib.sha256()
+    for path in _local_files(root):
+        digest.update(str(path.relative_to(root.parent)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _local_files(source: Path) -> list[Path]:
+    if not source.exists():
+        raise CorpusError(f"corpus.source {source} does not exist")
+    candidates = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    return [p for p in candidates if p.suffix.lower() in TEXT_SUFFIXES | HTML_SUFFIXES]
+
+
+def _read_file(path: Path, base: Path, extract: str) -> Document:
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix.lower() in HTML_SUFFIXES:
+        soup = BeautifulSoup(raw, "lxml")
+        title_tag = soup.find("title") or soup.find("h1")
+        title = title_tag.get_text(" ", strip=True) if title_tag else path.stem
+        text = html_to_text(soup, extract)
+    else:
+        text = raw.strip()
+        title = _markdown_title(text) or path.stem
+    # A path relative to the corpus folder's parent ("docs/x.md") reads the same on every machine.
+    return Document(text, metadata={"source": str(path.relative_to(base)), "title": title})
+
+
+def _markdown_title(text: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return None

@@ -1,0 +1,158 @@
+"""Deterministic same-site web crawler: start URL -> list of (url, title, text) pages.
+
+Public names: crawl, Page, CrawlError, html_to_text.
+Breadth-first, links visited in document order, one page per normalised URL, so the same site
+gives the same pages in the same order on every run. We do not use LangChain's
+RecursiveUrlLoader: from a page linking many others it visits a different subset each run
+(its traversal depends on set/thread ordering), and it follows no byte or page limits.
+Only http(s), only HTML, only URLs under the start URL's site and path prefix; no TorchServe imports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
+
+import requests
+from bs4 import BeautifulSoup
+
+logger = logging.getLogger(__name__)
+
+BOILERPLATE_TAGS = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "template"]
+USER_AGENT = "ragserve-crawler/1.0"
+
+
+class CrawlError(RuntimeError):
+    """The crawl produced no usable page; the message names the URL and the cause."""
+
+
+@dataclass(frozen=True)
+class Page:
+    url: str
+    title: str
+    text: str
+
+
+def crawl(
+    start_url: str, max_depth: int, max_pages: int, max_page_bytes: int, timeout_s: float, extract: str = "main"
+) -> list[Page]:
+    """Fetch start_url and the pages it links to, up to max_depth hops, in a stable order."""
+    start = normalise_url(start_url)
+    prefix = _scope_prefix(start)
+    queue: deque[tuple[str, int]] = deque([(start, 0)])
+    seen = {start}
+    pages: list[Page] = []
+    errors: list[str] = []
+    with requests.Session() as session:
+        session.headers["User-Agent"] = USER_AGENT
+        while queue and len(pages) < max_pages:
+            url, depth = queue.popleft()
+            try:
+                response_url, html = _fetch_html(session, url, max_page_bytes, timeout_s)
+            except _SkipPage as err:
+                logger.warning("skipping %s: %s", url, err)
+                errors.append(f"{url}: {err}")
+                continue
+            soup = BeautifulSoup(html, "lxml")
+            links = [] if depth >= max_depth else _links(soup, response_url, prefix)
+            page = _to_page(normalise_url(response_url), soup, extract)
+            if page.text:
+                pages.append(page)
+                logger.info("fetched page %d: %s", len(pages), page.url)
+            for link in links:
+                if link not in seen:
+                    seen.add(link)
+                    queue.append((link, depth + 1))
+    if not pages:
+        raise CrawlError(f"no usable page at {start_url}: " + ("; ".join(errors[:3]) or "pages were empty"))
+    return pages
+
+
+def normalise_url(url: str) -> str:
+    """One spelling per page: lower-case host, no fragment, no trailing slash, no default port."""
+    url, _ = urldefrag(url)
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    if port and not ((parts.scheme == "http" and port == 80) or (parts.scheme == "https" and port == 443)):
+        host = f"{host}:{port}"
+    path = parts.path.rstrip("/") or "/"
+    if path.endswith("/index.html"):
+        path = path[: -len("/index.html")] or "/"
+    return urlunsplit((parts.scheme.lower(), host, path, parts.query, ""))
+
+
+def html_to_text(soup: BeautifulSoup, extract: str = "main") -> str:
+    """Visible text of the page's main content (or of the whole page when extract == 'page')."""
+    if extract == "page":
+        return _clean_lines(soup.get_text("\n"))
+    for tag in soup(BOILERPLATE_TAGS):
+        tag.decompose()
+    root = soup.find("article") or soup.find("main") or soup.body or soup
+    return _clean_lines(root.get_text("\n"))
+
+
+class _SkipPage(Exception):
+    pass
+
+
+def _fetch_html(session: requests.Session, url: str, max_bytes: int, timeout_s: float) -> tuple[str, str]:
+    try:
+        response = session.get(url, timeout=timeout_s, stream=True, allow_redirects=True)
+    except requests.RequestException as err:
+        raise _SkipPage(f"{type(err).__name__}: {err}") from err
+    with response:
+        if response.status_code != 200:
+            raise _SkipPage(f"HTTP {response.status_code}")
+        content_type = response.headers.get("Content-Type", "")
+        if "html" not in content_type.lower():
+            raise _SkipPage(f"not HTML ({content_type or 'no Content-Type'})")
+        body = _read_limited(response, max_bytes, timeout_s)
+        encoding = response.encoding or response.apparent_encoding or "utf-8"
+        return response.url, body.decode(encoding, errors="replace")
+
+
+def _read_limited(response: requests.Response, max_bytes: int, timeout_s: float) -> bytes:
+    chunks, total = [], 0
+    try:
+        for chunk in response.iter_content(64 * 1024):
+            total += len(chunk)
+            if total > max_bytes:
+                raise _SkipPage(f"larger than max_page_bytes={max_bytes}")
+            chunks.append(chunk)
+    except requests.RequestException as err:
+        raise _SkipPage(f"{type(err).__name__}: {err}") from err
+    return b"".join(chunks)
+
+
+def _scope_prefix(start: str) -> str:
+    """Links are followed only under the start page's folder: /blog/llama3 -> /blog/."""
+    parts = urlsplit(start)
+    folder = parts.path if parts.path.endswith("/") else parts.path.rsplit("/", 1)[0] + "/"
+    return urlunsplit((parts.scheme, parts.netloc, folder, "", ""))
+
+
+def _links(soup: BeautifulSoup, base_url: str, prefix: str) -> list[str]:
+    links = []
+    for anchor in soup.find_all("a", href=True):
+        url = urljoin(base_url, anchor["href"].strip())
+        if not url.startswith(("http://", "https://")):
+            continue  # mailto:, javascript:, file:, ...
+        url = normalise_url(url)
+        if url.startswith(prefix) or url + "/" == prefix:
+            links.append(url)
+    return links
+
+
+def _to_page(url: str, soup: BeautifulSoup, extract: str) -> Page:
+    title_tag = soup.find("title")
+    heading = soup.find("h1")
+    title = (title_tag or heading).get_text(" ", strip=True) if (title_tag or heading) else url
+    return Page(url=url, title=title, text=html_to_text(soup, extract))
+
+
+def _clean_lines(text: str) -> str:
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(line for line in lines if line)

@@ -1,0 +1,189 @@
+"""The vector index: LangChain's FAISS store over the chunk embeddings, built once and reused.
+
+Public names: Index, Hit, IndexError_, index_key.
+On disk an index is a folder `<index.dir>/<key>/` holding `index.faiss` (FAISS's own writer),
+`chunks.jsonl` (text + metadata, one chunk per line) and `manifest.json` (key, sizes, sha256 of
+both files). We deliberately skip `FAISS.save_local`: its docstore is a pickle, and loading a
+pickle runs code. A folder whose checksums do not match is never loaded.
+Scores: cosine similarity (inner product of unit vectors) or, with metric l2, squared L2 distance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+from langchain_community.docstore.in_memory import InMemoryDocstore
+from langchain_community.vectorstores import FAISS
+from langchain_community.vectorstores.utils import DistanceStrategy
+from langchain_core.documents import Document
+
+from .config import Config
+from .corpus import fingerprint, load_documents, split
+from .embeddings import Encoder
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+EMBED_PROGRESS_EVERY = 128  # chunks between progress log lines while building
+
+
+class IndexError_(RuntimeError):
+    """An index folder is missing, corrupted or was built from another config."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    document: Document
+    score: float
+
+
+def index_key(cfg: Config) -> str:
+    """Hash of everything that changes the index content: corpus, chunking, model, pooling, metric."""
+    weights = Path(cfg.embedding.model_path) / "model.safetensors"
+    identity = {
+        "corpus": {**dataclasses.asdict(cfg.corpus), "source": fingerprint(cfg.corpus)},
+        "model": Path(cfg.embedding.model_path).name,
+        "weights_bytes": weights.stat().st_size if weights.exists() else None,
+        "max_seq_length": cfg.embedding.max_seq_length,
+        "pooling": cfg.embedding.pooling,
+        "metric": cfg.index.metric,
+        "format": FORMAT_VERSION,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Index:
+    """A LangChain FAISS store plus batched search over many query vectors at once."""
+
+    def __init__(self, store: FAISS) -> None:
+        self.store = store
+
+    def __len__(self) -> int:
+        return self.store.index.ntotal
+
+    @classmethod
+    def build(cls, chunks: list[Document], encoder: Encoder, metric: str = "cosine") -> Index:
+        """Embed chunks (with progress lines) and put them in a new FAISS store."""
+        texts = [chunk.page_content for chunk in chunks]
+        parts = []
+        for start in range(0, len(texts), EMBED_PROGRESS_EVERY):
+            parts.append(encoder.embed(texts[start : start + EMBED_PROGRESS_EVERY]))
+            logger.info("embedded %d/%d chunks", min(start + EMBED_PROGRESS_EVERY, len(texts)), len(texts))
+        vectors = np.concatenate(parts) if parts else np.empty((0, encoder.dimension), np.float32)
+        store = FAISS.from_embeddings(
+            zip(texts, vectors.tolist(), strict=True),
+            encoder,
+            metadatas=[chunk.metadata for chunk in chunks],
+            distance_strategy=_strategy(metric),
+        )
+        return cls(store)
+
+    def search(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
+        """One FAISS search for all (n, dim) query vectors; returns n lists of up to k hits, best first."""
+        scores, ids = self.store.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)  # (n, k)
+        results = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            hits = [Hit(self._document(int(i)), float(s)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
+            results.append(hits)
+        return results
+
+    def save(self, folder: Path, key: str) -> None:
+        """Write the three files, manifest last, so a crash never leaves a valid-looking folder."""
+        folder.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.store.index, str(folder / "index.faiss"))
+        with open(folder / "chunks.jsonl", "w", encoding="utf-8") as f:
+            for i in range(len(self)):
+                doc = self._document(i)
+                f.write(json.dumps({"text": doc.page_content, "metadata": doc.metadata}, ensure_ascii=False) + "\n")
+        manifest = {
+            "key": key,
+            "format": FORMAT_VERSION,
+            "count": len(self),
+            "metric": _metric(self.store.distance_strategy),
+            "sha256": {name: _sha256(folder / name) for name in ("index.faiss", "chunks.jsonl")},
+        }
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path, key: str, encoder: Encoder) -> Index:
+        """Load a folder written by save(), after checking its key and checksums."""
+        manifest = _read_manifest(folder)
+        if manifest.get("key") != key:
+            raise IndexError_(f"{folder} was built from another config (key {manifest.get('key')}, want {key})")
+        for name, digest in manifest["sha256"].items():
+            if _sha256(folder / name) != digest:
+                raise IndexError_(f"{folder / name} is corrupted (sha256 mismatch)")
+        faiss_index = faiss.read_index(str(folder / "index.faiss"))
+        with open(folder / "chunks.jsonl", encoding="utf-8") as f:
+            documents = [Document(row["text"], metadata=row["metadata"]) for row in map(json.loads, f)]
+        if faiss_index.ntotal != len(documents):
+            raise IndexError_(f"{folder}: {faiss_index.ntotal} vectors but {len(documents)} chunks")
+        ids = [str(i) for i in range(len(documents))]
+        store = FAISS(
+            encoder,
+            faiss_index,
+            InMemoryDocstore(dict(zip(ids, documents, strict=True))),
+            dict(enumerate(ids)),
+            distance_strategy=_strategy(manifest["metric"]),
+        )
+        return cls(store)
+
+    @classmethod
+    def load_or_build(cls, cfg: Config, encoder: Encoder) -> Index:
+        """Load `<index.dir>/<key>` or build it; a file lock makes concurrent workers build once."""
+        key = index_key(cfg)
+        folder = Path(cfg.index.dir) / key
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(folder.parent / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker waits here, then loads
+            if (folder / "manifest.json").exists():
+                try:
+                    return cls.load(folder, key, encoder)
+                except IndexError_ as err:
+                    logger.warning("rebuilding index: %s", err)
+            return cls._build_and_save(cfg, encoder, folder, key)
+
+    @classmethod
+    def _build_and_save(cls, cfg: Config, encoder: Encoder, folder: Path, key: str) -> Index:
+        start = time.perf_counter()
+        documents = load_documents(cfg.corpus)
+        chunks = split(documents, cfg.corpus)
+        logger.info("building index %s: %d documents, %d chunks", key, len(documents), len(chunks))
+        index = cls.build(chunks, encoder, cfg.index.metric)
+        index.save(folder, key)
+        logger.info("index %s built in %.1f s", folder, time.perf_counter() - start)
+        return index
+
+    def _document(self, position: int) -> Document:
+        return self.store.docstore.search(self.store.index_to_docstore_id[position])
+
+
+def _strategy(metric: str) -> DistanceStrategy:
+    return DistanceStrategy.MAX_INNER_PRODUCT if metric == "cosine" else DistanceStrategy.EUCLIDEAN_DISTANCE
+
+
+def _metric(strategy: DistanceStrategy) -> str:
+    return "cosine" if strategy == DistanceStrategy.MAX_INNER_PRODUCT else "l2"
+
+
+def _read_manifest(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError) as err:
+        raise IndexError_(f"{folder}: no readable manifest.json ({err})") from err
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as err:
+        raise IndexError_(f"{path}: {err}") from err

@@ -1,0 +1,66 @@
+"""The RAG endpoint's work, independent of TorchServe: a batch of queries -> prompts and sources.
+
+Public names: RAGPipeline.
+`answer(queries)` embeds all questions in one forward pass, runs one FAISS search for the whole
+batch (at the largest k asked), and returns one response per query: the prompt text, or
+{"prompt", "sources"} for JSON queries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Config
+from .embeddings import Encoder
+from .index import Index
+from .prompt import build_prompt, format_sources
+from .serving import Query
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StageTimes:
+    """Milliseconds spent per stage in the last batch (exported as TorchServe metrics)."""
+
+    embed_ms: float = 0.0
+    search_ms: float = 0.0
+
+
+class RAGPipeline:
+    """Encoder + index + prompt template, built once per worker."""
+
+    def __init__(self, cfg: Config, encoder: Encoder, index: Index) -> None:
+        self.cfg = cfg
+        self.encoder = encoder
+        self.index = index
+        self.last_times = StageTimes()
+
+    @classmethod
+    def from_config(cls, cfg: Config, device: str = "cpu") -> RAGPipeline:
+        """Load the encoder (compiling and warming it up) and load or build the index."""
+        encoder = Encoder(cfg.embedding, cfg.compile, device)
+        start = time.perf_counter()
+        index = Index.load_or_build(cfg, encoder)
+        logger.info("index ready: %d chunks in %.1f s", len(index), time.perf_counter() - start)
+        return cls(cfg, encoder, index)
+
+    def answer(self, queries: list[Query]) -> list[str | dict[str, Any]]:
+        """One embedding forward and one FAISS search for the whole batch."""
+        if not queries:
+            return []
+        start = time.perf_counter()
+        vectors = self.encoder.embed([query.question for query in queries])  # (n, dim)
+        searched = time.perf_counter()
+        hits_per_query = self.index.search(vectors, max(query.k for query in queries))
+        self.last_times = StageTimes((searched - start) * 1e3, (time.perf_counter() - searched) * 1e3)
+        return [self._respond(query, hits[: query.k]) for query, hits in zip(queries, hits_per_query, strict=True)]
+
+    def _respond(self, query: Query, hits: list) -> str | dict[str, Any]:
+        prompt = build_prompt(query.question, hits, self.cfg.retrieval.template)
+        if not query.as_json:
+            return prompt
+        return {"prompt": prompt, "sources": format_sources(hits)}

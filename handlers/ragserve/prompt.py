@@ -1,0 +1,37 @@
+"""Prompt assembly: question + retrieved chunks -> the text the LLM endpoint receives.
+
+Public names: build_prompt, format_sources.
+The default template is the original demo's, byte for byte (config.DEFAULT_TEMPLATE); each chunk
+enters the context as "\\n{chunk text}\\n", as LangChain's stuff chain joined them in the demo.
+Applying an LLM's chat template is the LLM endpoint's job, not this module's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .index import Hit
+
+
+def build_prompt(question: str, hits: list[Hit], template: str) -> str:
+    """Fill the template with the hits' texts (best first) and the question."""
+    context = "".join(f"\n{hit.document.page_content}\n" for hit in hits)
+    # format() does not re-read the substituted values, so braces inside chunks are safe.
+    return template.format(context=context, question=question)
+
+
+def format_sources(hits: list[Hit]) -> list[dict[str, Any]]:
+    """The `sources` list of a JSON response: where each chunk came from, its score and text."""
+    sources = []
+    for hit in hits:
+        source = hit.document.metadata.get("source", "")
+        where = "url" if source.startswith(("http://", "https://")) else "path"
+        sources.append(
+            {
+                where: source,
+                "title": hit.document.metadata.get("title", ""),
+                "score": round(hit.score, 6),
+                "text": hit.document.page_content,
+            }
+        )
+    return sources

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Package an endpoint into model_store/<name>/ for TorchServe: `make archive`.
+
+  python scripts/archive.py --config configs/rag-docs.yaml --name rag
+
+Uses torch-model-archiver with --archive-format no-archive: the archive is a folder, so the
+~420 MB of weights are hard-linked into it (no copy, no zip, nothing unpacked at registration).
+Ships the handler, the ragserve package, the yaml, a local corpus and the prebuilt index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "handlers"))
+
+from ragserve.config import Config  # noqa: E402
+from ragserve.index import index_key  # noqa: E402
+
+
+def archive(config: Path, name: str, handler: str, store: Path) -> Path:
+    """Run torch-model-archiver, then link the model and copy the corpus and index beside it."""
+    # The archiver copies the *contents* of an extra-files folder: stage ragserve/ one level down.
+    staging = ROOT / "build" / "archive" / name
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(ROOT / "handlers" / "ragserve", staging / "ragserve", ignore=shutil.ignore_patterns("__pycache__"))
+    archiver = Path(sys.executable).parent / "torch-model-archiver"
+    subprocess.run(
+        [
+            str(archiver),
+            "--model-name",
+            name,
+            "--version",
+            "1.0",
+            "--handler",
+            handler,
+            "--extra-files",
+            str(staging),
+            "--config-file",
+            str(config),
+            "--archive-format",
+            "no-archive",
+            "--export-path",
+            str(store),
+            "--force",
+        ],
+        check=True,
+    )
+    return store / name
+
+
+def add_rag_files(config: Path, target: Path) -> None:
+    """The embedding model (hard links), a local corpus, and the index the yaml will look for."""
+    cfg = Config.from_yaml(config, root=ROOT)
+    archived = Config.from_yaml(config, root=target)
+    _link_tree(Path(cfg.embedding.model_path), Path(archived.embedding.model_path))
+    if not cfg.corpus.is_url and cfg.corpus.source != archived.corpus.source:  # relative path: ship it
+        shutil.copytree(cfg.corpus.source, archived.corpus.source, dirs_exist_ok=True)
+    built = Path(cfg.index.dir) / index_key(cfg)
+    if cfg.index.dir == archived.index.dir:
+        print(f"index.dir is absolute: workers use {built} directly")
+    elif built.is_dir():
+        shutil.copytree(built, Path(archived.index.dir) / index_key(archived), dirs_exist_ok=True)
+        print(f"archived index {built.name}")
+    else:
+        print(f"no prebuilt index at {built}: workers will build it at startup (run `make index` first)")
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    if not source.is_dir():
+        sys.exit(f"{source} is missing: run `make models` first")
+    for path in sorted(source.rglob("*")):
+        dest = target / path.relative_to(source)
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, dest)
+        except OSError:  # another filesystem: fall back to a copy
+            shutil.copy2(path, dest)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "rag-docs.yaml")
+    parser.add_argument("--name", default="rag")
+    parser.add_argument("--store", type=Path, default=ROOT / "model_store")
+    args = parser.parse_args()
+    target = archive(args.config.resolve(), args.name, str(ROOT / "handlers" / "rag_handler.py"), args.store)
+    add_rag_files(args.config.resolve(), target)
+    print(f"archived {target}")
+
+
+if __name__ == "__main__":
+    main()

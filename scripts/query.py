@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Ask a question through the RAG endpoint and (unless --rag-only) the LLM endpoint.
+
+  python scripts/query.py "What's new with Llama 3.1?"              # RAG prompt -> LLM answer
+  python scripts/query.py --rag-only "What's new with Llama 3.1?"   # print the RAG prompt
+  python scripts/query.py --rag-url http://cpu-host:8080/predictions/rag \\
+      --llm-url http://gpu-host:8080/predictions/llm --key-file key_file.json "..."
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+from tsclient import INFERENCE_URL, ROOT, read_key, request
+
+
+def ask(url: str, text: str, key: str, timeout_s: float) -> str:
+    """POST text/plain; exit with a clear message when the endpoint is down or refuses."""
+    try:
+        status, _, body = request(url, text.encode(), key=key, timeout_s=timeout_s)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        raise SystemExit(f"{url} is not reachable ({err}); is TorchServe running? (make serve)") from err
+    if status != 200:
+        raise SystemExit(f"{url} answered HTTP {status}: {body}")
+    return body
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("question")
+    parser.add_argument("--rag-url", default=f"{INFERENCE_URL}/predictions/rag")
+    parser.add_argument("--llm-url", default=f"{INFERENCE_URL}/predictions/llm")
+    parser.add_argument("--key-file", type=Path, default=ROOT / "key_file.json")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
+    parser.add_argument("--rag-only", action="store_true", help="print the RAG prompt, skip the LLM")
+    args = parser.parse_args()
+    key = read_key("inference", args.key_file)
+    start = time.perf_counter()
+    prompt = ask(args.rag_url, args.question, key, args.timeout)
+    if args.rag_only:
+        print(prompt)
+        print(f"\n[RAG prompt in {time.perf_counter() - start:.2f} s]", file=sys.stderr)
+        return
+    print(f"Question: {args.question}")
+    answer = ask(args.llm_url, prompt, key, args.timeout)
+    print(f"Answer: {answer.strip()}")
+    print(f"[round trip {time.perf_counter() - start:.2f} s]", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Start TorchServe on models in model_store/ and wait until each has a ready worker.
+#   scripts/serve.sh rag [llm ...]     env: THREADS=n sets OMP_NUM_THREADS for the workers
+set -euo pipefail
+cd "$(dirname "$0")/.."
+models=("${@:-rag}")
+specs=()
+for m in "${models[@]}"; do specs+=("$m=$m"); done
+
+if [ "$(uname -m)" = "aarch64" ]; then
+  # Graviton settings from the original demo (oneDNN bf16 fast math, larger primitive cache).
+  export TORCH_MKLDNN_MATMUL_MIN_DIM=1024 LRU_CACHE_CAPACITY=1024 THP_MEM_ALLOC_ENABLE=1 DNNL_DEFAULT_FPMATH_MODE=BF16
+  echo "aarch64: applied Graviton settings (TORCH_MKLDNN_MATMUL_MIN_DIM, LRU_CACHE_CAPACITY, THP_MEM_ALLOC_ENABLE, DNNL_DEFAULT_FPMATH_MODE)"
+fi
+if [ -n "${THREADS:-}" ]; then export OMP_NUM_THREADS="$THREADS"; fi
+export PATH="$PWD/.venv/bin:$PATH" LOG_LOCATION="$PWD/logs" METRICS_LOCATION="$PWD/logs"
+mkdir -p logs
+torchserve --stop >/dev/null 2>&1 || true
+torchserve --start --ncs --model-store model_store --ts-config config.properties --models "${specs[@]}" \
+  >logs/torchserve.out 2>&1
+python scripts/tsclient.py wait "${models[@]}"

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ragserve.config import DEFAULT_TEMPLATE, Config, ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_flat_keys_map_to_sections(tmp_path: Path) -> None:
+    cfg = Config.from_mapping(
+        {
+            "url_to_scrape": "https://huggingface.co/blog/llama3",
+            "chunk_size": 1000,
+            "chunk_overlap": 0,
+            "model_path": "model/mpnet",
+            "compile": False,
+            "profile": True,
+        },
+        tmp_path,
+    )
+    assert cfg.corpus.source == "https://huggingface.co/blog/llama3"
+    assert (cfg.corpus.chunk_size, cfg.corpus.chunk_overlap) == (1000, 0)
+    assert cfg.embedding.model_path == str(tmp_path / "model" / "mpnet")
+    assert cfg.compile.enabled is False
+
+
+def test_grouped_sections_and_relative_paths_resolve_against_root(tmp_path: Path) -> None:
+    cfg = Config.from_mapping({"corpus": {"source": "docs"}, "index": {"dir": "idx"}}, tmp_path)
+    assert cfg.corpus.source == str(tmp_path / "docs")
+    assert cfg.index.dir == str(tmp_path / "idx")
+    assert cfg.retrieval.template == DEFAULT_TEMPLATE
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"chunk_sise": 10}, "chunk_sise"),
+        ({"corpus": {"depth": 3}}, r"unknown key\(s\) in handler.corpus: depth"),
+        ({"chunk_size": 100, "chunk_overlap": 100}, "chunk_overlap"),
+        ({"embedding": {"pooling": "max"}}, "embedding.pooling"),
+        ({"compile": {"mode": "max-autotune", "options": {"freezing": True}}}, "exclusive"),
+        ({"retrieval": {"top_k": 60}}, "top_k"),
+        ({"retrieval": {"template": "no placeholders"}}, "template"),
+        ({"index": {"metric": "dot"}}, "index.metric"),
+    ],
+)
+def test_bad_values_name_the_key(mapping: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config.from_mapping(mapping, ".")
+
+
+@pytest.mark.parametrize("name", ["rag-config.yaml", "rag-docs.yaml"])
+def test_shipped_yamls_are_valid(name: str) -> None:
+    cfg = Config.from_yaml(ROOT / "configs" / name, root=ROOT)
+    assert cfg.retrieval.top_k == 5

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from langchain_core.documents import Document
+
+from ragserve.config import CorpusConfig
+from ragserve.corpus import CorpusError, fingerprint, load_documents, split
+
+DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
+
+
+def test_local_folder_gives_sorted_documents_with_relative_paths_and_titles() -> None:
+    documents = load_documents(CorpusConfig(source=str(DOCS)))
+    assert [d.metadata["source"] for d in documents] == ["docs/notes.txt", "docs/tokens.md", "docs/workers.md"]
+    assert [d.metadata["title"] for d in documents] == ["notes", "Rotating tokens", "Workers"]
+
+
+def test_crawled_site_becomes_documents_with_url_and_title(site_url: str) -> None:
+    documents = load_documents(CorpusConfig(source=site_url + "/guide/", max_depth=1))
+    assert documents[0].metadata == {"source": site_url + "/guide", "title": "The Guide"}
+
+
+def test_split_keeps_source_title_and_position_and_overlaps() -> None:
+    text = " ".join(f"word{i}" for i in range(300))
+    chunks = split(
+        [Document(text, metadata={"source": "s", "title": "t"})], CorpusConfig(chunk_size=200, chunk_overlap=50)
+    )
+    assert len(chunks) > 5
+    assert all(len(c.page_content) <= 200 for c in chunks)
+    assert [c.metadata["chunk"] for c in chunks] == list(range(len(chunks)))
+    assert chunks[0].page_content.split()[-1] in chunks[1].page_content  # overlap carries words over
+
+
+def test_missing_or_empty_local_source_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match="does not exist"):
+        load_documents(CorpusConfig(source=str(tmp_path / "nope")))
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    with pytest.raises(CorpusError, match="no .md/.txt/.html"):
+        load_documents(CorpusConfig(source=str(tmp_path)))
+
+
+def test_fingerprint_changes_when_a_file_changes(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("# A\nfirst")
+    cfg = CorpusConfig(source=str(tmp_path))
+    before = fingerprint(cfg)
+    (tmp_path / "a.md").write_text("# A\nsecond")
+    assert fingerprint(cfg) != before

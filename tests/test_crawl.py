@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ragserve.crawl import CrawlError, crawl, normalise_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def crawl_site(url: str, depth: int = 2, max_pages: int = 50) -> list:
+    return crawl(url, max_depth=depth, max_pages=max_pages, max_page_bytes=1_000_000, timeout_s=5)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://Example.org:80/blog/", "http://example.org/blog"),
+        ("https://example.org/blog/llama3#intro", "https://example.org/blog/llama3"),
+        ("http://127.0.0.1:8000/blog/x/index.html", "http://127.0.0.1:8000/blog/x"),
+        ("http://example.org", "http://example.org/"),
+    ],
+)
+def test_normalise_url_gives_one_spelling_per_page(url: str, expected: str) -> None:
+    assert normalise_url(url) == expected
+
+
+def test_crawl_visits_same_site_html_pages_in_document_order(site_url: str) -> None:
+    pages = crawl_site(site_url + "/")
+    assert [p.url.removeprefix(site_url) for p in pages] == [
+        "/",
+        "/guide",
+        "/guide/cats.html",
+        "/guide/dogs.html",
+        "/guide/birds.html",
+        "/guide/deep.html",
+    ]
+    assert [p.title for p in pages][:3] == ["Test Site Home", "The Guide", "Cats"]
+
+
+def test_crawl_respects_max_depth_and_max_pages(site_url: str) -> None:
+    assert len(crawl_site(site_url + "/", depth=0)) == 1
+    assert "/guide/deep.html" not in [p.url.removeprefix(site_url) for p in crawl_site(site_url + "/", depth=1)]
+    assert len(crawl_site(site_url + "/", max_pages=2)) == 2
+
+
+def test_crawl_stays_under_the_start_folder(site_url: str) -> None:
+    urls = [p.url.removeprefix(site_url) for p in crawl_site(site_url + "/guide/cats.html")]
+    assert urls == ["/guide/cats.html", "/guide/dogs.html"]
+
+
+def test_text_is_main_content_without_boilerplate(site_url: str) -> None:
+    pages = {p.url.removeprefix(site_url): p for p in crawl_site(site_url + "/")}
+    guide, cats = pages["/guide"].text, pages["/guide/cats.html"].text
+    assert "zebra project ships its index" in guide
+    for boilerplate in ("NAVIGATION BAR", "More articles box", "Footer text"):
+        assert boilerplate not in guide and boilerplate not in pages["/"].text
+    assert "fifteen hours" in cats and "SCRIPT TEXT" not in cats and "color: red" not in cats
+
+
+def test_unreachable_start_url_fails_naming_url_and_cause() -> None:
+    with pytest.raises(CrawlError, match=r"127\.0\.0\.1:9/.*ConnectionError"):
+        crawl_site("http://127.0.0.1:9/")
+
+
+def test_crawl_is_the_same_whatever_the_hash_seed(site_url: str) -> None:
+    code = (
+        "import json, sys; from ragserve.crawl import crawl; "
+        "pages = crawl(sys.argv[1], 2, 50, 1_000_000, 5); print(json.dumps([(p.url, p.text) for p in pages]))"
+    )
+    runs = []
+    for seed in ("0", "1", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT / "handlers")}
+        out = subprocess.run(
+            [sys.executable, "-c", code, site_url + "/"], env=env, check=True, capture_output=True, text=True
+        ).stdout
+        runs.append(json.loads(out))
+    assert runs[0] == runs[1] == runs[2]

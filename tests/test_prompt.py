@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from langchain_core.documents import Document
+
+from ragserve.config import DEFAULT_TEMPLATE
+from ragserve.index import Hit
+from ragserve.prompt import build_prompt, format_sources
+
+SEED_PROMPT = (
+    "Use the following pieces of context to answer the question at the end. If you don't know the answer, "
+    "just say that you don't know, don't try to make up an answer.\n\n"
+    "\nfirst chunk\n\nsecond {chunk}\n"
+    "\n\nQuestion: What's new?\nHelpful Answer:"
+)
+
+
+def hits() -> list[Hit]:
+    return [
+        Hit(Document("first chunk", metadata={"source": "https://x.org/a", "title": "A"}), 0.9),
+        Hit(Document("second {chunk}", metadata={"source": "docs/b.md", "title": "B"}), 0.5),
+    ]
+
+
+def test_prompt_matches_the_original_demo_byte_for_byte() -> None:
+    assert build_prompt("What's new?", hits(), DEFAULT_TEMPLATE) == SEED_PROMPT
+
+
+def test_sources_name_url_or_path_with_score_and_text() -> None:
+    first, second = format_sources(hits())
+    assert first == {"url": "https://x.org/a", "title": "A", "score": 0.9, "text": "first chunk"}
+    assert second["path"] == "docs/b.md" and "url" not in second

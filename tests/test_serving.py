@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from ragserve.config import RetrievalConfig
+from ragserve.serving import Query, RequestError, decode_request, error_body
+
+CFG = RetrievalConfig(max_question_chars=100)
+JSON = "application/json"
+
+
+@pytest.mark.parametrize(
+    ("request_", "content_type", "expected"),
+    [
+        ({"body": "What is new?"}, "text/plain", Query("What is new?", 5, False)),
+        ({"data": b"  bytes question \n"}, "text/plain", Query("bytes question", 5, False)),
+        ({"body": {"question": "Q?", "k": 3}}, JSON, Query("Q?", 3, True)),
+        ({"body": b'{"question": "Q?"}'}, JSON, Query("Q?", 5, True)),
+        ({"body": b'{"question": "Q?"}'}, "text/plain", Query('{"question": "Q?"}', 5, False)),
+        (
+            {"question": bytearray(b"form question")},
+            "application/x-www-form-urlencoded",
+            Query("form question", 5, False),
+        ),
+    ],
+)
+def test_valid_requests_decode(request_: dict, content_type: str, expected: Query) -> None:
+    assert decode_request(request_, content_type, CFG) == expected
+
+
+@pytest.mark.parametrize(
+    ("request_", "content_type", "field", "status", "message"),
+    [
+        ({"body": ""}, "text/plain", "body", 400, "empty"),
+        ({"body": " \n\t "}, "text/plain", "body", 400, "empty"),
+        ({"body": b"\xff\xfe bad"}, "text/plain", "body", 400, "UTF-8"),
+        ({"body": b"{not json"}, JSON, "body", 400, "malformed JSON"),
+        ({"body": [1, 2]}, JSON, "body", 400, "must be an object"),
+        ({"body": {"k": 3}}, JSON, "question", 400, "needs a 'question'"),
+        ({"body": {"question": 7}}, JSON, "question", 400, "must be a string"),
+        ({"body": {"question": "Q", "k": 0}}, JSON, "k", 400, "1..50"),
+        ({"body": {"question": "Q", "k": 51}}, JSON, "k", 400, "1..50"),
+        ({"body": {"question": "Q", "k": "3"}}, JSON, "k", 400, "integer"),
+        ({"body": {"question": "Q", "k": 2.5}}, JSON, "k", 400, "integer"),
+        ({"body": {"question": "Q", "k": True}}, JSON, "k", 400, "integer"),
+        ({"body": {"question": "Q", "top": 1}}, JSON, "top", 400, "unknown field"),
+        ({"body": "x" * 101}, "text/plain", "body", 413, "limit is 100"),
+        ({"body": "nul\x00byte"}, "text/plain", "body", 400, "control characters"),
+        ({}, "application/x-www-form-urlencoded", "body", 400, "Content-Type: text/plain"),
+    ],
+)
+def test_bad_requests_raise_an_error_naming_the_field(
+    request_: dict, content_type: str, field: str, status: int, message: str
+) -> None:
+    with pytest.raises(RequestError, match=message) as caught:
+        decode_request(request_, content_type, CFG)
+    body = error_body(caught.value)
+    assert (body["field"], body["status"]) == (field, status)
