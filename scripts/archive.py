@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,11 +26,17 @@ from ragserve.index import index_key  # noqa: E402
 
 
 def archive(config: Path, name: str, handler: str, store: Path) -> Path:
-    """Run torch-model-archiver, then link the model and copy the corpus and index beside it."""
+    """Run torch-model-archiver on the handler plus the ragserve package; returns the archive folder."""
     # The archiver copies the *contents* of an extra-files folder: stage ragserve/ one level down.
-    staging = ROOT / "build" / "archive" / name
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(ROOT / "handlers" / "ragserve", staging / "ragserve", ignore=shutil.ignore_patterns("__pycache__"))
+    with tempfile.TemporaryDirectory() as staging:
+        package = Path(staging) / "ragserve"
+        shutil.copytree(ROOT / "handlers" / "ragserve", package, ignore=shutil.ignore_patterns("__pycache__"))
+        _run_archiver(name, handler, staging, config, store)
+    return store / name
+
+
+def _run_archiver(name: str, handler: str, extra: str, config: Path, store: Path) -> None:
+    store.mkdir(parents=True, exist_ok=True)
     archiver = Path(sys.executable).parent / "torch-model-archiver"
     subprocess.run(
         [
@@ -41,7 +48,7 @@ def archive(config: Path, name: str, handler: str, store: Path) -> Path:
             "--handler",
             handler,
             "--extra-files",
-            str(staging),
+            extra,
             "--config-file",
             str(config),
             "--archive-format",
@@ -52,14 +59,17 @@ def archive(config: Path, name: str, handler: str, store: Path) -> Path:
         ],
         check=True,
     )
-    return store / name
 
 
-def add_rag_files(config: Path, target: Path) -> None:
-    """The embedding model (hard links), a local corpus, and the index the yaml will look for."""
-    cfg = Config.from_yaml(config, root=ROOT)
+def add_rag_files(config: Path, target: Path, root: Path) -> None:
+    """The embedding model (hard links), a local corpus, and the index the yaml will look for.
+
+    Paths that are absolute in the yaml stay where they are; relative ones are shipped.
+    """
+    cfg = Config.from_yaml(config, root=root)
     archived = Config.from_yaml(config, root=target)
-    _link_tree(Path(cfg.embedding.model_path), Path(archived.embedding.model_path))
+    if cfg.embedding.model_path != archived.embedding.model_path:
+        _link_tree(Path(cfg.embedding.model_path), Path(archived.embedding.model_path))
     if not cfg.corpus.is_url and cfg.corpus.source != archived.corpus.source:  # relative path: ship it
         shutil.copytree(cfg.corpus.source, archived.corpus.source, dirs_exist_ok=True)
     built = Path(cfg.index.dir) / index_key(cfg)
@@ -92,9 +102,10 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "rag-docs.yaml")
     parser.add_argument("--name", default="rag")
     parser.add_argument("--store", type=Path, default=ROOT / "model_store")
+    parser.add_argument("--root", type=Path, default=ROOT, help="resolve the yaml's relative paths here")
     args = parser.parse_args()
     target = archive(args.config.resolve(), args.name, str(ROOT / "handlers" / "rag_handler.py"), args.store)
-    add_rag_files(args.config.resolve(), target)
+    add_rag_files(args.config.resolve(), target, args.root.resolve())
     print(f"archived {target}")
 
 

@@ -55,7 +55,13 @@ def ready_workers(model: str, key: str, management_url: str = MANAGEMENT_URL) ->
     return sum(w.get("status") == "READY" for entry in json.loads(text) for w in entry.get("workers", []))
 
 
-def wait_ready(models: list[str], timeout_s: float = 1800, log: Path = ROOT / "logs" / "model_log.log") -> float:
+def wait_ready(
+    models: list[str],
+    timeout_s: float = 1800,
+    management_url: str = MANAGEMENT_URL,
+    key_file: Path = ROOT / "key_file.json",
+    log: Path = ROOT / "logs" / "model_log.log",
+) -> float:
     """Poll the management API until every model has a ready worker; returns seconds waited."""
     start = time.monotonic()
     pending = list(models)
@@ -63,8 +69,8 @@ def wait_ready(models: list[str], timeout_s: float = 1800, log: Path = ROOT / "l
         if time.monotonic() - start > timeout_s:
             raise SystemExit(f"models {pending} not ready after {timeout_s:.0f} s; see {log}")
         try:
-            key = read_key("management")
-            pending = [m for m in pending if ready_workers(m, key) == 0]
+            key = read_key("management", key_file)
+            pending = [m for m in pending if ready_workers(m, key, management_url) == 0]
         except (SystemExit, OSError):
             pass  # server still starting
         time.sleep(1)

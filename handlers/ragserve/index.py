@@ -83,6 +83,7 @@ class Index:
             zip(texts, vectors.tolist(), strict=True),
             encoder,
             metadatas=[chunk.metadata for chunk in chunks],
+            ids=[str(i) for i in range(len(chunks))],  # positions, not random uuids: reproducible
             distance_strategy=_strategy(metric),
         )
         return cls(store)
@@ -124,7 +125,8 @@ class Index:
                 raise IndexError_(f"{folder / name} is corrupted (sha256 mismatch)")
         faiss_index = faiss.read_index(str(folder / "index.faiss"))
         with open(folder / "chunks.jsonl", encoding="utf-8") as f:
-            documents = [Document(row["text"], metadata=row["metadata"]) for row in map(json.loads, f)]
+            rows = [json.loads(line) for line in f]
+        documents = [Document(row["text"], metadata=row["metadata"], id=str(i)) for i, row in enumerate(rows)]
         if faiss_index.ntotal != len(documents):
             raise IndexError_(f"{folder}: {faiss_index.ntotal} vectors but {len(documents)} chunks")
         ids = [str(i) for i in range(len(documents))]

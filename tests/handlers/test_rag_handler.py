@@ -1,0 +1,60 @@
+"""RAGHandler through TorchServe's own Context (no server): one response per request, errors per request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import ts
+from rag_handler import RAGHandler
+from ts.context import Context, RequestProcessor
+from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+
+DOCS = Path(__file__).resolve().parent.parent / "fixtures" / "docs"
+pytestmark = pytest.mark.model
+
+
+def make_context(model_dir: Path, index_dir: Path, content_types: list[str]) -> Context:
+    handler_yaml = {
+        "corpus": {"source": str(DOCS), "chunk_size": 300, "chunk_overlap": 30},
+        "embedding": {"model_path": str(model_dir)},
+        "compile": {"enabled": False},
+        "index": {"dir": str(index_dir)},
+        "profile": True,
+    }
+    ctx = Context("rag", str(index_dir), {}, len(content_types), None, "0.12.0")
+    ctx.model_yaml_config = {"handler": handler_yaml}
+    ctx.request_processor = [RequestProcessor({"body": {"content-type": ct}}) for ct in content_types]
+    ctx.metrics = MetricsCacheYamlImpl(config_file_path=str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
+    ctx.metrics.initialize_cache()
+    ctx.metrics.model_name = "rag"
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def handler(model_dir: Path, tmp_path_factory) -> RAGHandler:
+    index_dir = tmp_path_factory.mktemp("index")
+    handler = RAGHandler()
+    handler.initialize(make_context(model_dir, index_dir, ["text/plain"]))
+    handler.index_dir = index_dir
+    return handler
+
+
+def test_batch_of_two_gets_two_responses(handler: RAGHandler, model_dir: Path) -> None:
+    ctx = make_context(model_dir, handler.index_dir, ["text/plain", "application/json"])
+    out = handler.handle([{"body": b"Who is Quilla?"}, {"body": {"question": "How to rotate tokens?", "k": 1}}], ctx)
+    assert len(out) == 2
+    assert out[0].startswith("Use the following pieces of context") and "Quilla" in out[0]
+    body = json.loads(out[1])
+    assert len(body["sources"]) == 1 and body["sources"][0]["path"] == "docs/tokens.md"
+    assert ctx.get_response_status(0)[0] == ctx.get_response_status(1)[0] == 200
+
+
+def test_one_bad_request_in_a_batch_fails_alone(handler: RAGHandler, model_dir: Path) -> None:
+    ctx = make_context(model_dir, handler.index_dir, ["text/plain", "application/json", "text/plain"])
+    out = handler.handle([{"body": b"Who is Quilla?"}, {"body": b"{broken"}, {"body": b"   "}], ctx)
+    assert len(out) == 3 and "Quilla" in out[0]
+    assert ctx.get_response_status(1)[0] == 400 and "malformed JSON" in json.loads(out[1])["error"]
+    assert ctx.get_response_status(2)[0] == 400 and json.loads(out[2])["field"] == "body"
+    assert ctx.get_response_headers(1)["content-type"] == "application/json"

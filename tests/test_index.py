@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from langchain_core.documents import Document
+
+from ragserve.config import Config
+from ragserve.index import Index, IndexError_, index_key
+
+DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, model_dir: Path) -> Config:
+    return Config.from_mapping(
+        {
+            "corpus": {"source": str(DOCS), "chunk_size": 200, "chunk_overlap": 20},
+            "embedding": {"model_path": str(model_dir)},
+            "index": {"dir": str(tmp_path / "index")},
+        },
+        tmp_path,
+    )
+
+
+def test_search_finds_the_answering_chunk_for_each_query_in_one_call(cfg: Config, encoder) -> None:
+    index = Index.load_or_build(cfg, encoder)
+    questions = ["How do I rotate the inference token?", "What is the mascot called?"]
+    results = index.search(encoder.embed(questions), k=2)
+    assert [len(hits) for hits in results] == [2, 2]
+    assert results[0][0].document.metadata["source"] == "docs/tokens.md"
+    assert "Quilla" in results[1][0].document.page_content
+    assert results[0][0].score >= results[0][1].score  # cosine, best first
+
+
+def test_saved_index_loads_identically_without_pickles(cfg: Config, encoder) -> None:
+    built = Index.load_or_build(cfg, encoder)
+    folder = Path(cfg.index.dir) / index_key(cfg)
+    assert sorted(p.name for p in folder.iterdir()) == ["chunks.jsonl", "index.faiss", "manifest.json"]
+    loaded = Index.load(folder, index_key(cfg), encoder)
+    query = encoder.embed(["workers and batch size"])
+    assert [h.document for h in loaded.search(query, 3)[0]] == [h.document for h in built.search(query, 3)[0]]
+
+
+def test_second_load_or_build_reuses_the_folder(cfg: Config, encoder, monkeypatch) -> None:
+    Index.load_or_build(cfg, encoder)
+    monkeypatch.setattr(Index, "_build_and_save", classmethod(lambda *a: pytest.fail("rebuilt")))
+    assert len(Index.load_or_build(cfg, encoder)) > 0
+
+
+def test_corrupted_index_is_detected_and_rebuilt(cfg: Config, encoder) -> None:
+    Index.load_or_build(cfg, encoder)
+    folder = Path(cfg.index.dir) / index_key(cfg)
+    chunks = folder / "chunks.jsonl"
+    chunks.write_text(chunks.read_text().replace("Quilla", "Evil!"))
+    with pytest.raises(IndexError_, match="sha256 mismatch"):
+        Index.load(folder, index_key(cfg), encoder)
+    with pytest.raises(IndexError_, match="another config"):
+        Index.load(folder, "0" * 16, encoder)
+    rebuilt = Index.load_or_build(cfg, encoder)
+    assert any("Quilla" in rebuilt._document(i).page_content for i in range(len(rebuilt)))
+    assert json.loads((folder / "manifest.json").read_text())["count"] == len(rebuilt)
+
+
+def test_l2_metric_returns_distances_smallest_first(encoder) -> None:
+    chunks = [Document(t, metadata={"source": "s"}) for t in ["cats sleep a lot", "the stock market fell"]]
+    index = Index.build(chunks, encoder, metric="l2")
+    hits = index.search(encoder.embed(["do cats sleep?"]), 2)[0]
+    assert hits[0].document.page_content == "cats sleep a lot" and hits[0].score < hits[1].score
+    assert np.isclose(
+        hits[0].score,
+        np.sum((encoder.embed(["do cats sleep?"]) - encoder.embed([chunks[0].page_content])) ** 2),
+        atol=1e-4,
+    )

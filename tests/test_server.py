@@ -1,0 +1,84 @@
+"""End to end through a real TorchServe: archive over a crawled site, query with the token, bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import MODEL_DIR
+from server import TorchServe, prepare_rag_archive
+
+pytestmark = [pytest.mark.server, pytest.mark.model]
+
+FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 50\nresponseTimeout: 120\n"
+
+
+@pytest.fixture(scope="module")
+def server(hf_site_url: str, model_dir: Path, tmp_path_factory) -> TorchServe:
+    workdir = tmp_path_factory.mktemp("torchserve")
+    handler_yaml = (
+        f"  url_to_scrape: {hf_site_url}/blog/llama3\n"
+        f"  model_path: {MODEL_DIR}\n"
+        "  compile: false\n"
+        "  corpus: {max_depth: 1, max_pages: 2, chunk_size: 1000, chunk_overlap: 100}\n"
+    )
+    archive = prepare_rag_archive(workdir, handler_yaml, FRONTEND)
+    assert len(list((archive / "index").glob("*/manifest.json"))) == 1  # the index ships in the archive
+    ts = TorchServe(workdir)
+    ts.start(["rag"])
+    yield ts
+    ts.stop()
+
+
+@pytest.mark.parametrize(
+    ("question", "evidence"),
+    [
+        ("What vocabulary size does the new Llama 3 tokenizer have?", "128,256"),
+        ("Which Llama 3 model size uses Grouped-Query Attention (GQA)?", "Grouped-Query Attention"),
+    ],
+)
+def test_text_question_returns_the_seed_prompt_with_the_answer_chunk(server, question, evidence) -> None:
+    status, content_type, prompt = server.post("rag", question.encode())
+    assert status == 200 and content_type.startswith("text/plain")
+    assert prompt.startswith("Use the following pieces of context to answer the question at the end.")
+    assert prompt.endswith(f"\n\nQuestion: {question}\nHelpful Answer:")
+    assert evidence in prompt
+
+
+def test_json_question_returns_prompt_and_scored_sources(server) -> None:
+    body = json.dumps({"question": "How big is the Llama 3 vocabulary?", "k": 3}).encode()
+    status, content_type, text = server.post("rag", body, "application/json")
+    reply = json.loads(text)
+    assert status == 200 and content_type.startswith("application/json")
+    assert len(reply["sources"]) == 3 and reply["sources"][0]["url"].endswith("/blog/llama3")
+    assert reply["sources"][0]["score"] >= reply["sources"][1]["score"]
+    assert all(source["text"] in reply["prompt"] for source in reply["sources"])
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "field"),
+    [
+        (b"", "text/plain", "body"),
+        (b"   \n ", "text/plain", "body"),
+        (b"\xff\xfe\x00bad", "text/plain", "body"),
+        (b'{"question": "x"', "application/json", "body"),
+        (b'{"k": 3}', "application/json", "question"),
+        (b'{"question": "x", "k": 0}', "application/json", "k"),
+        (b'{"question": "x", "k": "five"}', "application/json", "k"),
+        (b"What is Llama 3?", "application/x-www-form-urlencoded", "body"),
+    ],
+)
+def test_bad_input_gets_400_json_and_the_worker_survives(server, body, content_type, field) -> None:
+    pids = server.worker_pids("rag")
+    status, reply_type, text = server.post("rag", body, content_type)
+    assert status == 400 and reply_type.startswith("application/json")
+    assert json.loads(text)["field"] == field
+    assert server.post("rag", b"What is new in Llama 3?")[0] == 200
+    assert server.worker_pids("rag") == pids
+
+
+def test_requests_without_or_with_a_wrong_token_are_refused(server) -> None:
+    for key in (None, "not-the-key"):
+        status, _, text = server.post("rag", b"What is Llama 3?", key=key)
+        assert status == 400 and "InvalidKeyException" in text  # TorchServe 0.12.0 answers 400, not 401
