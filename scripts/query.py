@@ -2,7 +2,8 @@
 """Ask a question through the RAG endpoint and (unless --rag-only) the LLM endpoint.
 
   python scripts/query.py "What's new with Llama 3.1?"              # RAG prompt -> LLM answer
-  python scripts/query.py --rag-only "What's new with Llama 3.1?"   # print the RAG prompt
+  python scripts/query.py --rag-only "What's new with Llama 3.1?"   # print the RAG prompt only
+  python scripts/query.py --stream "What's new with Llama 3.1?"     # print the answer as it is generated
   python scripts/query.py --rag-url http://cpu-host:8080/predictions/rag \\
       --llm-url http://gpu-host:8080/predictions/llm --key-file key_file.json "..."
 """
@@ -10,12 +11,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import urllib.error
 from pathlib import Path
 
-from tsclient import INFERENCE_URL, ROOT, read_key, request
+from tsclient import INFERENCE_URL, ROOT, read_key, request, stream
 
 
 def ask(url: str, text: str, key: str, timeout_s: float) -> str:
@@ -37,6 +39,8 @@ def main() -> None:
     parser.add_argument("--key-file", type=Path, default=ROOT / "key_file.json")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     parser.add_argument("--rag-only", action="store_true", help="print the RAG prompt, skip the LLM")
+    parser.add_argument("--show-prompt", action="store_true", help="also print the RAG prompt")
+    parser.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     args = parser.parse_args()
     key = read_key("inference", args.key_file)
     start = time.perf_counter()
@@ -45,9 +49,18 @@ def main() -> None:
         print(prompt)
         print(f"\n[RAG prompt in {time.perf_counter() - start:.2f} s]", file=sys.stderr)
         return
+    if args.show_prompt:
+        print(f"--- RAG prompt ---\n{prompt}\n------------------")
     print(f"Question: {args.question}")
-    answer = ask(args.llm_url, prompt, key, args.timeout)
-    print(f"Answer: {answer.strip()}")
+    if args.stream:
+        print("Answer: ", end="", flush=True)
+        for piece in stream(
+            args.llm_url, json.dumps({"prompt": prompt, "stream": True}).encode(), key, timeout_s=args.timeout
+        ):
+            print(piece, end="", flush=True)
+        print()
+    else:
+        print(f"Answer: {ask(args.llm_url, prompt, key, args.timeout).strip()}")
     print(f"[round trip {time.perf_counter() - start:.2f} s]", file=sys.stderr)
 
 

@@ -9,11 +9,13 @@ TorchServe writes its tokens to key_file.json in the directory it was started fr
 
 from __future__ import annotations
 
+import codecs
 import json
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +48,21 @@ def request(
             return response.status, response.headers.get("Content-Type", ""), response.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.headers.get("Content-Type", ""), err.read().decode(errors="replace")
+
+
+def stream(
+    url: str, body: bytes, key: str | None, content_type: str = "application/json", timeout_s: float = 300.0
+) -> Iterator[str]:
+    """POST and yield the response body piece by piece as the server flushes it (chunked transfer)."""
+    headers = {"Content-Type": content_type, **({"Authorization": f"Bearer {key}"} if key else {})}
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as response:
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            while piece := response.read1(4096):
+                yield decoder.decode(piece)
+    except urllib.error.HTTPError as err:
+        raise SystemExit(f"{url} answered HTTP {err.code}: {err.read().decode(errors='replace')}") from err
 
 
 def ready_workers(model: str, key: str, management_url: str = MANAGEMENT_URL) -> int:

@@ -68,3 +68,22 @@ def encoder(embedding_cfg: EmbeddingConfig):
     from ragserve.embeddings import Encoder
 
     return Encoder(embedding_cfg, CompileConfig(enabled=False))
+
+
+LLM_DIR = ROOT / "models" / "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="session")
+def llm_dir() -> Path:
+    if not (LLM_DIR / "model.safetensors").is_file():
+        pytest.skip(f"{LLM_DIR} is missing: run `make models`")
+    return LLM_DIR
+
+
+@pytest.fixture(scope="session")
+def generator(llm_dir: Path):
+    """The real SmolLM2-135M-Instruct on CPU, float32, greedy (loaded once per session)."""
+    from ragserve.config import LLMConfig
+    from ragserve.generation import Generator
+
+    return Generator(LLMConfig(model_path=str(llm_dir), max_input_tokens=512))

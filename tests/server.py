@@ -114,3 +114,27 @@ def prepare_rag_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "
         check=True,
     )
     return workdir / "model_store" / "rag"
+
+
+def prepare_llm_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "") -> Path:
+    """Write an LLM model yaml and archive it into workdir/model_store/llm."""
+    config = workdir / "llm-test.yaml"
+    config.write_text(frontend_yaml + "handler:\n" + handler_yaml)
+    subprocess.run(
+        [
+            sys.executable,
+            ROOT / "scripts/archive.py",
+            "--endpoint",
+            "llm",
+            "--config",
+            config,
+            "--name",
+            "llm",
+            "--root",
+            workdir,
+            "--store",
+            workdir / "model_store",
+        ],
+        check=True,
+    )
+    return workdir / "model_store" / "llm"

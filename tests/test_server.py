@@ -1,13 +1,15 @@
-"""End to end through a real TorchServe: archive over a crawled site, query with the token, bad inputs."""
+"""End to end through a real TorchServe: archives over a crawled site and SmolLM2, token, chain, bad inputs."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import MODEL_DIR
-from server import TorchServe, prepare_rag_archive
+from conftest import LLM_DIR, MODEL_DIR, ROOT
+from server import TorchServe, prepare_llm_archive, prepare_rag_archive
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
@@ -15,7 +17,7 @@ FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 50\nrespo
 
 
 @pytest.fixture(scope="module")
-def server(hf_site_url: str, model_dir: Path, tmp_path_factory) -> TorchServe:
+def server(hf_site_url: str, model_dir: Path, llm_dir: Path, tmp_path_factory) -> TorchServe:
     workdir = tmp_path_factory.mktemp("torchserve")
     handler_yaml = (
         f"  url_to_scrape: {hf_site_url}/blog/llama3\n"
@@ -25,8 +27,10 @@ def server(hf_site_url: str, model_dir: Path, tmp_path_factory) -> TorchServe:
     )
     archive = prepare_rag_archive(workdir, handler_yaml, FRONTEND)
     assert len(list((archive / "index").glob("*/manifest.json"))) == 1  # the index ships in the archive
+    llm_yaml = f"  model_path: {LLM_DIR}\n  max_new_tokens: 48\n  max_new_tokens_limit: 64\n  threads: 1\n"
+    prepare_llm_archive(workdir, llm_yaml, FRONTEND)
     ts = TorchServe(workdir)
-    ts.start(["rag"])
+    ts.start(["rag", "llm"])
     yield ts
     ts.stop()
 
@@ -82,3 +86,67 @@ def test_requests_without_or_with_a_wrong_token_are_refused(server) -> None:
     for key in (None, "not-the-key"):
         status, _, text = server.post("rag", b"What is Llama 3?", key=key)
         assert status == 400 and "InvalidKeyException" in text  # TorchServe 0.12.0 answers 400, not 401
+
+
+def test_client_chains_rag_and_llm_into_an_answer(server) -> None:
+    urls = [
+        "--rag-url",
+        f"{server.inference_url}/predictions/rag",
+        "--llm-url",
+        f"{server.inference_url}/predictions/llm",
+    ]
+    out = subprocess.run(
+        [
+            sys.executable,
+            ROOT / "scripts/query.py",
+            *urls,
+            "--key-file",
+            server.key_file,
+            "What vocabulary size does the new Llama 3 tokenizer have?",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.startswith("Question: What vocabulary size") and "Answer: " in out
+    assert "128" in out.split("Answer: ", 1)[1]
+
+
+def test_llm_json_reply_counts_tokens(server) -> None:
+    body = json.dumps({"prompt": "What is the capital of France?", "max_new_tokens": 8}).encode()
+    status, _, text = server.post("llm", body, "application/json")
+    reply = json.loads(text)
+    assert status == 200 and "Paris" in reply["answer"] and 0 < reply["completion_tokens"] <= 8
+
+
+def test_llm_streaming_arrives_in_several_chunks_and_matches_the_plain_answer(server) -> None:
+    from tsclient import read_key, stream
+
+    request = {"prompt": "Count from one to ten.", "max_new_tokens": 24}
+    pieces = list(
+        stream(
+            f"{server.inference_url}/predictions/llm",
+            json.dumps({**request, "stream": True}).encode(),
+            read_key("inference", server.key_file),
+        )
+    )
+    _, _, plain = server.post("llm", json.dumps(request).encode(), "application/json")
+    assert len(pieces) > 1
+    assert "".join(pieces).strip() == json.loads(plain)["answer"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "field"),
+    [
+        (b"", "text/plain", "body"),
+        (b'{"prompt": "hi", "max_new_tokens": 0}', "application/json", "max_new_tokens"),
+        (b'{"prompt": "hi", "max_new_tokens": 100000}', "application/json", "max_new_tokens"),
+        (b'["prompt"]', "application/json", "body"),
+    ],
+)
+def test_llm_bad_input_gets_400_and_the_worker_survives(server, body, content_type, field) -> None:
+    pids = server.worker_pids("llm")
+    status, _, text = server.post("llm", body, content_type)
+    assert status == 400 and json.loads(text)["field"] == field
+    assert server.post("llm", b"Say hi.")[0] == 200
+    assert server.worker_pids("llm") == pids

@@ -1,6 +1,7 @@
 """Typed configuration for the RAG endpoint: the only code that reads YAML or raw dicts.
 
-Public names: Config (corpus, embedding, compile, index, retrieval sections) and ConfigError.
+Public names: Config (the RAG endpoint: corpus, embedding, compile, index, retrieval sections),
+LLMConfig (the LLM endpoint, flat keys) and ConfigError.
 `Config.from_mapping(handler_section, root)` accepts the original demo's flat keys
 (`url_to_scrape`, `chunk_size`, `chunk_overlap`, `model_path`, `compile`) as well as grouped
 sections; unknown keys are errors. Relative paths are resolved once, against `root`.
@@ -159,9 +160,7 @@ class Config:
     @classmethod
     def from_yaml(cls, path: str | Path, root: str | Path | None = None) -> Config:
         """Read the `handler:` section of a TorchServe model yaml (root defaults to the cwd)."""
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f) or {}
-        return cls.from_mapping(doc.get("handler", {}), root or Path.cwd())
+        return cls.from_mapping(_handler_section(path), root or Path.cwd())
 
     def resolve(self, root: Path) -> Config:
         """Return a copy whose relative local paths are absolute under root."""
@@ -181,11 +180,61 @@ class Config:
         return dataclasses.asdict(self)
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """The LLM endpoint: any Hugging Face causal LM, and the limits a request may ask for."""
+
+    model_path: str | None = "models/smollm2-135m-instruct"  # local HF folder (relative to the archive)
+    model_id: str | None = None  # hub id, used when model_path is unset (needs internet)
+    revision: str | None = None  # hub commit to pin with model_id
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (float16/bfloat16 on GPU)
+    device_map: str | None = None  # "auto" spreads a big model over the GPUs (accelerate); None: one device
+    max_new_tokens: int = 256  # default per request
+    max_new_tokens_limit: int = 1024  # the most a request may ask for
+    max_input_tokens: int | None = None  # None: the model's context length; longer prompts get 413
+    max_prompt_chars: int = 100_000  # checked before tokenizing; longer prompts get 413
+    do_sample: bool = False  # greedy by default: the same prompt gives the same answer
+    temperature: float = 0.7  # used when sampling
+    top_p: float = 0.9  # used when sampling
+    use_chat_template: bool = True  # wrap the prompt as a user message with the tokenizer's template
+    system_prompt: str | None = None  # optional system message in the chat template
+    threads: int | None = None  # torch threads per worker on CPU (None: torch's default)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model_path or self.model_id), "handler.model_path or handler.model_id is required")
+        _check(self.dtype in DTYPES, f"handler.dtype must be one of {DTYPES}")
+        _check(0 < self.max_new_tokens <= self.max_new_tokens_limit, "handler.max_new_tokens out of range")
+        _check(self.temperature > 0 and 0 < self.top_p <= 1, "handler.temperature/top_p out of range")
+
+    @classmethod
+    def from_mapping(cls, mapping: dict[str, Any] | None, root: str | Path) -> LLMConfig:
+        values = {k: v for k, v in (mapping or {}).items() if k not in IGNORED_KEYS}
+        if values.get("model_id") and "model_path" not in values:
+            values["model_path"] = None  # an explicit hub id replaces the offline default
+        cfg = _build(cls, "", values)
+        if cfg.model_path:
+            cfg = dataclasses.replace(cfg, model_path=_absolute(cfg.model_path, Path(root)))
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, root: str | Path | None = None) -> LLMConfig:
+        return cls.from_mapping(_handler_section(path), root or Path.cwd())
+
+
+def _handler_section(path: str | Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        doc = yaml.safe_load(f) or {}
+    return doc.get("handler") or {}
+
+
 def _build(section_cls: type, name: str, values: dict[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(section_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) in handler.{name}: {', '.join(unknown)}")
+        raise ConfigError(f"unknown key(s) in handler{'.' if name else ''}{name}: {', '.join(unknown)}")
     try:
         return section_cls(**values)
     except TypeError as err:

@@ -82,12 +82,12 @@ class Encoder(Embeddings):
         return self.embed([text])[0].tolist()
 
     def _forward(self, texts: list[str]) -> np.ndarray:
-        encoded = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.cfg.max_seq_length, return_tensors="pt"
-        )
-        # Tensors are created and consumed inside inference mode: mixing them with tensors made
-        # outside it would make dynamo guard on the difference and recompile.
+        # Tokenize inside inference mode too: tensors made outside it carry another dispatch key,
+        # and dynamo would guard on the difference and recompile (warm-up runs inside it).
         with torch.inference_mode():
+            encoded = self.tokenizer(
+                texts, padding=True, truncation=True, max_length=self.cfg.max_seq_length, return_tensors="pt"
+            )
             input_ids = encoded["input_ids"].to(self.device)  # (n, seq)
             attention_mask = encoded["attention_mask"].to(self.device)  # (n, seq)
             return self.model(input_ids, attention_mask).float().cpu().numpy()  # (n, dim)

@@ -1,6 +1,7 @@
 """Request decoding and validation for the RAG endpoint; pure functions on plain dicts.
 
-Public names: Query, RequestError, decode_request, error_body, device_from_properties.
+Public names: Query, LLMQuery, RequestError, decode_request, decode_llm_request, check_prompt_tokens,
+error_body, device_from_properties.
 A request is a TorchServe input dict (`body`/`data` as str, bytes or parsed JSON, or form fields)
 plus its Content-Type. Text in -> Query(as_json=False); a JSON object in -> Query(as_json=True).
 Anything else raises RequestError, which names the field and becomes an HTTP 400 JSON body.
@@ -9,13 +10,15 @@ No TorchServe imports.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from .config import RetrievalConfig
+from .config import LLMConfig, RetrievalConfig
 
 JSON_FIELDS = {"question", "k"}
+LLM_FIELDS = {"prompt", "max_new_tokens", "temperature", "top_p", "stream"}
 
 
 class RequestError(ValueError):
@@ -34,16 +37,61 @@ class Query:
     as_json: bool  # reply with {"prompt", "sources"} instead of the bare prompt text
 
 
-def decode_request(request: dict[str, Any], content_type: str | None, cfg: RetrievalConfig) -> Query:
-    """Turn one TorchServe request into a validated Query, or raise RequestError."""
+def read_payload(request: dict[str, Any], content_type: str | None, form_field: str) -> Any:
+    """The request body as text (str) or parsed JSON (anything else); a form gives its `form_field`."""
     payload = request.get("data", request.get("body"))
     if payload is None:
-        return _query(_form_question(request), cfg.top_k, False, cfg)
-    is_json = "json" in (content_type or "").lower()
+        return _form_value(request, form_field)
     if isinstance(payload, (bytes, bytearray)):
         payload = _utf8(bytes(payload))
-        if is_json:
-            payload = _parse_json(payload)
+        if "json" in (content_type or "").lower():
+            return _parse_json(payload)
+    return payload
+
+
+@dataclass(frozen=True)
+class LLMQuery:
+    prompt: str
+    max_new_tokens: int
+    do_sample: bool
+    temperature: float
+    top_p: float
+    stream: bool  # send the answer piece by piece (TorchServe intermediate responses)
+    as_json: bool  # reply {"answer", "prompt_tokens", "completion_tokens"}
+
+
+def decode_llm_request(request: dict[str, Any], content_type: str | None, cfg: LLMConfig) -> LLMQuery:
+    """Turn one LLM request (a prompt as text, or JSON with sampling overrides) into an LLMQuery."""
+    payload = read_payload(request, content_type, "prompt")
+    defaults = LLMQuery("", cfg.max_new_tokens, cfg.do_sample, cfg.temperature, cfg.top_p, False, False)
+    if isinstance(payload, str):
+        return dataclasses.replace(defaults, prompt=check_text(payload, "body", cfg.max_prompt_chars, "prompt"))
+    check_fields(payload, LLM_FIELDS)
+    if "prompt" not in payload:
+        raise RequestError("JSON body needs a 'prompt' string", "prompt")
+    temperature = _number_field(payload, "temperature", cfg.temperature, 0.0, 2.0)
+    stream = payload.get("stream", False)
+    if not isinstance(stream, bool):
+        raise RequestError(f"'stream' must be true or false, got {stream!r}", "stream")
+    return LLMQuery(
+        prompt=check_text(payload["prompt"], "prompt", cfg.max_prompt_chars, "prompt"),
+        max_new_tokens=integer_field(payload, "max_new_tokens", cfg.max_new_tokens, cfg.max_new_tokens_limit),
+        do_sample=temperature > 0 if "temperature" in payload else cfg.do_sample,
+        temperature=temperature or cfg.temperature,
+        top_p=_number_field(payload, "top_p", cfg.top_p, 1e-6, 1.0),
+        stream=stream,
+        as_json=True,
+    )
+
+
+def check_prompt_tokens(prompt_tokens: int, limit: int) -> None:
+    if prompt_tokens > limit:
+        raise RequestError(f"the prompt has {prompt_tokens} tokens; the limit is {limit}", "prompt", status=413)
+
+
+def decode_request(request: dict[str, Any], content_type: str | None, cfg: RetrievalConfig) -> Query:
+    """Turn one RAG request into a validated Query, or raise RequestError."""
+    payload = read_payload(request, content_type, "question")
     if isinstance(payload, str):
         return _query(payload, cfg.top_k, False, cfg)
     return _json_query(payload, cfg)
@@ -64,45 +112,65 @@ def device_from_properties(properties: dict[str, Any]) -> str:
 
 
 def _json_query(payload: Any, cfg: RetrievalConfig) -> Query:
-    if not isinstance(payload, dict):
-        raise RequestError(f"JSON body must be an object, got {type(payload).__name__}")
-    unknown = sorted(set(payload) - JSON_FIELDS)
-    if unknown:
-        raise RequestError(f"unknown field(s) {unknown}; allowed: {sorted(JSON_FIELDS)}", unknown[0])
+    check_fields(payload, JSON_FIELDS)
     if "question" not in payload:
         raise RequestError("JSON body needs a 'question' string", "question")
-    k = payload.get("k", cfg.top_k)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= cfg.max_k:
-        raise RequestError(f"'k' must be an integer in 1..{cfg.max_k}, got {k!r}", "k")
+    k = integer_field(payload, "k", cfg.top_k, cfg.max_k)
     return _query(payload["question"], k, True, cfg)
+
+
+def check_fields(payload: Any, allowed: set[str]) -> None:
+    """A JSON body must be an object holding only known fields."""
+    if not isinstance(payload, dict):
+        raise RequestError(f"JSON body must be an object, got {type(payload).__name__}")
+    unknown = sorted(set(payload) - allowed)
+    if unknown:
+        raise RequestError(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}", unknown[0])
+
+
+def integer_field(payload: dict[str, Any], name: str, default: int, maximum: int) -> int:
+    value = payload.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise RequestError(f"'{name}' must be an integer in 1..{maximum}, got {value!r}", name)
+    return value
+
+
+def _number_field(payload: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+    value = payload.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise RequestError(f"'{name}' must be a number in {low:g}..{high:g}, got {value!r}", name)
+    return float(value)
+
+
+def check_text(text: Any, field: str, max_chars: int, what: str) -> str:
+    """Strip and validate a question or prompt: a non-empty string without control characters."""
+    if not isinstance(text, str):
+        raise RequestError(f"'{field}' must be a string, got {type(text).__name__}", field)
+    text = text.strip()
+    if not text:
+        raise RequestError(f"the {what} is empty", field)
+    if len(text) > max_chars:
+        raise RequestError(f"the {what} has {len(text)} characters; the limit is {max_chars}", field, status=413)
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+        raise RequestError(f"the {what} contains control characters (NUL or similar)", field)
+    return text
 
 
 def _query(question: Any, k: int, as_json: bool, cfg: RetrievalConfig) -> Query:
     field = "question" if as_json else "body"
-    if not isinstance(question, str):
-        raise RequestError(f"'question' must be a string, got {type(question).__name__}", field)
-    question = question.strip()
-    if not question:
-        raise RequestError("the question is empty", field)
-    if len(question) > cfg.max_question_chars:
-        raise RequestError(
-            f"the question has {len(question)} characters; the limit is {cfg.max_question_chars}", field, status=413
-        )
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in question):
-        raise RequestError("the question contains control characters (NUL or similar)", field)
-    return Query(question, k, as_json)
+    return Query(check_text(question, field, cfg.max_question_chars, "question"), k, as_json)
 
 
-def _form_question(request: dict[str, Any]) -> str:
-    """A form body (`curl -d "question=..."`) arrives as fields; only `question` is read."""
-    value = request.get("question")
+def _form_value(request: dict[str, Any], form_field: str) -> str:
+    """A form body (`curl -d "question=..."`) arrives as fields; only form_field is read."""
+    value = request.get(form_field)
     if value is not None:
         return _utf8(bytes(value)) if isinstance(value, (bytes, bytearray)) else value
     # TorchServe drops form fields with empty values, so the text of `curl -d "text"` is lost.
     raise RequestError(
-        "no question found: the body arrived as a form (curl -d sends "
+        f"no {form_field} found: the body arrived as a form (curl -d sends "
         "application/x-www-form-urlencoded); send it with Content-Type: text/plain, "
-        'as JSON {"question": ...}, or as the form field question=...'
+        f'as JSON {{"{form_field}": ...}}, or as the form field {form_field}=...'
     )
 
 

@@ -6,16 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-import ts
+from fake_context import make_context
 from rag_handler import RAGHandler
-from ts.context import Context, RequestProcessor
-from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 DOCS = Path(__file__).resolve().parent.parent / "fixtures" / "docs"
 pytestmark = pytest.mark.model
 
 
-def make_context(model_dir: Path, index_dir: Path, content_types: list[str]) -> Context:
+def rag_context(model_dir: Path, index_dir: Path, content_types: list[str]):
     handler_yaml = {
         "corpus": {"source": str(DOCS), "chunk_size": 300, "chunk_overlap": 30},
         "embedding": {"model_path": str(model_dir)},
@@ -23,26 +21,23 @@ def make_context(model_dir: Path, index_dir: Path, content_types: list[str]) -> 
         "index": {"dir": str(index_dir)},
         "profile": True,
     }
-    ctx = Context("rag", str(index_dir), {}, len(content_types), None, "0.12.0")
-    ctx.model_yaml_config = {"handler": handler_yaml}
-    ctx.request_processor = [RequestProcessor({"body": {"content-type": ct}}) for ct in content_types]
-    ctx.metrics = MetricsCacheYamlImpl(config_file_path=str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
-    ctx.metrics.initialize_cache()
-    ctx.metrics.model_name = "rag"
-    return ctx
+    return make_context(index_dir, handler_yaml, content_types)
 
 
 @pytest.fixture(scope="module")
-def handler(model_dir: Path, tmp_path_factory) -> RAGHandler:
-    index_dir = tmp_path_factory.mktemp("index")
+def index_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("index")
+
+
+@pytest.fixture(scope="module")
+def handler(model_dir: Path, index_dir: Path) -> RAGHandler:
     handler = RAGHandler()
-    handler.initialize(make_context(model_dir, index_dir, ["text/plain"]))
-    handler.index_dir = index_dir
+    handler.initialize(rag_context(model_dir, index_dir, ["text/plain"]))
     return handler
 
 
-def test_batch_of_two_gets_two_responses(handler: RAGHandler, model_dir: Path) -> None:
-    ctx = make_context(model_dir, handler.index_dir, ["text/plain", "application/json"])
+def test_batch_of_two_gets_two_responses(handler: RAGHandler, model_dir: Path, index_dir: Path) -> None:
+    ctx = rag_context(model_dir, index_dir, ["text/plain", "application/json"])
     out = handler.handle([{"body": b"Who is Quilla?"}, {"body": {"question": "How to rotate tokens?", "k": 1}}], ctx)
     assert len(out) == 2
     assert out[0].startswith("Use the following pieces of context") and "Quilla" in out[0]
@@ -51,8 +46,8 @@ def test_batch_of_two_gets_two_responses(handler: RAGHandler, model_dir: Path) -
     assert ctx.get_response_status(0)[0] == ctx.get_response_status(1)[0] == 200
 
 
-def test_one_bad_request_in_a_batch_fails_alone(handler: RAGHandler, model_dir: Path) -> None:
-    ctx = make_context(model_dir, handler.index_dir, ["text/plain", "application/json", "text/plain"])
+def test_one_bad_request_in_a_batch_fails_alone(handler: RAGHandler, model_dir: Path, index_dir: Path) -> None:
+    ctx = rag_context(model_dir, index_dir, ["text/plain", "application/json", "text/plain"])
     out = handler.handle([{"body": b"Who is Quilla?"}, {"body": b"{broken"}, {"body": b"   "}], ctx)
     assert len(out) == 3 and "Quilla" in out[0]
     assert ctx.get_response_status(1)[0] == 400 and "malformed JSON" in json.loads(out[1])["error"]
