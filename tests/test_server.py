@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LLM_DIR, MODEL_DIR, ROOT
-from server import TorchServe, prepare_llm_archive, prepare_rag_archive
+from tsserver import TorchServe, prepare_llm_archive, prepare_rag_archive
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 

@@ -1,4 +1,8 @@
-"""A real TorchServe for tests: own ports, own model store, own key file and pid file, all under tmp."""
+"""A private TorchServe for tests and benchmarks: own ports, model store, key file and pid file in a workdir.
+
+`make serve` runs the user's server on 8080-8082 from the repository; this one runs beside it
+without touching it (TorchServe keeps its pid file in TMPDIR, so each workdir gets its own).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tsclient import read_key, request, wait_ready
+from tsclient import ROOT, read_key, request, wait_ready
 
-ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
