@@ -25,7 +25,8 @@ def test_crawled_site_becomes_documents_with_url_and_title(site_url: str) -> Non
 def test_split_keeps_source_title_and_position_and_overlaps() -> None:
     text = " ".join(f"word{i}" for i in range(300))
     chunks = split(
-        [Document(text, metadata={"source": "s", "title": "t"})], CorpusConfig(chunk_size=200, chunk_overlap=50)
+        [Document(text, metadata={"source": "s", "title": "t"})],
+        CorpusConfig(chunk_size=200, chunk_overlap=50, split="plain", chunk_header=False),
     )
     assert len(chunks) > 5
     assert all(len(c.page_content) <= 200 for c in chunks)
@@ -47,3 +48,24 @@ def test_fingerprint_changes_when_a_file_changes(tmp_path: Path) -> None:
     before = fingerprint(cfg)
     (tmp_path / "a.md").write_text("# A\nsecond")
     assert fingerprint(cfg) != before
+
+
+def test_sections_split_at_headings_and_chunks_carry_title_and_section() -> None:
+    text = "# Guide\nIntro text.\n## Install\nRun make install.\n## Serve\nRun make serve.\n### Ports\nPort 8080."
+    chunks = split([Document(text, metadata={"source": "s", "title": "Guide"})], CorpusConfig(chunk_size=200))
+    assert [c.page_content for c in chunks] == [
+        "Guide\nIntro text.",
+        "Guide > Install\nRun make install.",
+        "Guide > Serve\nRun make serve.",
+        "Guide > Serve > Ports\nPort 8080.",
+    ]
+
+
+def test_html_pages_become_markdown_like_text_without_byline(tmp_path: Path) -> None:
+    (tmp_path / "page.html").write_text(
+        "<html><head><title>T</title></head><body><article><div class='blog-metadata'>By someone</div>"
+        "<h2>Part</h2><p>One <a href='x'>linked</a> sentence.</p><table><tr><td>a</td><td>b</td></tr></table>"
+        "</article></body></html>"
+    )
+    text = load_documents(CorpusConfig(source=str(tmp_path)))[0].page_content
+    assert text == "## Part\nOne linked sentence.\na | b |"

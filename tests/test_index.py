@@ -39,7 +39,8 @@ def test_search_finds_the_answering_chunk_for_each_query_in_one_call(cfg: Config
 def test_saved_index_loads_identically_without_pickles(cfg: Config, encoder) -> None:
     built = Index.load_or_build(cfg, encoder)
     folder = Path(cfg.index.dir) / index_key(cfg)
-    assert sorted(p.name for p in folder.iterdir()) == ["chunks.jsonl", "index.faiss", "manifest.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["bm25", "chunks.jsonl", "index.faiss", "manifest.json"]
+    assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle")]
     loaded = Index.load(folder, index_key(cfg), encoder)
     query = encoder.embed(["workers and batch size"])
     assert [h.document for h in loaded.search(query, 3)[0]] == [h.document for h in built.search(query, 3)[0]]
@@ -75,3 +76,22 @@ def test_l2_metric_returns_distances_smallest_first(encoder) -> None:
         np.sum((encoder.embed(["do cats sleep?"]) - encoder.embed([chunks[0].page_content])) ** 2),
         atol=1e-4,
     )
+
+
+def test_hybrid_search_finds_exact_terms_and_keeps_dense_scores(cfg: Config, encoder) -> None:
+    index = Index.load_or_build(cfg, encoder)
+    question = "Quilla"
+    vectors = encoder.embed([question])
+    hybrid = index.search_hybrid(vectors, [question], 3, cfg.retrieval)[0]
+    assert "Quilla" in hybrid[0].document.page_content
+    dense = {h.document.page_content: h.score for h in index.search(vectors, len(index))[0]}
+    assert all(abs(h.score - dense[h.document.page_content]) < 1e-5 for h in hybrid)
+
+
+def test_a_tampered_bm25_file_is_detected(cfg: Config, encoder) -> None:
+    Index.load_or_build(cfg, encoder)
+    folder = Path(cfg.index.dir) / index_key(cfg)
+    vocab = folder / "bm25" / "vocab.index.json"
+    vocab.write_text(vocab.read_text() + " ")
+    with pytest.raises(IndexError_, match="vocab.index.json is corrupted"):
+        Index.load(folder, index_key(cfg), encoder)

@@ -50,11 +50,14 @@ class CorpusConfig:
     chunk_size: int = 1000  # characters per chunk (RecursiveCharacterTextSplitter)
     chunk_overlap: int = 100  # characters shared by neighbouring chunks
     extract: str = "main"  # "main": <article>/<main> without nav/header/footer; "page": all text
+    split: str = "sections"  # "sections": cut at headings first; "plain": the splitter alone (the demo's)
+    chunk_header: bool = True  # start each chunk with a "title > section" line
 
     def __post_init__(self) -> None:
         _check(self.chunk_size > 0, "corpus.chunk_size must be > 0")
         _check(0 <= self.chunk_overlap < self.chunk_size, "corpus.chunk_overlap must be in [0, chunk_size)")
         _check(self.extract in ("main", "page"), "corpus.extract must be 'main' or 'page'")
+        _check(self.split in ("sections", "plain"), "corpus.split must be 'sections' or 'plain'")
         _check(self.max_depth >= 0 and self.max_pages > 0, "corpus.max_depth/max_pages out of range")
 
     @property
@@ -110,9 +113,13 @@ class RetrievalConfig:
     max_k: int = 50  # largest k a request may ask for
     max_question_chars: int = 2000  # longer questions are rejected with HTTP 413
     template: str = DEFAULT_TEMPLATE  # must contain {context} and {question}
+    hybrid: bool = True  # fuse dense (FAISS) and lexical (BM25) rankings; false: dense only (the demo's)
+    candidates: int = 50  # chunks each ranking contributes to the fusion
+    rrf_k: int = 60  # reciprocal rank fusion constant: 1 / (rrf_k + rank)
 
     def __post_init__(self) -> None:
         _check(1 <= self.top_k <= self.max_k, "retrieval.top_k must be in 1..max_k")
+        _check(self.candidates >= self.max_k, "retrieval.candidates must be >= retrieval.max_k")
         _check(
             "{context}" in self.template and "{question}" in self.template,
             "retrieval.template must contain {context} and {question}",

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 
 from bs4 import BeautifulSoup
 from langchain_core.documents import Document
-from langchain_text_splitters import RecursiveCharacterTextSplitter
+from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
 
 from .config import CorpusConfig
 from .crawl import crawl, html_to_text
 
 logger = logging.getLogger(__name__)
 
+HEADINGS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
 
@@ -43,13 +45,40 @@ def load_documents(cfg: CorpusConfig) -> list[Document]:
 
 
 def split(documents: list[Document], cfg: CorpusConfig) -> list[Document]:
-    """Cut documents into overlapping chunks; each keeps its source, title and position."""
+    """Cut documents into overlapping chunks; each keeps its source, title and position.
+
+    With split == "sections" a document is first cut at its markdown headings (crawled pages get
+    `#` headings from html_to_text), so no chunk spans two sections; with chunk_header each chunk
+    starts with a "title > section" line, so a chunk that says "it has a 128K context" still
+    names what "it" is.
+    """
     splitter = RecursiveCharacterTextSplitter(chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap)
     chunks = []
     for document in documents:
-        for position, text in enumerate(splitter.split_text(document.page_content)):
-            chunks.append(Document(text, metadata={**document.metadata, "chunk": position}))
+        pieces = [
+            (header, text)
+            for header, section in _sections(document, cfg.split == "sections")
+            for text in splitter.split_text(section)
+        ]
+        for position, (header, text) in enumerate(pieces):
+            content = f"{header}\n{text}" if cfg.chunk_header and header else text
+            chunks.append(Document(content, metadata={**document.metadata, "chunk": position}))
     return chunks
+
+
+def _sections(document: Document, by_heading: bool) -> list[tuple[str, str]]:
+    """(header line, text) per section: the header is the title plus the headings above the text."""
+    title = document.metadata.get("title", "")
+    if not by_heading:
+        return [(title, document.page_content)]
+    splitter = MarkdownHeaderTextSplitter(HEADINGS, strip_headers=True)
+    sections = []
+    for section in splitter.split_text(document.page_content):
+        path = [section.metadata[name] for _, name in HEADINGS if name in section.metadata]
+        if path and _same_words(path[0], title):  # the page's h1 repeats its title
+            path = path[1:]
+        sections.append((" > ".join([title, *path]) if title else " > ".join(path), section.page_content))
+    return sections
 
 
 def fingerprint(cfg: CorpusConfig) -> str:
@@ -93,3 +122,7 @@ def _markdown_title(text: str) -> str | None:
         if line.startswith("# "):
             return line[2:].strip()
     return None
+
+
+def _same_words(a: str, b: str) -> bool:
+    return re.sub(r"\W", "", a.casefold()) == re.sub(r"\W", "", b.casefold())

@@ -16,11 +16,16 @@ from dataclasses import dataclass
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import requests
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, Tag
 
 logger = logging.getLogger(__name__)
 
 BOILERPLATE_TAGS = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "template"]
+# Bylines, dates, tag lists and share bars inside an article: noise for retrieval.
+BOILERPLATE_SELECTORS = (
+    '[class*="byline"], [class*="metadata"], [class*="author"], [class*="share"], [role="navigation"]'
+)
+BLOCK_TAGS = ["p", "div", "li", "pre", "blockquote", "tr", "dt", "dd", "section", "table", "ul", "ol", "figure"]
 USER_AGENT = "ragserve-crawler/1.0"
 
 
@@ -85,13 +90,33 @@ def normalise_url(url: str) -> str:
 
 
 def html_to_text(soup: BeautifulSoup, extract: str = "main") -> str:
-    """Visible text of the page's main content (or of the whole page when extract == 'page')."""
+    """Readable text of the page's main content, headings as markdown `#` lines.
+
+    extract == 'page' gives the original demo's text instead: every string of the page, one per line.
+    """
     if extract == "page":
         return _clean_lines(soup.get_text("\n"))
-    for tag in soup(BOILERPLATE_TAGS):
+    for tag in soup(BOILERPLATE_TAGS) + soup.select(BOILERPLATE_SELECTORS):
         tag.decompose()
     root = soup.find("article") or soup.find("main") or soup.body or soup
-    return _clean_lines(root.get_text("\n"))
+    _mark_blocks(root)
+    return _clean_lines(root.get_text())
+
+
+def _mark_blocks(root: Tag) -> None:
+    """Put block elements on their own lines (inline links stay inside their sentence), headings as `#`."""
+    for level in range(1, 7):
+        for heading in root.find_all(f"h{level}"):
+            heading.insert(0, "#" * level + " ")
+            heading.insert_before("\n")
+            heading.append("\n")
+    for cell in root.find_all(["td", "th"]):
+        cell.append(" | ")
+    for br in root.find_all("br"):
+        br.replace_with("\n")
+    for block in root.find_all(BLOCK_TAGS):
+        block.insert_before("\n")
+        block.append("\n")
 
 
 class _SkipPage(Exception):

@@ -26,13 +26,14 @@ from langchain_community.vectorstores import FAISS
 from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 
-from .config import Config
+from .config import Config, RetrievalConfig
 from .corpus import fingerprint, load_documents, split
 from .embeddings import Encoder
+from .lexical import Lexical, reciprocal_rank_fusion
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: adds the BM25 index
 EMBED_PROGRESS_EVERY = 128  # chunks between progress log lines while building
 
 
@@ -64,8 +65,9 @@ def index_key(cfg: Config) -> str:
 class Index:
     """A LangChain FAISS store plus batched search over many query vectors at once."""
 
-    def __init__(self, store: FAISS) -> None:
+    def __init__(self, store: FAISS, lexical: Lexical) -> None:
         self.store = store
+        self.lexical = lexical
 
     def __len__(self) -> int:
         return self.store.index.ntotal
@@ -86,18 +88,28 @@ class Index:
             ids=[str(i) for i in range(len(chunks))],  # positions, not random uuids: reproducible
             distance_strategy=_strategy(metric),
         )
-        return cls(store)
+        return cls(store, Lexical.build(texts))
+
+    def search_hybrid(self, vectors: np.ndarray, questions: list[str], k: int, cfg: RetrievalConfig) -> list[list[Hit]]:
+        """Dense and BM25 candidates fused by reciprocal rank; each hit keeps its dense score."""
+        _, dense_ids = self.store.index.search(_as_float32(vectors), cfg.candidates)  # (n, candidates)
+        lexical_ids = self.lexical.search(questions, cfg.candidates)
+        results = []
+        for vector, dense, lexical in zip(vectors, dense_ids, lexical_ids, strict=True):
+            fused = reciprocal_rank_fusion([[int(i) for i in dense if i >= 0], lexical], k, cfg.rrf_k)
+            results.append([Hit(self._document(i), self._dense_score(vector, i)) for i in fused])
+        return results
 
     def search(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
         """One FAISS search for all (n, dim) query vectors; returns n lists of up to k hits, best first."""
-        scores, ids = self.store.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)  # (n, k)
+        scores, ids = self.store.index.search(_as_float32(vectors), k)  # (n, k)
         results = []
         for row_scores, row_ids in zip(scores, ids, strict=True):
             hits = [Hit(self._document(int(i)), float(s)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
             results.append(hits)
         return results
 
-    def save(self, folder: Path, key: str) -> None:
+    def save(self, folder: Path, key: str, build_s: float | None = None) -> None:
         """Write the three files, manifest last, so a crash never leaves a valid-looking folder."""
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.store.index, str(folder / "index.faiss"))
@@ -105,12 +117,15 @@ class Index:
             for i in range(len(self)):
                 doc = self._document(i)
                 f.write(json.dumps({"text": doc.page_content, "metadata": doc.metadata}, ensure_ascii=False) + "\n")
+        bm25_files = self.lexical.save(folder / "bm25")
+        files = ["index.faiss", "chunks.jsonl", *(str(p.relative_to(folder)) for p in bm25_files)]
         manifest = {
             "key": key,
             "format": FORMAT_VERSION,
             "count": len(self),
             "metric": _metric(self.store.distance_strategy),
-            "sha256": {name: _sha256(folder / name) for name in ("index.faiss", "chunks.jsonl")},
+            "build_s": build_s,
+            "sha256": {name: _sha256(folder / name) for name in files},
         }
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
@@ -137,7 +152,7 @@ class Index:
             dict(enumerate(ids)),
             distance_strategy=_strategy(manifest["metric"]),
         )
-        return cls(store)
+        return cls(store, Lexical.load(folder / "bm25"))
 
     @classmethod
     def load_or_build(cls, cfg: Config, encoder: Encoder) -> Index:
@@ -161,12 +176,24 @@ class Index:
         chunks = split(documents, cfg.corpus)
         logger.info("building index %s: %d documents, %d chunks", key, len(documents), len(chunks))
         index = cls.build(chunks, encoder, cfg.index.metric)
-        index.save(folder, key)
-        logger.info("index %s built in %.1f s", folder, time.perf_counter() - start)
+        build_s = time.perf_counter() - start
+        index.save(folder, key, build_s)
+        logger.info("index %s built in %.1f s", folder, build_s)
         return index
+
+    def _dense_score(self, vector: np.ndarray, position: int) -> float:
+        """What FAISS would have scored this chunk: cosine, or squared L2 distance."""
+        stored = self.store.index.reconstruct(position)
+        if self.store.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT:
+            return float(stored @ vector)
+        return float(np.sum((stored - vector) ** 2))
 
     def _document(self, position: int) -> Document:
         return self.store.docstore.search(self.store.index_to_docstore_id[position])
+
+
+def _as_float32(vectors: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def _strategy(metric: str) -> DistanceStrategy:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .config import Config
 from .embeddings import Encoder
-from .index import Index
+from .index import Hit, Index
 from .prompt import build_prompt, format_sources
 from .serving import Query
 
@@ -49,17 +49,25 @@ class RAGPipeline:
         return cls(cfg, encoder, index)
 
     def answer(self, queries: list[Query]) -> list[str | dict[str, Any]]:
-        """One embedding forward and one FAISS search for the whole batch."""
+        """One embedding forward and one index search for the whole batch."""
         if not queries:
             return []
-        start = time.perf_counter()
-        vectors = self.encoder.embed([query.question for query in queries])  # (n, dim)
-        searched = time.perf_counter()
-        hits_per_query = self.index.search(vectors, max(query.k for query in queries))
-        self.last_times = StageTimes((searched - start) * 1e3, (time.perf_counter() - searched) * 1e3)
+        hits_per_query = self.retrieve([query.question for query in queries], max(query.k for query in queries))
         return [self._respond(query, hits[: query.k]) for query, hits in zip(queries, hits_per_query, strict=True)]
 
-    def _respond(self, query: Query, hits: list) -> str | dict[str, Any]:
+    def retrieve(self, questions: list[str], k: int) -> list[list[Hit]]:
+        """The top-k chunks for each question, best first."""
+        start = time.perf_counter()
+        vectors = self.encoder.embed(questions)  # (n, dim)
+        searched = time.perf_counter()
+        if self.cfg.retrieval.hybrid:
+            hits = self.index.search_hybrid(vectors, questions, k, self.cfg.retrieval)
+        else:
+            hits = self.index.search(vectors, k)
+        self.last_times = StageTimes((searched - start) * 1e3, (time.perf_counter() - searched) * 1e3)
+        return hits
+
+    def _respond(self, query: Query, hits: list[Hit]) -> str | dict[str, Any]:
         prompt = build_prompt(query.question, hits, self.cfg.retrieval.template)
         if not query.as_json:
             return prompt
