@@ -5,12 +5,15 @@ Breadth-first, links visited in document order, one page per normalised URL, so 
 gives the same pages in the same order on every run. We do not use LangChain's
 RecursiveUrlLoader: from a page linking many others it visits a different subset each run
 (its traversal depends on set/thread ordering), and it follows no byte or page limits.
-Only http(s), only HTML, only URLs under the start URL's site and path prefix; no TorchServe imports.
+Only http(s), only HTML, only URLs under the start URL's site and path prefix (redirects included),
+private or loopback addresses only when the start URL itself is one; no TorchServe imports.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
@@ -27,6 +30,7 @@ BOILERPLATE_SELECTORS = (
 )
 BLOCK_TAGS = ["p", "div", "li", "pre", "blockquote", "tr", "dt", "dd", "section", "table", "ul", "ol", "figure"]
 USER_AGENT = "ragserve-crawler/1.0"
+MAX_REDIRECTS = 5
 
 
 class CrawlError(RuntimeError):
@@ -46,6 +50,7 @@ def crawl(
     """Fetch start_url and the pages it links to, up to max_depth hops, in a stable order."""
     start = normalise_url(start_url)
     prefix = _scope_prefix(start)
+    scope = _Scope(prefix, allow_private=_is_private(urlsplit(start).hostname or ""))
     queue: deque[tuple[str, int]] = deque([(start, 0)])
     seen = {start}
     pages: list[Page] = []
@@ -55,13 +60,13 @@ def crawl(
         while queue and len(pages) < max_pages:
             url, depth = queue.popleft()
             try:
-                response_url, html = _fetch_html(session, url, max_page_bytes, timeout_s)
+                response_url, html = _fetch_html(session, url, scope, max_page_bytes, timeout_s)
             except _SkipPage as err:
                 logger.warning("skipping %s: %s", url, err)
                 errors.append(f"{url}: {err}")
                 continue
             soup = BeautifulSoup(html, "lxml")
-            links = [] if depth >= max_depth else _links(soup, response_url, prefix)
+            links = [] if depth >= max_depth else _links(soup, response_url, scope)
             page = _to_page(normalise_url(response_url), soup, extract)
             if page.text:
                 pages.append(page)
@@ -123,11 +128,52 @@ class _SkipPage(Exception):
     pass
 
 
-def _fetch_html(session: requests.Session, url: str, max_bytes: int, timeout_s: float) -> tuple[str, str]:
+@dataclass(frozen=True)
+class _Scope:
+    """What the crawler may fetch: URLs under prefix; private addresses only if the start URL is one."""
+
+    prefix: str
+    allow_private: bool
+
+    def check(self, url: str) -> None:
+        if not (url.startswith(self.prefix) or url + "/" == self.prefix):
+            raise _SkipPage(f"{url} is outside {self.prefix}")
+        if not self.allow_private and _is_private(urlsplit(url).hostname or ""):
+            raise _SkipPage(f"{url} resolves to a private or loopback address")
+
+
+def _is_private(host: str) -> bool:
+    """True when host resolves to a loopback, private, link-local or reserved address."""
     try:
-        response = session.get(url, timeout=timeout_s, stream=True, allow_redirects=True)
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False  # unresolvable: the fetch itself will fail and say so
+    addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
+    return any(a.is_private or a.is_loopback or a.is_link_local or a.is_reserved for a in addresses)
+
+
+def _fetch_html(
+    session: requests.Session, url: str, scope: _Scope, max_bytes: int, timeout_s: float
+) -> tuple[str, str]:
+    """Follow up to MAX_REDIRECTS redirects by hand, so each hop is checked against the scope."""
+    for _ in range(MAX_REDIRECTS + 1):
+        scope.check(normalise_url(url))
+        response = _get(session, url, timeout_s)
+        if not response.is_redirect:
+            return _read_html(response, max_bytes, timeout_s)
+        response.close()
+        url = urljoin(url, response.headers["Location"])
+    raise _SkipPage(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _get(session: requests.Session, url: str, timeout_s: float) -> requests.Response:
+    try:
+        return session.get(url, timeout=timeout_s, stream=True, allow_redirects=False)
     except requests.RequestException as err:
         raise _SkipPage(f"{type(err).__name__}: {err}") from err
+
+
+def _read_html(response: requests.Response, max_bytes: int, timeout_s: float) -> tuple[str, str]:
     with response:
         if response.status_code != 200:
             raise _SkipPage(f"HTTP {response.status_code}")
@@ -159,14 +205,14 @@ def _scope_prefix(start: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, folder, "", ""))
 
 
-def _links(soup: BeautifulSoup, base_url: str, prefix: str) -> list[str]:
+def _links(soup: BeautifulSoup, base_url: str, scope: _Scope) -> list[str]:
     links = []
     for anchor in soup.find_all("a", href=True):
         url = urljoin(base_url, anchor["href"].strip())
         if not url.startswith(("http://", "https://")):
             continue  # mailto:, javascript:, file:, ...
         url = normalise_url(url)
-        if url.startswith(prefix) or url + "/" == prefix:
+        if url.startswith(scope.prefix) or url + "/" == scope.prefix:
             links.append(url)
     return links
 

@@ -1,0 +1,130 @@
+"""Corpus faults at index build: bad pages are skipped with a warning naming them, limits hold."""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ragserve.crawl import CrawlError, crawl
+
+LINKS = [
+    "/site/b",
+    "/site/hang",
+    "/site/500",
+    "/site/404",
+    "/site/loop",
+    "/site/offsite",
+    "/site/pdf",
+    "/site/script.js",
+    "/site/big",
+    "/site/latin1",
+    "file:///etc/passwd",
+    "javascript:alert(1)",
+    "mailto:a@b.c",
+    "http://other.invalid/site/x",
+    "/elsewhere/outside-prefix",
+]
+PAGE_A = "<html><head><title>A</title></head><body><article><p>Page A text.</p>{}</article></body></html>".format(
+    "".join(f'<a href="{link}">x</a>' for link in LINKS)
+)
+PAGE_B = '<html><body><article><p>Page B text.</p><a href="/site/a">back to A (a cycle)</a></article></body></html>'
+
+
+class FaultyHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        routes = {
+            "/site/a": lambda: self._send(200, "text/html", PAGE_A.encode()),
+            "/site/b": lambda: self._send(200, "text/html; charset=utf-8", PAGE_B.encode()),
+            "/site/hang": self._hang,
+            "/site/500": lambda: self._send(500, "text/html", b"boom"),
+            "/site/loop": lambda: self._redirect("/site/loop"),
+            "/site/offsite": lambda: self._redirect("http://example.invalid/"),
+            "/site/pdf": lambda: self._send(200, "application/pdf", b"%PDF-1.4"),
+            "/site/script.js": lambda: self._send(200, "application/javascript", b"var x;"),
+            "/site/big": self._big,
+            "/site/latin1": lambda: self._send(200, "text/html; charset=utf-8", b"<p>caf\xe9 \xff\xfe text</p>"),
+        }
+        routes.get(self.path, lambda: self._send(404, "text/html", b"not found"))()
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _hang(self) -> None:
+        time.sleep(3)  # longer than the crawler's timeout_s
+        self._send(200, "text/html", b"<p>too late</p>")
+
+    def _big(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        try:
+            for _ in range(50):  # 50 MB, sent lazily: the crawler must stop reading at its cap
+                self.wfile.write(b"<p>" + b"x" * (1 << 20) + b"</p>")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture(scope="module")
+def faulty_url() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FaultyHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_bad_pages_are_skipped_with_a_warning_and_good_ones_kept(faulty_url: str, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="ragserve.crawl")
+    pages = crawl(f"{faulty_url}/site/a", max_depth=2, max_pages=50, max_page_bytes=2_000_000, timeout_s=1)
+    assert [p.url.removeprefix(faulty_url) for p in pages] == ["/site/a", "/site/b", "/site/latin1"]
+    assert "caf" in pages[2].text  # invalid bytes replaced, not fatal
+    warnings = caplog.text
+    for path, reason in [
+        ("/site/hang", "Timeout"),
+        ("/site/500", "HTTP 500"),
+        ("/site/404", "HTTP 404"),
+        ("/site/loop", "redirects"),
+        ("/site/offsite", "outside"),
+        ("/site/pdf", "not HTML"),
+        ("/site/script.js", "not HTML"),
+        ("/site/big", "max_page_bytes"),
+    ]:
+        assert f"{faulty_url}{path}" in warnings and reason in warnings, path
+
+
+def test_nothing_usable_fails_with_the_url_and_causes(faulty_url: str) -> None:
+    with pytest.raises(CrawlError, match=r"/site/500: HTTP 500"):
+        crawl(f"{faulty_url}/site/500", max_depth=1, max_pages=5, max_page_bytes=1000, timeout_s=1)
+
+
+def test_connection_refused_names_the_url() -> None:
+    with pytest.raises(CrawlError, match=r"127\.0\.0\.1:9/x.*ConnectionError"):
+        crawl("http://127.0.0.1:9/x", max_depth=1, max_pages=5, max_page_bytes=1000, timeout_s=1)
+
+
+def test_public_start_url_never_fetches_private_addresses(monkeypatch) -> None:
+    from ragserve import crawl as crawl_module
+
+    # DNS rebinding: the host looks public when the crawl starts, then resolves to a private address.
+    answers = iter([False, True, True, True])
+    monkeypatch.setattr(crawl_module, "_is_private", lambda host: next(answers))
+    with pytest.raises(CrawlError, match="private or loopback"):
+        crawl("http://example.org/docs", max_depth=0, max_pages=1, max_page_bytes=1000, timeout_s=1)
