@@ -95,9 +95,9 @@ class TorchServe:
         return sorted(w["pid"] for entry in json.loads(text) for w in entry["workers"])
 
 
-def prepare_rag_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "") -> Path:
-    """Write a model yaml, build its index under workdir and archive it into workdir/model_store/rag."""
-    config = workdir / "rag-test.yaml"
+def prepare_rag_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "", name: str = "rag") -> Path:
+    """Write a model yaml, build its index under workdir and archive it into workdir/model_store/<name>."""
+    config = workdir / f"{name}-test.yaml"
     config.write_text(frontend_yaml + "handler:\n" + handler_yaml)
     python = sys.executable
     subprocess.run([python, ROOT / "scripts/build_index.py", "--config", config, "--root", workdir], check=True)
@@ -108,7 +108,7 @@ def prepare_rag_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "
             "--config",
             config,
             "--name",
-            "rag",
+            name,
             "--root",
             workdir,
             "--store",
@@ -116,7 +116,7 @@ def prepare_rag_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "
         ],
         check=True,
     )
-    return workdir / "model_store" / "rag"
+    return workdir / "model_store" / name
 
 
 def prepare_llm_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "") -> Path:
