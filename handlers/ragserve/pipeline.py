@@ -1,9 +1,9 @@
 """The RAG endpoint's work, independent of TorchServe: a batch of queries -> prompts and sources.
 
 Public names: RAGPipeline.
-`answer(queries)` embeds all questions in one forward pass, runs one FAISS search for the whole
-batch (at the largest k asked), and returns one response per query: the prompt text, or
-{"prompt", "sources"} for JSON queries.
+`answer(queries)` embeds all questions in one forward pass, runs one index search for the whole
+batch (at the largest k asked; dense, or dense + BM25 fused when retrieval.hybrid), and returns one
+response per query: the prompt text, or {"prompt", "sources"} for JSON queries.
 """
 
 from __future__ import annotations
