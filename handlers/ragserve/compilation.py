@@ -26,8 +26,9 @@ def compile_module(module: torch.nn.Module, cfg: CompileConfig) -> None:
     if cfg.cache_dir:
         # Inductor reads this at compile time; a shared persistent cache lets a restarted or
         # second worker reuse compiled kernels instead of paying the 1-2 minute cold compile.
+        # Set, not setdefault: importing sentence_transformers fills it with /tmp/torchinductor_<user>.
         os.makedirs(cfg.cache_dir, exist_ok=True)
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", cfg.cache_dir)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cfg.cache_dir
     module.compile(backend=cfg.backend, mode=cfg.mode, options=cfg.options or None, dynamic=True)
 
 

@@ -1,0 +1,540 @@
+#!/usr/bin/env python3
+"""Embedding micro-benchmark: one machine, one run, the same texts for every variant.
+
+  .venv/bin/pip install -r benchmarks/requirements.txt    # onnxruntime, onnx, onnxscript (benchmark only)
+  .venv/bin/python benchmarks/embed_bench.py               # full run: about 7 min on an idle 2-core machine
+  .venv/bin/python benchmarks/embed_bench.py --quick       # smoke run: 4 chunks, one repeat (compile included)
+  .venv/bin/python benchmarks/embed_bench.py --cold-compile --variants sentence-transformers,ours-compiled
+
+The full run's compile time is a warm-cache one once the persistent Inductor cache (compile.cache_dir) holds
+this model's kernels; --cold-compile compiles into an empty cache instead (about 5 more minutes here).
+
+Variants (all on the weights in models/all-mpnet-base-v2, CPU):
+  sentence-transformers  SentenceTransformer(folder).encode(normalize_embeddings=True, batch_size=16): the reference
+  ours-eager             ragserve.embeddings.Encoder with CompileConfig(enabled=False)
+  ours-compiled          Encoder with the default CompileConfig (torch.compile, warmed up in the constructor)
+  onnxruntime            the project's SentenceEmbedder (transformer + mean pool + L2 norm) exported once with
+                         torch.onnx.export (dynamic batch and sequence axes) into .cache/onnx/, run by onnxruntime
+  int8-dynamic           Encoder whose Linear layers went through torch.ao quantize_dynamic (qint8); fast but
+                         lossy, so read its cosine column before its speed
+
+Workloads: `query`, one ~15-word question at batch 1; `chunks`, 64 chunks of ~1000 characters cut from
+docs/ by ragserve.corpus.split. Each (variant, workload) runs once untimed on its first batch (16 texts), then
+--query-repeats / --repeats times. Threads: torch.set_num_threads(--threads) and onnxruntime's intra-op threads.
+Reported per row: median and p90 latency, throughput (texts/s), both as ratios to sentence-transformers,
+and the minimum cosine between the variant's vectors and sentence-transformers' (quality). Also: set-up
+time (load, compile + warm-up, ONNX export) and the number of dynamo graphs before and after the timed
+runs (a rise means a recompilation). Results go to benchmarks/results/<date>-<host>/embed.{md,csv}.
+Nothing is asserted: numbers depend on the machine and on what else it runs (the load average is recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime
+import gc
+import hashlib
+import logging
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "handlers"))
+
+from ragserve.compilation import compiled_graph_count  # noqa: E402
+from ragserve.config import CompileConfig, Config, EmbeddingConfig  # noqa: E402
+from ragserve.corpus import load_documents, split  # noqa: E402
+from ragserve.embeddings import Encoder, SentenceEmbedder  # noqa: E402
+
+QUERY = "How does the RAG endpoint split documents into chunks before it builds the FAISS index?"  # 15 words
+REFERENCE = "sentence-transformers"
+VARIANTS = (REFERENCE, "ours-eager", "ours-compiled", "onnxruntime", "int8-dynamic")
+ONNX_CACHE = ROOT / ".cache" / "onnx"
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    texts: list[str]
+    repeats: int
+
+
+@dataclass
+class Variant:
+    name: str
+    embed: Embed
+    setup_s: float  # constructor time: load, compile + warm-up, export...
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Row:
+    variant: str
+    workload: str
+    texts: int
+    repeats: int
+    median_ms: float
+    p90_ms: float
+    texts_per_s: float
+    latency_vs_st: float  # median latency / sentence-transformers' (< 1: faster)
+    throughput_vs_st: float  # texts/s / sentence-transformers' (> 1: faster)
+    min_cosine_vs_st: float
+    cpu_share: float  # process CPU time / (wall x threads) during the timed calls
+    setup_s: float
+
+
+# ---------------------------------------------------------------- texts
+
+
+def chunk_texts(n: int, chunk_size: int = 1000) -> list[str]:
+    """The n longest chunks of docs/ (split at chunk_size characters), in corpus order; repeated if too few."""
+    cfg = Config.from_mapping({"corpus": {"source": "docs", "chunk_size": chunk_size}}, root=ROOT)
+    chunks = [doc.page_content for doc in split(load_documents(cfg.corpus), cfg.corpus)]
+    longest = sorted(sorted(range(len(chunks)), key=lambda i: len(chunks[i]), reverse=True)[:n])
+    picked = [chunks[i] for i in longest]
+    return (picked * (n // max(len(picked), 1) + 1))[:n]
+
+
+def make_workloads(args: argparse.Namespace) -> list[Workload]:
+    return [
+        Workload("query", [QUERY], args.query_repeats),
+        Workload("chunks", chunk_texts(args.chunks), args.repeats),
+    ]
+
+
+# ---------------------------------------------------------------- variants
+
+
+def build_sentence_transformers(emb: EmbeddingConfig) -> Variant:
+    from sentence_transformers import SentenceTransformer
+
+    start = time.perf_counter()
+    model = SentenceTransformer(emb.model_path, device="cpu")
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return model.encode(texts, normalize_embeddings=True, batch_size=emb.batch_size, show_progress_bar=False)
+
+    note = f"max_seq_length {model.max_seq_length}"
+    return Variant(REFERENCE, embed, time.perf_counter() - start, [note])
+
+
+def build_ours(name: str, cfg: Config, compiled: bool) -> Variant:
+    compile_cfg = cfg.compile if compiled else CompileConfig(enabled=False)
+    graphs_before = compiled_graph_count()
+    start = time.perf_counter()
+    encoder = Encoder(cfg.embedding, compile_cfg)
+    variant = Variant(name, encoder.embed, time.perf_counter() - start)
+    if compiled:
+        variant.notes.append(
+            f"constructor {variant.setup_s:.1f} s, of which warm-up (compile) {encoder.warm_up_s:.1f} s; "
+            f"{compiled_graph_count() - graphs_before} graphs compiled at warm-up; "
+            f"Inductor cache {os.environ.get('TORCHINDUCTOR_CACHE_DIR')} ({fx_cache_stats()})"
+        )
+    return variant
+
+
+def fx_cache_stats() -> str:
+    """Inductor's FX graph cache hits/misses/bypasses so far: a warm cache shows hits."""
+    from torch._dynamo.utils import counters
+
+    stats = {key: counters["inductor"][f"fxgraph_cache_{key}"] for key in ("hit", "miss", "bypass")}
+    return "FX graph cache " + ", ".join(f"{key} {value}" for key, value in stats.items())
+
+
+def build_int8(cfg: Config) -> Variant:
+    from torch.ao.quantization import quantize_dynamic
+
+    start = time.perf_counter()
+    encoder = Encoder(cfg.embedding, CompileConfig(enabled=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated in favour of torchao
+        encoder.model.transformer = quantize_dynamic(encoder.model.transformer, {torch.nn.Linear}, dtype=torch.qint8)
+    note = f"torch.ao quantize_dynamic(Linear, qint8), engine {torch.backends.quantized.engine}"
+    return Variant("int8-dynamic", encoder.embed, time.perf_counter() - start, [note])
+
+
+def onnx_path(emb: EmbeddingConfig) -> Path:
+    """Cache file for this model folder, pooling and torch version (weights' size and mtime in the key)."""
+    folder = Path(emb.model_path)
+    digest = hashlib.sha256(f"{torch.__version__}|{emb.pooling}".encode())
+    for name in ("config.json", "model.safetensors"):
+        if (folder / name).exists():
+            stat = (folder / name).stat()
+            digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return ONNX_CACHE / f"{folder.name}-{emb.pooling}-{digest.hexdigest()[:12]}" / "model.onnx"
+
+
+def export_onnx(emb: EmbeddingConfig, path: Path) -> None:
+    """Export SentenceEmbedder (transformer + pooling + normalisation) with dynamic batch and sequence axes."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(emb.model_path)
+    model = SentenceEmbedder(AutoModel.from_pretrained(emb.model_path).eval(), emb.pooling).eval()
+    example = tokenizer(["an example", "a second, longer example text"], padding=True, return_tensors="pt")
+    batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=1, max=emb.max_seq_length)
+    axes = {0: batch, 1: seq}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example["input_ids"], example["attention_mask"]),
+            str(partial),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["sentence_embedding"],  # not "embedding": that name exists inside the graph
+            dynamic_shapes={"input_ids": axes, "attention_mask": axes},
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    partial.replace(path)
+
+
+class OnnxEmbedder:
+    """Encoder.embed's batching (length-sorted, batch_size, truncation) around an onnxruntime session."""
+
+    def __init__(self, emb: EmbeddingConfig, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        self.cfg = emb
+        self.tokenizer = AutoTokenizer.from_pretrained(emb.model_path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        vectors = np.empty((len(texts), 0), dtype=np.float32)
+        for start in range(0, len(texts), self.cfg.batch_size):
+            batch = order[start : start + self.cfg.batch_size]
+            out = self._forward([texts[i] for i in batch])
+            if vectors.shape[1] == 0:
+                vectors = np.empty((len(texts), out.shape[1]), dtype=np.float32)
+            vectors[batch] = out
+        return vectors
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        encoded = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.cfg.max_seq_length, return_tensors="np"
+        )
+        feeds = {name: encoded[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
+        return self.session.run(None, feeds)[0]  # (n, dim), unit rows: pooling is inside the graph
+
+
+def build_onnx(emb: EmbeddingConfig, threads: int) -> Variant:
+    import onnxruntime as ort
+
+    path = onnx_path(emb)
+    start = time.perf_counter()
+    export_s = None
+    if not path.exists():
+        export_onnx(emb, path)
+        export_s = time.perf_counter() - start
+    embedder = OnnxEmbedder(emb, path, threads)
+    how = f"exported in {export_s:.1f} s" if export_s is not None else "export reused from cache"
+    note = f"onnxruntime {ort.__version__}, CPUExecutionProvider, {how}: {path.relative_to(ROOT)}"
+    return Variant("onnxruntime", embedder.embed, time.perf_counter() - start, [note])
+
+
+def build_variant(name: str, cfg: Config, threads: int) -> Variant:
+    if name == REFERENCE:
+        return build_sentence_transformers(cfg.embedding)
+    if name in ("ours-eager", "ours-compiled"):
+        return build_ours(name, cfg, compiled=name == "ours-compiled")
+    if name == "onnxruntime":
+        return build_onnx(cfg.embedding, threads)
+    return build_int8(cfg)
+
+
+# ---------------------------------------------------------------- measuring
+
+
+@dataclass(frozen=True)
+class Timing:
+    seconds: list[float]  # wall time of each timed call
+    cpu_share: float  # process CPU time / (wall time x threads) over the timed calls; well below 1: contended
+    vectors: np.ndarray  # the last call's output
+
+
+def time_calls(embed: Embed, texts: list[str], repeats: int, warm_up: int, threads: int) -> Timing:
+    """One untimed call on the first `warm_up` texts (one batch: warms the shape), then `repeats` timed ones."""
+    embed(texts[:warm_up])
+    seconds, vectors = [], None
+    cpu_start = time.process_time()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        vectors = embed(texts)
+        seconds.append(time.perf_counter() - start)
+    cpu_share = (time.process_time() - cpu_start) / (sum(seconds) * threads)
+    return Timing(seconds, cpu_share, np.asarray(vectors, dtype=np.float32))
+
+
+def min_cosine(vectors: np.ndarray, reference: np.ndarray) -> float:
+    a = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    b = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    return float((a * b).sum(axis=1).min())
+
+
+def make_row(variant: Variant, workload: Workload, timing: Timing, cosine: float, st_median: float) -> Row:
+    seconds = timing.seconds
+    median = statistics.median(seconds)
+    return Row(
+        variant=variant.name,
+        workload=workload.name,
+        texts=len(workload.texts),
+        repeats=len(seconds),
+        median_ms=median * 1e3,
+        p90_ms=float(np.percentile(seconds, 90)) * 1e3,
+        texts_per_s=len(workload.texts) / median,
+        latency_vs_st=median / st_median,
+        throughput_vs_st=st_median / median,
+        min_cosine_vs_st=cosine,
+        cpu_share=timing.cpu_share,
+        setup_s=variant.setup_s,
+    )
+
+
+@dataclass
+class RunState:
+    """What the run collects: rows, the reference's vectors and medians, notes, graph counts."""
+
+    rows: list[Row] = field(default_factory=list)
+    reference: dict[str, np.ndarray] = field(default_factory=dict)
+    st_median: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    graphs: dict[str, int] = field(default_factory=dict)
+
+
+def run_variant(name: str, cfg: Config, workloads: list[Workload], state: RunState, threads: int) -> None:
+    state.graphs[f"{name}: before constructor"] = compiled_graph_count()
+    variant = build_variant(name, cfg, threads)
+    state.graphs[f"{name}: after constructor"] = compiled_graph_count()
+    for workload in workloads:
+        timing = time_calls(variant.embed, workload.texts, workload.repeats, cfg.embedding.batch_size, threads)
+        if name == REFERENCE:
+            state.reference[workload.name] = timing.vectors
+            state.st_median[workload.name] = statistics.median(timing.seconds)
+        cosine = min_cosine(timing.vectors, state.reference[workload.name])
+        state.rows.append(make_row(variant, workload, timing, cosine, state.st_median[workload.name]))
+    state.graphs[f"{name}: after timed runs"] = compiled_graph_count()
+    recompiled = state.graphs[f"{name}: after timed runs"] - state.graphs[f"{name}: after constructor"]
+    if name == "ours-compiled" or recompiled:
+        variant.notes.append(f"{recompiled} graph(s) compiled during the workload calls (recompilations)")
+    state.notes[name] = variant.notes
+    print(progress_line(name, variant, state.rows[-len(workloads) :]), flush=True)
+
+
+def progress_line(name: str, variant: Variant, rows: list[Row]) -> str:
+    parts = [
+        f"{r.workload} {r.median_ms:.1f} ms ({r.texts_per_s:.1f} texts/s, cos {r.min_cosine_vs_st:.4f})" for r in rows
+    ]
+    return f"[{name}] set-up {variant.setup_s:.1f} s; " + "; ".join(parts)
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def machine_info(threads: int) -> dict[str, str]:
+    import transformers
+
+    info = {
+        "host": socket.gethostname(),
+        "cpu": _cpu_model(),
+        "cores (os.cpu_count / usable)": f"{os.cpu_count()} / {len(os.sched_getaffinity(0))}",
+        "threads (torch, onnxruntime intra-op)": str(threads),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    for package in ("sentence_transformers", "onnxruntime", "onnx", "onnxscript"):
+        info[package.replace("_", "-")] = _version(package)
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+HEADER = (
+    "| variant | workload | texts | repeats | median ms | p90 ms | texts/s | latency ×ST | throughput ×ST "
+    "| min cos vs ST | CPU use | set-up s |"
+)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = [HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
+    for r in rows:
+        lines.append(
+            f"| {r.variant} | {r.workload} | {r.texts} | {r.repeats} | {r.median_ms:.1f} | {r.p90_ms:.1f} "
+            f"| {r.texts_per_s:.2f} | {r.latency_vs_st:.2f} | {r.throughput_vs_st:.2f} "
+            f"| {r.min_cosine_vs_st:.4f} | {r.cpu_share:.0%} | {r.setup_s:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: list[Row]) -> None:
+    names = [f.name for f in dataclasses.fields(Row)]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=names)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in dataclasses.asdict(row).items()})
+
+
+def write_markdown(path: Path, state: RunState, context: dict[str, str], workloads: list[Workload]) -> None:
+    lines = [f"# Embedding micro-benchmark, {context['date']}", "", "## Machine and run", ""]
+    lines += ["| | |", "|---|---|"] + [f"| {key} | {value} |" for key, value in context.items()]
+    lines += ["", "## Workloads", ""]
+    for w in workloads:
+        chars = statistics.mean(len(t) for t in w.texts)
+        lines.append(f"- `{w.name}`: {len(w.texts)} text(s), mean {chars:.0f} characters, {w.repeats} timed repeats")
+    lines.append("- each (variant, workload) runs once untimed on its first batch (warm-up), then the timed repeats")
+    lines += ["", "## Results", "", markdown_table(state.rows), ""]
+    lines += [
+        "latency ×ST = median latency / sentence-transformers' median (below 1 is faster); throughput ×ST = its",
+        "inverse. min cos vs ST = the lowest cosine between a variant's vector and sentence-transformers' for",
+        "the same text. CPU use = this process's CPU time / (wall time x threads) over the timed calls: well",
+        "below 100% means it did not get its threads (another process was running; see the load average).",
+        "set-up s = constructor time (model load; compile + warm-up; ONNX export when not cached).",
+        "",
+        "## Notes",
+        "",
+    ]
+    lines += [f"- {name}: {note}" for name, notes in state.notes.items() for note in notes]
+    lines += ["", "## Dynamo graph count (process-wide)", ""]
+    lines += [f"- {stage}: {count}" for stage, count in state.graphs.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="default: all cores")
+    parser.add_argument("--repeats", type=int, default=2, help="timed repeats of the 64-chunk workload")
+    parser.add_argument("--query-repeats", type=int, default=20, help="timed repeats of the batch-1 query")
+    parser.add_argument("--chunks", type=int, default=64, help="texts in the chunks workload")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
+    parser.add_argument("--cold-compile", action="store_true", help="compile into a fresh, empty Inductor cache")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 4 chunks, 1 repeat, 2 query repeats")
+    parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/<date>-<host>/)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.query_repeats, args.chunks = 1, 2, 4
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown or REFERENCE not in args.variants:
+        parser.error(f"--variants must name {REFERENCE} and only {VARIANTS}; got {args.variants}")
+    args.variants = [v for v in VARIANTS if v in args.variants]  # the reference runs first
+    return args
+
+
+def setup_environment(threads: int) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" x4
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    torch.set_num_threads(threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def project_config(cold_compile: bool) -> Config:
+    """The project's default config (paths resolved against the repository), optionally with an empty cache."""
+    cfg = Config.from_mapping({}, root=ROOT)
+    if cold_compile:
+        cold = dataclasses.replace(cfg.compile, cache_dir=tempfile.mkdtemp(prefix="embed-bench-inductor-"))
+        cfg = dataclasses.replace(cfg, compile=cold)
+    # compile_module only sets TORCHINDUCTOR_CACHE_DIR when it is unset, and importing sentence_transformers
+    # (the first variant) already sets it to Inductor's default (/tmp/torchinductor_<user>): set it first.
+    if cfg.compile.cache_dir:
+        os.makedirs(cfg.compile.cache_dir, exist_ok=True)
+        if cold_compile:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cfg.compile.cache_dir
+        else:
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", cfg.compile.cache_dir)
+    return cfg
+
+
+def warn_if_busy() -> None:
+    load = os.getloadavg()[0]
+    cores = len(os.sched_getaffinity(0))
+    if load > 0.5 * cores:
+        print(f"warning: load average {load:.1f} on {cores} cores: timings will be contended", file=sys.stderr)
+
+
+def output_folder(args: argparse.Namespace, today: str) -> Path:
+    if args.out:
+        return args.out
+    suffix = "-quick" if args.quick else ""
+    return ROOT / "benchmarks" / "results" / f"{today}-{socket.gethostname()}{suffix}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_environment(args.threads)
+    cfg = project_config(args.cold_compile)
+    workloads = make_workloads(args)
+    today = datetime.date.today().isoformat()
+    inductor_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "")
+    cache_warm = bool(inductor_cache) and Path(inductor_cache).is_dir() and any(Path(inductor_cache).iterdir())
+    context = {"date": today, **machine_info(args.threads)}
+    context["command"] = " ".join([Path(sys.executable).name, *sys.argv])
+    context["Inductor cache at start"] = f"{inductor_cache} ({'warm' if cache_warm else 'empty: cold compile'})"
+    context["load average at start"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    warn_if_busy()
+    start = time.perf_counter()
+    state = RunState()
+    for name in args.variants:
+        run_variant(name, cfg, workloads, state, args.threads)
+        gc.collect()
+    context["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    context["wall time"] = f"{time.perf_counter() - start:.0f} s"
+    out = output_folder(args, today)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "embed.csv", state.rows)
+    write_markdown(out / "embed.md", state, context, workloads)
+    print(markdown_table(state.rows))
+    print(f"\nwritten: {out / 'embed.md'}, {out / 'embed.csv'}")
+
+
+if __name__ == "__main__":
+    main()
