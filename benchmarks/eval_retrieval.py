@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import http.server
 import json
+import logging
 import socket
 import statistics
 import sys
@@ -140,6 +141,7 @@ def main() -> None:
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / f"{date.today()}-{socket.gethostname()}"
     )
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     spec = yaml.safe_load(args.spec.read_text())
     site = (ROOT / spec["site"]).resolve()
     if not site.is_dir():
