@@ -52,6 +52,8 @@ class TorchServe:
         properties = (ROOT / "config.properties").read_text()
         for old, new in ((8080, self.port), (8081, self.port + 1), (8082, self.port + 2)):
             properties = properties.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
+        # Worker sockets are /tmp/.ts.sock.<port> whatever TMPDIR is: keep ours apart from `make serve`'s 9000+.
+        properties += f"\ninitial_worker_port={self.port + 1000}\n"
         (self.workdir / "config.properties").write_text(properties)
         cmd = [
             str(VENV_BIN / "torchserve"),
