@@ -29,6 +29,8 @@ from ragserve.index import index_key  # noqa: E402
 
 def archive(config: Path, name: str, handler: str, store: Path) -> Path:
     """Run torch-model-archiver on the handler plus the ragserve package; returns the archive folder."""
+    # A fresh folder each time: --force on a no-archive folder leaves old files (and links) behind.
+    shutil.rmtree(store / name, ignore_errors=True)
     # The archiver copies the *contents* of an extra-files folder: stage ragserve/ one level down.
     with tempfile.TemporaryDirectory() as staging:
         package = Path(staging) / "ragserve"

@@ -52,7 +52,8 @@ def test_fingerprint_changes_when_a_file_changes(tmp_path: Path) -> None:
 
 def test_sections_split_at_headings_and_chunks_carry_title_and_section() -> None:
     text = "# Guide\nIntro text.\n## Install\nRun make install.\n## Serve\nRun make serve.\n### Ports\nPort 8080."
-    chunks = split([Document(text, metadata={"source": "s", "title": "Guide"})], CorpusConfig(chunk_size=200))
+    cfg = CorpusConfig(chunk_size=200, split="sections", chunk_header=True)
+    chunks = split([Document(text, metadata={"source": "s", "title": "Guide"})], cfg)
     assert [c.page_content for c in chunks] == [
         "Guide\nIntro text.",
         "Guide > Install\nRun make install.",
