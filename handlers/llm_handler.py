@@ -20,6 +20,7 @@ from ragserve.generation import Completion, Generator, Sampling
 from ragserve.serving import (
     LLMQuery,
     RequestError,
+    body_content_type,
     check_prompt_tokens,
     decode_llm_request,
     device_from_properties,
@@ -57,8 +58,7 @@ class LLMHandler(BaseHandler):
         return [self._encode(i, query, result) for i, (query, result) in enumerate(data)]
 
     def _decode(self, idx: int, request: dict):
-        name = "data" if "data" in request else "body"
-        content_type = (self.context.get_request_header(idx, name) or {}).get("content-type")
+        content_type = body_content_type(request, lambda name: self.context.get_request_header(idx, name))
         try:
             query = decode_llm_request(request, content_type, self.cfg)
             check_prompt_tokens(self.generator.count_tokens(query.prompt), self.generator.max_input_tokens)

@@ -15,7 +15,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from ragserve.config import Config
 from ragserve.pipeline import RAGPipeline
-from ragserve.serving import RequestError, decode_request, device_from_properties, error_body
+from ragserve.serving import RequestError, body_content_type, decode_request, device_from_properties, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,7 @@ class RAGHandler(BaseHandler):
         return [self._encode(i, item) for i, item in enumerate(data)]
 
     def _decode(self, idx: int, request: dict):
-        name = "data" if "data" in request else "body"
-        content_type = (self.context.get_request_header(idx, name) or {}).get("content-type")
+        content_type = body_content_type(request, lambda name: self.context.get_request_header(idx, name))
         try:
             return decode_request(request, content_type, self.cfg.retrieval)
         except RequestError as err:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,12 @@ class Query:
     question: str
     k: int
     as_json: bool  # reply with {"prompt", "sources"} instead of the bare prompt text
+
+
+def body_content_type(request: dict[str, Any], part_headers: Callable[[str], dict | None]) -> str | None:
+    """The Content-Type TorchServe recorded for the request's body part (`data` or `body`)."""
+    name = "data" if "data" in request else "body"
+    return (part_headers(name) or {}).get("content-type")
 
 
 def read_payload(request: dict[str, Any], content_type: str | None, form_field: str) -> Any:
