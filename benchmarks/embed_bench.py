@@ -105,7 +105,7 @@ class Row:
 def chunk_texts(n: int, chunk_size: int = 1000) -> list[str]:
     """The n longest chunks of docs/ (split at chunk_size characters), in corpus order; repeated if too few."""
     cfg = Config.from_mapping({"corpus": {"source": "docs", "chunk_size": chunk_size}}, root=ROOT)
-    chunks = [doc.page_content for doc in split(load_documents(cfg.corpus), cfg.corpus)]
+    chunks = [doc.page_content for doc in split(load_documents(cfg.corpus), cfg.corpus, cfg.embedding.model_path)]
     longest = sorted(sorted(range(len(chunks)), key=lambda i: len(chunks[i]), reverse=True)[:n])
     picked = [chunks[i] for i in longest]
     return (picked * (n // max(len(picked), 1) + 1))[:n]

@@ -45,6 +45,10 @@ def test_grouped_sections_and_relative_paths_resolve_against_root(tmp_path: Path
         ({"retrieval": {"top_k": 60}}, "top_k"),
         ({"retrieval": {"template": "no placeholders"}}, "template"),
         ({"index": {"metric": "dot"}}, "index.metric"),
+        ({"corpus": {"chunk_unit": "words"}}, "chunk_unit"),
+        ({"corpus": {"chunk_unit": "tokens", "chunk_size": 384, "chunk_overlap": 0}}, "max_seq_length"),
+        ({"retrieval": {"fusion": "max"}}, "retrieval.fusion"),
+        ({"retrieval": {"dense_weight": 1.5}}, "dense_weight"),
     ],
 )
 def test_bad_values_name_the_key(mapping: dict, message: str) -> None:

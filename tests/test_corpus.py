@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from langchain_core.documents import Document
+from transformers import AutoTokenizer
 
 from ragserve.config import CorpusConfig
 from ragserve.corpus import CorpusError, fingerprint, load_documents, split
@@ -32,6 +33,16 @@ def test_split_keeps_source_title_and_position_and_overlaps() -> None:
     assert all(len(c.page_content) <= 200 for c in chunks)
     assert [c.metadata["chunk"] for c in chunks] == list(range(len(chunks)))
     assert chunks[0].page_content.split()[-1] in chunks[1].page_content  # overlap carries words over
+
+
+@pytest.mark.model
+def test_token_chunks_fit_the_embedding_model(model_dir: Path) -> None:
+    text = "The Llama 3.1 tokenizer has 128,256 entries; GQA shares keys. " * 60
+    cfg = CorpusConfig(chunk_size=64, chunk_overlap=8, chunk_unit="tokens")
+    chunks = split([Document(text, metadata={"source": "s", "title": "t"})], cfg, str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    lengths = [len(tokenizer.tokenize(c.page_content)) for c in chunks]
+    assert len(chunks) > 5 and max(lengths) <= 64 and min(lengths) > 32
 
 
 def test_missing_or_empty_local_source_is_an_error(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def test_search_finds_the_answering_chunk_for_each_query_in_one_call(cfg: Config
 def test_saved_index_loads_identically_without_pickles(cfg: Config, encoder) -> None:
     built = Index.load_or_build(cfg, encoder)
     folder = Path(cfg.index.dir) / index_key(cfg)
-    assert sorted(p.name for p in folder.iterdir()) == ["bm25", "chunks.jsonl", "index.faiss", "manifest.json"]
+    saved = sorted(p.name for p in folder.iterdir())
+    assert saved == ["bm25-numbers-title", "chunks.jsonl", "index.faiss", "manifest.json"]
     assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle")]
     loaded = Index.load(folder, index_key(cfg), encoder)
     query = encoder.embed(["workers and batch size"])
@@ -91,7 +93,31 @@ def test_hybrid_search_finds_exact_terms_and_keeps_dense_scores(cfg: Config, enc
 def test_a_tampered_bm25_file_is_detected(cfg: Config, encoder) -> None:
     Index.load_or_build(cfg, encoder)
     folder = Path(cfg.index.dir) / index_key(cfg)
-    vocab = folder / "bm25" / "vocab.index.json"
+    vocab = folder / "bm25-numbers-title" / "vocab.index.json"
     vocab.write_text(vocab.read_text() + " ")
     with pytest.raises(IndexError_, match="vocab.index.json is corrupted"):
         Index.load(folder, index_key(cfg), encoder)
+
+
+def test_another_bm25_scheme_is_derived_from_the_saved_chunks_without_re_embedding(
+    cfg: Config, encoder, monkeypatch
+) -> None:
+    Index.load_or_build(cfg, encoder)
+    folder = Path(cfg.index.dir) / index_key(cfg)
+    words = dataclasses.replace(cfg, index=dataclasses.replace(cfg.index, bm25_numbers=False, bm25_title=False))
+    assert index_key(words) == index_key(cfg)  # same vectors, same folder
+    monkeypatch.setattr(type(encoder), "embed", lambda *a: pytest.fail("re-embedded"))
+    index = Index.load_or_build(words, encoder)
+    assert index.lexical.scheme.folder == "bm25-words"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {name.split("/")[0] for name in manifest["sha256"] if "/" in name} == {"bm25-numbers-title", "bm25-words"}
+    assert Index.load(folder, index_key(cfg), encoder).lexical.scheme.folder == "bm25-numbers-title"
+
+
+def test_hybrid_fusions_put_the_exact_term_chunk_first(cfg: Config, encoder) -> None:
+    index = Index.load_or_build(cfg, encoder)
+    question = "Quilla"
+    for fusion in ("convex", "rrf"):
+        retrieval = dataclasses.replace(cfg.retrieval, fusion=fusion)
+        hits = index.search_hybrid(encoder.embed([question]), [question], 3, retrieval)[0]
+        assert "Quilla" in hits[0].document.page_content, fusion

@@ -29,3 +29,9 @@ def test_sources_name_url_or_path_with_score_and_text() -> None:
     first, second = format_sources(hits())
     assert first == {"url": "https://x.org/a", "title": "A", "score": 0.9, "text": "first chunk"}
     assert second["path"] == "docs/b.md" and "url" not in second
+
+
+def test_hybrid_sources_carry_the_fusion_score_they_are_ordered_by() -> None:
+    hybrid = [Hit(Document("t", metadata={"source": "docs/c.md", "title": "C"}), 0.41, fused=0.8123456789)]
+    expected = {"path": "docs/c.md", "title": "C", "score": 0.41, "fused_score": 0.812346, "text": "t"}
+    assert format_sources(hybrid)[0] == expected

@@ -56,7 +56,8 @@ def test_json_question_returns_prompt_and_scored_sources(server) -> None:
     reply = json.loads(text)
     assert status == 200 and content_type.startswith("application/json")
     assert len(reply["sources"]) == 3 and reply["sources"][0]["url"].endswith("/blog/llama3")
-    assert reply["sources"][0]["score"] >= reply["sources"][1]["score"]
+    fused = [source["fused_score"] for source in reply["sources"]]  # hybrid: ordered by fusion score
+    assert fused == sorted(fused, reverse=True) and all(-1 <= source["score"] <= 1 for source in reply["sources"])
     assert all(source["text"] in reply["prompt"] for source in reply["sources"])
 
 

@@ -47,8 +47,9 @@ class CorpusConfig:
     max_pages: int = 200  # crawl stops after this many HTML pages
     max_page_bytes: int = 5_000_000  # larger responses are skipped
     timeout_s: float = 10.0  # per HTTP request
-    chunk_size: int = 1000  # characters per chunk (RecursiveCharacterTextSplitter)
-    chunk_overlap: int = 100  # characters shared by neighbouring chunks
+    chunk_size: int = 1000  # chunk length in chunk_unit (RecursiveCharacterTextSplitter)
+    chunk_overlap: int = 100  # length shared by neighbouring chunks, in chunk_unit
+    chunk_unit: str = "chars"  # "chars", or "tokens" of the embedding model's tokenizer (measured: no gain)
     extract: str = "main"  # "main": <article>/<main> without nav/header/footer; "page": all text
     split: str = "plain"  # "plain": the splitter alone; "sections": cut at headings first (measured: no gain)
     chunk_header: bool = False  # start each chunk with a "title > section" line (measured: no gain)
@@ -58,6 +59,7 @@ class CorpusConfig:
         _check(0 <= self.chunk_overlap < self.chunk_size, "corpus.chunk_overlap must be in [0, chunk_size)")
         _check(self.extract in ("main", "page"), "corpus.extract must be 'main' or 'page'")
         _check(self.split in ("sections", "plain"), "corpus.split must be 'sections' or 'plain'")
+        _check(self.chunk_unit in ("chars", "tokens"), "corpus.chunk_unit must be 'chars' or 'tokens'")
         _check(self.max_depth >= 0 and self.max_pages > 0, "corpus.max_depth/max_pages out of range")
 
     @property
@@ -100,6 +102,10 @@ class IndexConfig:
 
     dir: str = "index"
     metric: str = "cosine"  # "cosine" (inner product of unit vectors) or "l2" (the demo's)
+    # BM25 terms (each setting has its own folder in the index; changing it re-derives BM25 in
+    # seconds from the saved chunks, never re-embeds):
+    bm25_numbers: bool = True  # keep numbers/versions ("3.1", "8B", "128,256"); false: bm25s' 2+ letter words
+    bm25_title: bool = True  # index each chunk's page title with its text
 
     def __post_init__(self) -> None:
         _check(self.metric in ("cosine", "l2"), "index.metric must be 'cosine' or 'l2'")
@@ -113,13 +119,17 @@ class RetrievalConfig:
     max_k: int = 50  # largest k a request may ask for
     max_question_chars: int = 2000  # longer questions are rejected with HTTP 413
     template: str = DEFAULT_TEMPLATE  # must contain {context} and {question}
-    hybrid: bool = True  # fuse dense (FAISS) and lexical (BM25) rankings; false: dense only (the demo's)
+    hybrid: bool = True  # fuse dense (FAISS) and lexical (BM25) results; false: dense only (the demo's)
+    fusion: str = "convex"  # "convex": weighted sum of min-max normalised scores; "rrf": reciprocal rank fusion
+    dense_weight: float = 0.3  # convex: the dense share (0 = BM25 alone, 1 = dense alone)
     candidates: int = 50  # chunks each ranking contributes to the fusion
     rrf_k: int = 60  # reciprocal rank fusion constant: 1 / (rrf_k + rank)
 
     def __post_init__(self) -> None:
         _check(1 <= self.top_k <= self.max_k, "retrieval.top_k must be in 1..max_k")
         _check(self.candidates >= self.max_k, "retrieval.candidates must be >= retrieval.max_k")
+        _check(self.fusion in ("convex", "rrf"), "retrieval.fusion must be 'convex' or 'rrf'")
+        _check(0.0 <= self.dense_weight <= 1.0, "retrieval.dense_weight must be in [0, 1]")
         _check(
             "{context}" in self.template and "{question}" in self.template,
             "retrieval.template must contain {context} and {question}",
@@ -144,6 +154,13 @@ class Config:
     compile: CompileConfig = field(default_factory=CompileConfig)  # noqa: A003 - the YAML key
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+    def __post_init__(self) -> None:
+        if self.corpus.chunk_unit == "tokens":  # a longer chunk would be cut at embedding time
+            _check(
+                self.corpus.chunk_size + 2 <= self.embedding.max_seq_length,
+                "corpus.chunk_size (tokens) + 2 special tokens must fit embedding.max_seq_length",
+            )
 
     @classmethod
     def from_mapping(cls, mapping: dict[str, Any] | None, root: str | Path) -> Config:

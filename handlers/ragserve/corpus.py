@@ -3,7 +3,8 @@
 Public names: load_documents, split, fingerprint.
 Every Document carries metadata `source` (URL or path), `title` and, after split, `chunk` (its
 position in the source). Output order is deterministic: pages in crawl order, files sorted by path.
-Splitting is LangChain's RecursiveCharacterTextSplitter (chunk_size counted in characters).
+Splitting is LangChain's RecursiveCharacterTextSplitter (chunk_size counted in characters, or in
+tokens of the embedding model's tokenizer with chunk_unit "tokens").
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from bs4 import BeautifulSoup
 from langchain_core.documents import Document
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+from transformers import AutoTokenizer
 
 from .config import CorpusConfig
 from .crawl import crawl, html_to_text
@@ -44,15 +46,18 @@ def load_documents(cfg: CorpusConfig) -> list[Document]:
     return documents
 
 
-def split(documents: list[Document], cfg: CorpusConfig) -> list[Document]:
+def split(documents: list[Document], cfg: CorpusConfig, tokenizer_path: str | None = None) -> list[Document]:
     """Cut documents into overlapping chunks; each keeps its source, title and position.
+
+    With chunk_unit "tokens", lengths are counted by the tokenizer at tokenizer_path (the
+    embedding model's), so a chunk never exceeds what the model reads.
 
     With split == "sections" a document is first cut at its markdown headings (crawled pages get
     `#` headings from html_to_text), so no chunk spans two sections; with chunk_header each chunk
     starts with a "title > section" line, so a chunk that says "it has a 128K context" still
     names what "it" is.
     """
-    splitter = RecursiveCharacterTextSplitter(chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap)
+    splitter = _splitter(cfg, tokenizer_path)
     chunks = []
     for document in documents:
         pieces = [
@@ -64,6 +69,17 @@ def split(documents: list[Document], cfg: CorpusConfig) -> list[Document]:
             content = f"{header}\n{text}" if cfg.chunk_header and header else text
             chunks.append(Document(content, metadata={**document.metadata, "chunk": position}))
     return chunks
+
+
+def _splitter(cfg: CorpusConfig, tokenizer_path: str | None) -> RecursiveCharacterTextSplitter:
+    if cfg.chunk_unit == "chars":
+        return RecursiveCharacterTextSplitter(chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap)
+    if tokenizer_path is None:
+        raise ValueError("corpus.chunk_unit 'tokens' needs the embedding model's tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+        tokenizer, chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap
+    )
 
 
 def _sections(document: Document, by_heading: bool) -> list[tuple[str, str]]:

@@ -2,9 +2,10 @@
 
 Public names: Index, Hit, IndexError_, index_key.
 On disk an index is a folder `<index.dir>/<key>/` holding `index.faiss` (FAISS's own writer),
-`chunks.jsonl` (text + metadata, one chunk per line) and `manifest.json` (key, sizes, sha256 of
-both files). We deliberately skip `FAISS.save_local`: its docstore is a pickle, and loading a
-pickle runs code. A folder whose checksums do not match is never loaded.
+`chunks.jsonl` (text + metadata, one chunk per line), one `bm25-<scheme>/` folder per BM25
+term scheme asked for (lexical.py) and `manifest.json` (key, sizes, sha256 of every file).
+We deliberately skip `FAISS.save_local`: its docstore is a pickle, and loading a pickle runs code.
+A folder whose checksums do not match is never loaded.
 Scores: cosine similarity (inner product of unit vectors) or, with metric l2, squared L2 distance.
 """
 
@@ -26,14 +27,17 @@ from langchain_community.vectorstores import FAISS
 from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 
-from .config import Config, RetrievalConfig
+from .config import Config, CorpusConfig, IndexConfig, RetrievalConfig
 from .corpus import fingerprint, load_documents, split
 from .embeddings import Encoder
-from .lexical import Lexical, reciprocal_rank_fusion
+from .fusion import convex_combination, reciprocal_rank_fusion
+from .lexical import Lexical, LexicalScheme
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: adds the BM25 index
+FORMAT_VERSION = 2  # 2: adds the BM25 index (its scheme folders are added on demand, no version bump)
+DEFAULT_SCHEME = LexicalScheme()
+ADDED_SINCE_FORMAT = {"chunk_unit": "chars"}  # corpus settings added since FORMAT_VERSION, with their defaults
 EMBED_PROGRESS_EVERY = 128  # chunks between progress log lines while building
 
 
@@ -44,14 +48,15 @@ class IndexError_(RuntimeError):
 @dataclass(frozen=True)
 class Hit:
     document: Document
-    score: float
+    score: float  # dense: cosine similarity (or squared L2 distance with metric l2)
+    fused: float | None = None  # hybrid: the fusion score the hits are ordered by
 
 
 def index_key(cfg: Config) -> str:
     """Hash of everything that changes the index content: corpus, chunking, model, pooling, metric."""
     weights = Path(cfg.embedding.model_path) / "model.safetensors"
     identity = {
-        "corpus": {**dataclasses.asdict(cfg.corpus), "source": fingerprint(cfg.corpus)},
+        "corpus": {**_keyed_fields(cfg.corpus), "source": fingerprint(cfg.corpus)},
         "model": Path(cfg.embedding.model_path).name,
         "weights_bytes": weights.stat().st_size if weights.exists() else None,
         "max_seq_length": cfg.embedding.max_seq_length,
@@ -60,6 +65,13 @@ def index_key(cfg: Config) -> str:
         "format": FORMAT_VERSION,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _keyed_fields(corpus: CorpusConfig) -> dict:
+    """The corpus settings, without settings added since format 2 while they keep their default,
+    so indexes built before those settings existed keep their key (they were built the same way)."""
+    fields = dataclasses.asdict(corpus)
+    return {name: v for name, v in fields.items() if not (name in ADDED_SINCE_FORMAT and v == ADDED_SINCE_FORMAT[name])}
 
 
 class Index:
@@ -73,8 +85,10 @@ class Index:
         return self.store.index.ntotal
 
     @classmethod
-    def build(cls, chunks: list[Document], encoder: Encoder, metric: str = "cosine") -> Index:
-        """Embed chunks (with progress lines) and put them in a new FAISS store."""
+    def build(
+        cls, chunks: list[Document], encoder: Encoder, metric: str = "cosine", scheme: LexicalScheme = DEFAULT_SCHEME
+    ) -> Index:
+        """Embed chunks (with progress lines) and put them in a new FAISS store, with BM25 beside it."""
         texts = [chunk.page_content for chunk in chunks]
         parts = []
         for start in range(0, len(texts), EMBED_PROGRESS_EVERY):
@@ -88,16 +102,23 @@ class Index:
             ids=[str(i) for i in range(len(chunks))],  # positions, not random uuids: reproducible
             distance_strategy=_strategy(metric),
         )
-        return cls(store, Lexical.build(texts))
+        return cls(store, _lexical_for(chunks, scheme))
 
     def search_hybrid(self, vectors: np.ndarray, questions: list[str], k: int, cfg: RetrievalConfig) -> list[list[Hit]]:
-        """Dense and BM25 candidates fused by reciprocal rank; each hit keeps its dense score."""
+        """Dense and BM25 candidates fused (cfg.fusion); each hit keeps its dense score."""
         _, dense_ids = self.store.index.search(_as_float32(vectors), cfg.candidates)  # (n, candidates)
-        lexical_ids = self.lexical.search(questions, cfg.candidates)
+        lexical_scores = self.lexical.scores(questions)  # (n, chunks)
         results = []
-        for vector, dense, lexical in zip(vectors, dense_ids, lexical_ids, strict=True):
-            fused = reciprocal_rank_fusion([[int(i) for i in dense if i >= 0], lexical], k, cfg.rrf_k)
-            results.append([Hit(self._document(i), self._dense_score(vector, i)) for i in fused])
+        for vector, dense, lexical in zip(vectors, dense_ids, lexical_scores, strict=True):
+            dense_top = [int(i) for i in dense if i >= 0]
+            lexical_top = [int(i) for i in np.argsort(-lexical, kind="stable")[: cfg.candidates] if lexical[i] > 0]
+            if cfg.fusion == "rrf":
+                fused = reciprocal_rank_fusion([dense_top, lexical_top], k, cfg.rrf_k)
+            else:
+                pool = list(dict.fromkeys(dense_top + lexical_top))
+                similarity = {i: self._similarity(vector, i) for i in pool}
+                fused = convex_combination(similarity, {i: float(lexical[i]) for i in pool}, cfg.dense_weight, k)
+            results.append([Hit(self._document(i), self._dense_score(vector, i), score) for i, score in fused])
         return results
 
     def search(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
@@ -117,7 +138,7 @@ class Index:
             for i in range(len(self)):
                 doc = self._document(i)
                 f.write(json.dumps({"text": doc.page_content, "metadata": doc.metadata}, ensure_ascii=False) + "\n")
-        bm25_files = self.lexical.save(folder / "bm25")
+        bm25_files = self.lexical.save(folder / self.lexical.scheme.folder)
         files = ["index.faiss", "chunks.jsonl", *(str(p.relative_to(folder)) for p in bm25_files)]
         manifest = {
             "key": key,
@@ -130,9 +151,11 @@ class Index:
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
     @classmethod
-    def load(cls, folder: Path, key: str, encoder: Encoder) -> Index:
+    def load(cls, folder: Path, key: str, encoder: Encoder, scheme: LexicalScheme = DEFAULT_SCHEME) -> Index:
         """Load a folder written by save(), after checking its key and checksums."""
         manifest = _read_manifest(folder)
+        if not _has_lexical(manifest, scheme):
+            raise IndexError_(f"{folder} has no {scheme.folder} index")
         if manifest.get("key") != key:
             raise IndexError_(f"{folder} was built from another config (key {manifest.get('key')}, want {key})")
         for name, digest in manifest["sha256"].items():
@@ -152,7 +175,7 @@ class Index:
             dict(enumerate(ids)),
             distance_strategy=_strategy(manifest["metric"]),
         )
-        return cls(store, Lexical.load(folder / "bm25"))
+        return cls(store, Lexical.load(folder / scheme.folder, scheme))
 
     @classmethod
     def load_or_build(cls, cfg: Config, encoder: Encoder) -> Index:
@@ -164,7 +187,8 @@ class Index:
             fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker waits here, then loads
             if (folder / "manifest.json").exists():
                 try:
-                    return cls.load(folder, key, encoder)
+                    _add_lexical_if_missing(folder, _scheme(cfg.index))
+                    return cls.load(folder, key, encoder, _scheme(cfg.index))
                 except IndexError_ as err:
                     logger.warning("rebuilding index: %s", err)
             return cls._build_and_save(cfg, encoder, folder, key)
@@ -173,13 +197,18 @@ class Index:
     def _build_and_save(cls, cfg: Config, encoder: Encoder, folder: Path, key: str) -> Index:
         start = time.perf_counter()
         documents = load_documents(cfg.corpus)
-        chunks = split(documents, cfg.corpus)
+        chunks = split(documents, cfg.corpus, cfg.embedding.model_path)
         logger.info("building index %s: %d documents, %d chunks", key, len(documents), len(chunks))
-        index = cls.build(chunks, encoder, cfg.index.metric)
+        index = cls.build(chunks, encoder, cfg.index.metric, _scheme(cfg.index))
         build_s = time.perf_counter() - start
         index.save(folder, key, build_s)
         logger.info("index %s built in %.1f s", folder, build_s)
         return index
+
+    def _similarity(self, vector: np.ndarray, position: int) -> float:
+        """The dense score with higher = closer for both metrics."""
+        score = self._dense_score(vector, position)
+        return score if self.store.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT else -score
 
     def _dense_score(self, vector: np.ndarray, position: int) -> float:
         """What FAISS would have scored this chunk: cosine, or squared L2 distance."""
@@ -190,6 +219,37 @@ class Index:
 
     def _document(self, position: int) -> Document:
         return self.store.docstore.search(self.store.index_to_docstore_id[position])
+
+
+def _scheme(cfg: IndexConfig) -> LexicalScheme:
+    return LexicalScheme(numbers=cfg.bm25_numbers, title=cfg.bm25_title)
+
+
+def _lexical_for(chunks: list[Document], scheme: LexicalScheme) -> Lexical:
+    return Lexical.build(
+        [chunk.page_content for chunk in chunks], [chunk.metadata.get("title", "") for chunk in chunks], scheme
+    )
+
+
+def _has_lexical(manifest: dict, scheme: LexicalScheme) -> bool:
+    return any(name.startswith(scheme.folder + "/") for name in manifest.get("sha256", {}))
+
+
+def _add_lexical_if_missing(folder: Path, scheme: LexicalScheme) -> None:
+    """Derive another BM25 scheme from the saved chunks (seconds; nothing is re-embedded)."""
+    manifest = _read_manifest(folder)
+    if _has_lexical(manifest, scheme):
+        return
+    if _sha256(folder / "chunks.jsonl") != manifest["sha256"].get("chunks.jsonl"):
+        raise IndexError_(f"{folder / 'chunks.jsonl'} is corrupted (sha256 mismatch)")
+    with open(folder / "chunks.jsonl", encoding="utf-8") as f:
+        chunks = [Document(row["text"], metadata=row["metadata"]) for row in map(json.loads, f)]
+    saved = _lexical_for(chunks, scheme).save(folder / scheme.folder)
+    manifest["sha256"].update({str(p.relative_to(folder)): _sha256(p) for p in saved})
+    staged = folder / "manifest.json.tmp"
+    staged.write_text(json.dumps(manifest, indent=2))
+    staged.replace(folder / "manifest.json")  # atomic: a crash leaves the old manifest
+    logger.info("added %s to %s", scheme.folder, folder)
 
 
 def _as_float32(vectors: np.ndarray) -> np.ndarray:

@@ -1,32 +1,60 @@
-"""Lexical retrieval: a BM25 index (bm25s) over the same chunks as the FAISS index, and rank fusion.
+"""Lexical retrieval: a BM25 index (bm25s) over the same chunks as the FAISS index.
 
-Public names: Lexical, reciprocal_rank_fusion.
-Names and numbers ("128,256", "405B", "GQA") decide many factual questions, and dense embeddings
-blur them; BM25 catches them. The BM25 index is built with the FAISS index and saved beside it as
-numpy arrays and JSON (bm25s writes no pickle), so workers load it instead of rebuilding it.
+Public names: Lexical, LexicalScheme.
+Names and numbers ("128,256", "405B", "Llama 3.1") decide many factual questions, and dense
+embeddings blur them; BM25 catches them, provided its tokenizer keeps them: bm25s' default
+pattern drops one-character tokens, so "Llama 3.1", "Llama 3" and "Llama 2" all become "llama"
+(measured in `make eval`: keeping numbers lifts hit@5 from 0.85 to 0.94 with BM25 alone).
+The BM25 index is built with the FAISS index and saved beside it as numpy arrays and JSON
+(bm25s writes no pickle), so workers load it instead of rebuilding it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
+import numpy as np
 import Stemmer
 
 STEMMER_LANGUAGE = "english"
+WORDS_PATTERN = r"(?u)\b\w\w+\b"  # bm25s' default: words of two or more characters
+# Decimal and grouped numbers whole ("3.1", "1.4.0", "128,256"), then every word, single
+# characters included ("3", "8b", "4-bit" -> "4", "bit").
+NUMBERS_PATTERN = r"(?u)\d+(?:[.,]\d+)+|\b\w+\b"
+
+
+@dataclass(frozen=True)
+class LexicalScheme:
+    """How chunks become BM25 terms; each scheme has its own folder in an index."""
+
+    numbers: bool = True  # keep numbers and version strings as terms (NUMBERS_PATTERN)
+    title: bool = True  # index each chunk's page title with its text
+
+    @property
+    def folder(self) -> str:
+        return "bm25-" + "-".join(["numbers" if self.numbers else "words", *(["title"] if self.title else [])])
+
+    @property
+    def token_pattern(self) -> str:
+        return NUMBERS_PATTERN if self.numbers else WORDS_PATTERN
 
 
 class Lexical:
     """BM25 over chunk texts, addressed by the chunks' positions in the FAISS index."""
 
-    def __init__(self, retriever: bm25s.BM25) -> None:
+    def __init__(self, retriever: bm25s.BM25, scheme: LexicalScheme) -> None:
         self.retriever = retriever
+        self.scheme = scheme
         self.stemmer = Stemmer.Stemmer(STEMMER_LANGUAGE)
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> Lexical:
-        lexical = cls(bm25s.BM25())
+    def build(cls, texts: Sequence[str], titles: Sequence[str], scheme: LexicalScheme) -> Lexical:
+        lexical = cls(bm25s.BM25(), scheme)
+        if scheme.title:
+            texts = [f"{title}\n{text}" for title, text in zip(titles, texts, strict=True)]
         lexical.retriever.index(lexical._tokenize(list(texts)), show_progress=False)
         return lexical
 
@@ -36,29 +64,30 @@ class Lexical:
         return sorted(p for p in folder.iterdir() if p.is_file())
 
     @classmethod
-    def load(cls, folder: Path) -> Lexical:
-        return cls(bm25s.BM25.load(str(folder), load_corpus=False, allow_pickle=False))
+    def load(cls, folder: Path, scheme: LexicalScheme) -> Lexical:
+        return cls(bm25s.BM25.load(str(folder), load_corpus=False, allow_pickle=False), scheme)
 
-    def search(self, questions: list[str], k: int) -> list[list[int]]:
-        """Chunk positions per question, best first; chunks sharing no term with it are left out."""
+    def scores(self, questions: list[str]) -> np.ndarray:
+        """(n questions, n chunks) BM25 scores; 0 where a chunk shares no term with the question."""
         total = int(self.retriever.scores["num_docs"])
+        rows = []
+        for terms in self._query_terms(questions):
+            known = self.retriever.get_tokens_ids(terms)
+            rows.append(self.retriever.get_scores(known) if known else np.zeros(total, np.float32))
+        return np.stack(rows) if rows else np.empty((0, total), np.float32)
+
+    def _query_terms(self, questions: list[str]) -> list[list[str]]:
         # Query terms as strings: bm25s maps them through the index's own vocabulary.
-        tokens = bm25s.tokenize(questions, stopwords="en", stemmer=self.stemmer, return_ids=False, show_progress=False)
-        ids, scores = self.retriever.retrieve(tokens, k=min(k, total), show_progress=False, n_threads=1)
-        return [
-            [int(i) for i, s in zip(row_ids, row_scores, strict=True) if s > 0]
-            for row_ids, row_scores in zip(ids, scores, strict=True)
-        ]
+        return bm25s.tokenize(
+            questions,
+            token_pattern=self.scheme.token_pattern,
+            stopwords="en",
+            stemmer=self.stemmer,
+            return_ids=False,
+            show_progress=False,
+        )
 
     def _tokenize(self, texts: list[str]) -> bm25s.tokenization.Tokenized:
-        return bm25s.tokenize(texts, stopwords="en", stemmer=self.stemmer, show_progress=False)
-
-
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int, rrf_k: int = 60) -> list[int]:
-    """Merge ranked id lists by sum of 1 / (rrf_k + rank) (Cormack et al. 2009); returns the top k ids."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (rrf_k + rank)
-    # Ties keep the first ranking's order (dense first): sorted() is stable over insertion order.
-    return [item for item, _ in sorted(scores.items(), key=lambda pair: -pair[1])][:k]
+        return bm25s.tokenize(
+            texts, token_pattern=self.scheme.token_pattern, stopwords="en", stemmer=self.stemmer, show_progress=False
+        )

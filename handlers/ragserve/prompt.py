@@ -21,17 +21,13 @@ def build_prompt(question: str, hits: list[Hit], template: str) -> str:
 
 
 def format_sources(hits: list[Hit]) -> list[dict[str, Any]]:
-    """The `sources` list of a JSON response: where each chunk came from, its score and text."""
+    """The `sources` list of a JSON response: where each chunk came from, its scores and text."""
     sources = []
     for hit in hits:
         source = hit.document.metadata.get("source", "")
         where = "url" if source.startswith(("http://", "https://")) else "path"
-        sources.append(
-            {
-                where: source,
-                "title": hit.document.metadata.get("title", ""),
-                "score": round(hit.score, 6),
-                "text": hit.document.page_content,
-            }
-        )
+        entry = {where: source, "title": hit.document.metadata.get("title", ""), "score": round(hit.score, 6)}
+        if hit.fused is not None:
+            entry["fused_score"] = round(hit.fused, 6)
+        sources.append({**entry, "text": hit.document.page_content})
     return sources
