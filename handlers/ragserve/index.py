@@ -68,10 +68,13 @@ def index_key(cfg: Config) -> str:
 
 
 def _keyed_fields(corpus: CorpusConfig) -> dict:
-    """The corpus settings, without settings added since format 2 while they keep their default,
-    so indexes built before those settings existed keep their key (they were built the same way)."""
-    fields = dataclasses.asdict(corpus)
-    return {name: v for name, v in fields.items() if not (name in ADDED_SINCE_FORMAT and v == ADDED_SINCE_FORMAT[name])}
+    """The corpus settings, less those added since FORMAT_VERSION that still have their default:
+    indexes built before such a setting existed were built that way, so they keep their key."""
+    return {
+        name: value
+        for name, value in dataclasses.asdict(corpus).items()
+        if not (name in ADDED_SINCE_FORMAT and value == ADDED_SINCE_FORMAT[name])
+    }
 
 
 class Index:
@@ -112,13 +115,19 @@ class Index:
         for vector, dense, lexical in zip(vectors, dense_ids, lexical_scores, strict=True):
             dense_top = [int(i) for i in dense if i >= 0]
             lexical_top = [int(i) for i in np.argsort(-lexical, kind="stable")[: cfg.candidates] if lexical[i] > 0]
+            pool = list(dict.fromkeys(dense_top + lexical_top))
+            dense_scores = {i: self._dense_score(vector, i) for i in pool}
             if cfg.fusion == "rrf":
                 fused = reciprocal_rank_fusion([dense_top, lexical_top], k, cfg.rrf_k)
             else:
-                pool = list(dict.fromkeys(dense_top + lexical_top))
-                similarity = {i: self._similarity(vector, i) for i in pool}
-                fused = convex_combination(similarity, {i: float(lexical[i]) for i in pool}, cfg.dense_weight, k)
-            results.append([Hit(self._document(i), self._dense_score(vector, i), score) for i, score in fused])
+                closeness = 1.0 if self.store.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT else -1.0
+                fused = convex_combination(
+                    {i: closeness * score for i, score in dense_scores.items()},
+                    {i: float(lexical[i]) for i in pool},
+                    cfg.dense_weight,
+                    k,
+                )
+            results.append([Hit(self._document(i), dense_scores[i], score) for i, score in fused])
         return results
 
     def search(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
@@ -154,10 +163,10 @@ class Index:
     def load(cls, folder: Path, key: str, encoder: Encoder, scheme: LexicalScheme = DEFAULT_SCHEME) -> Index:
         """Load a folder written by save(), after checking its key and checksums."""
         manifest = _read_manifest(folder)
-        if not _has_lexical(manifest, scheme):
-            raise IndexError_(f"{folder} has no {scheme.folder} index")
         if manifest.get("key") != key:
             raise IndexError_(f"{folder} was built from another config (key {manifest.get('key')}, want {key})")
+        if not _has_lexical(manifest, scheme):
+            raise IndexError_(f"{folder} has no {scheme.folder} index")
         for name, digest in manifest["sha256"].items():
             if _sha256(folder / name) != digest:
                 raise IndexError_(f"{folder / name} is corrupted (sha256 mismatch)")
@@ -204,11 +213,6 @@ class Index:
         index.save(folder, key, build_s)
         logger.info("index %s built in %.1f s", folder, build_s)
         return index
-
-    def _similarity(self, vector: np.ndarray, position: int) -> float:
-        """The dense score with higher = closer for both metrics."""
-        score = self._dense_score(vector, position)
-        return score if self.store.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT else -score
 
     def _dense_score(self, vector: np.ndarray, position: int) -> float:
         """What FAISS would have scored this chunk: cosine, or squared L2 distance."""
