@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -54,11 +53,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from sysinfo import cpu_model, package_version  # noqa: E402
 from tsclient import read_key, request  # noqa: E402
-from tsserver import VENV_BIN, TorchServe  # noqa: E402
+from tsserver import TorchServe  # noqa: E402
 
 PORT = 28080  # inference; management 28081, metrics 28082
-WORKER_PORT = 29000  # TorchServe's worker sockets are /tmp/.ts.sock.<port> whatever TMPDIR is: keep off 9000
 MODEL = "rag"
 GRAVITON_ENV = {
     "TORCH_MKLDNN_MATMUL_MIN_DIM": "1024",
@@ -245,24 +244,12 @@ class BenchServe(TorchServe):
     def start_all(self, workers: int, timeout_s: float) -> float:
         """Start TorchServe with MODEL and wait until `workers` workers are READY; returns seconds."""
         start = time.monotonic()
-        self._write_properties()
-        self.log_dir.mkdir(exist_ok=True)
-        cmd = [str(VENV_BIN / "torchserve"), "--start", "--ncs", "--model-store", str(self.workdir / "model_store")]
-        cmd += ["--ts-config", "config.properties", "--models", f"{MODEL}={MODEL}"]
-        with open(self.log_dir / "torchserve.out", "ab") as out:  # a file, not a pipe: java inherits it
-            subprocess.run(cmd, cwd=self.workdir, env=self.env, check=True, stdout=out, stderr=subprocess.STDOUT)
+        self.launch([MODEL])
         self.java = self._started_java(start)
         while self.ready_count() < workers:
             self._check_alive(start, timeout_s)
             time.sleep(1)
         return time.monotonic() - start
-
-    def _write_properties(self) -> None:
-        text = (ROOT / "config.properties").read_text()
-        for old in (8080, 8081, 8082):
-            text = text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{old - 8080 + self.port}")
-        text += f"\ninitial_worker_port={WORKER_PORT}\nmodel_metrics_auto_detect=true\n"
-        (self.workdir / "config.properties").write_text(text)
 
     def describe(self) -> list[dict[str, Any]]:
         """The management API's model description ([] while the server is starting)."""
@@ -536,32 +523,16 @@ def machine() -> dict[str, str]:
     """CPU model, cores, memory, and the versions that matter."""
     return {
         "host": socket.gethostname(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "arch": platform.machine(),
         "cores": f"{os.cpu_count()} logical, {psutil.cpu_count(logical=False)} physical",
         "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
         "os": platform.platform(),
         "python": platform.python_version(),
-        "torch": _version("torch"),
-        "torchserve": _version("torchserve"),
+        "torch": package_version("torch"),
+        "torchserve": package_version("torchserve"),
         "ab": _ab_version(),
     }
-
-
-def _cpu_model() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        text = ""
-    found = re.search(r"^Model name:\s+(.+)$", text, re.M)
-    return found.group(1).strip() if found else platform.processor() or "unknown"
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _ab_version() -> str:

@@ -55,6 +55,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "handlers"))
 
+from sysinfo import cpu_model, package_version  # noqa: E402
+
 from ragserve.compilation import compiled_graph_count  # noqa: E402
 from ragserve.config import CompileConfig, Config, EmbeddingConfig  # noqa: E402
 from ragserve.corpus import load_documents, split  # noqa: E402
@@ -359,7 +361,7 @@ def machine_info(threads: int) -> dict[str, str]:
 
     info = {
         "host": socket.gethostname(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores (os.cpu_count / usable)": f"{os.cpu_count()} / {len(os.sched_getaffinity(0))}",
         "threads (torch, onnxruntime intra-op)": str(threads),
         "python": platform.python_version(),
@@ -367,27 +369,8 @@ def machine_info(threads: int) -> dict[str, str]:
         "transformers": transformers.__version__,
     }
     for package in ("sentence_transformers", "onnxruntime", "onnx", "onnxscript"):
-        info[package.replace("_", "-")] = _version(package)
+        info[package.replace("_", "-")] = package_version(package)
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 HEADER = (

@@ -49,6 +49,11 @@ class TorchServe:
 
     def start(self, models: list[str], timeout_s: float = 900) -> float:
         """Start with the project's config.properties (ports moved) and wait until models are ready."""
+        self.launch(models)
+        return wait_ready(models, timeout_s, self.management_url, self.key_file, self.workdir / "logs")
+
+    def launch(self, models: list[str]) -> None:
+        """Write the private config.properties and run `torchserve --start` (returns before workers are ready)."""
         properties = (ROOT / "config.properties").read_text()
         for old, new in ((8080, self.port), (8081, self.port + 1), (8082, self.port + 2)):
             properties = properties.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
@@ -70,7 +75,6 @@ class TorchServe:
         (self.workdir / "logs").mkdir(exist_ok=True)
         with open(self.workdir / "logs" / "torchserve.out", "ab") as out:
             subprocess.run(cmd, cwd=self.workdir, env=self.env, check=True, stdout=out, stderr=subprocess.STDOUT)
-        return wait_ready(models, timeout_s, self.management_url, self.key_file, self.workdir / "logs")
 
     def stop(self) -> None:
         subprocess.run(
