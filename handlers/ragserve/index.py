@@ -109,14 +109,16 @@ class Index:
 
     def search_hybrid(self, vectors: np.ndarray, questions: list[str], k: int, cfg: RetrievalConfig) -> list[list[Hit]]:
         """Dense and BM25 candidates fused (cfg.fusion); each hit keeps its dense score."""
-        _, dense_ids = self.store.index.search(_as_float32(vectors), cfg.candidates)  # (n, candidates)
+        dense_hits, dense_ids = self.store.index.search(_as_float32(vectors), cfg.candidates)  # (n, candidates)
         lexical_scores = self.lexical.scores(questions)  # (n, chunks)
         results = []
-        for vector, dense, lexical in zip(vectors, dense_ids, lexical_scores, strict=True):
-            dense_top = [int(i) for i in dense if i >= 0]
+        for vector, hit_scores, hit_ids, lexical in zip(vectors, dense_hits, dense_ids, lexical_scores, strict=True):
+            dense_scores = {int(i): float(s) for s, i in zip(hit_scores, hit_ids, strict=True) if i >= 0}
+            dense_top = list(dense_scores)
             lexical_top = [int(i) for i in np.argsort(-lexical, kind="stable")[: cfg.candidates] if lexical[i] > 0]
             pool = list(dict.fromkeys(dense_top + lexical_top))
-            dense_scores = {i: self._dense_score(vector, i) for i in pool}
+            for i in lexical_top:  # BM25-only candidates: FAISS did not score them
+                dense_scores.setdefault(i, self._dense_score(vector, i))
             if cfg.fusion == "rrf":
                 fused = reciprocal_rank_fusion([dense_top, lexical_top], k, cfg.rrf_k)
             else:

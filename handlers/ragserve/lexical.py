@@ -71,23 +71,18 @@ class Lexical:
         """(n questions, n chunks) BM25 scores; 0 where a chunk shares no term with the question."""
         total = int(self.retriever.scores["num_docs"])
         rows = []
-        for terms in self._query_terms(questions):
+        # Query terms as strings: bm25s maps them through the index's own vocabulary.
+        for terms in self._tokenize(questions, return_ids=False):
             known = self.retriever.get_tokens_ids(terms)
             rows.append(self.retriever.get_scores(known) if known else np.zeros(total, np.float32))
         return np.stack(rows) if rows else np.empty((0, total), np.float32)
 
-    def _query_terms(self, questions: list[str]) -> list[list[str]]:
-        # Query terms as strings: bm25s maps them through the index's own vocabulary.
+    def _tokenize(self, texts: list[str], return_ids: bool = True) -> bm25s.tokenization.Tokenized | list[list[str]]:
         return bm25s.tokenize(
-            questions,
+            texts,
             token_pattern=self.scheme.token_pattern,
             stopwords="en",
             stemmer=self.stemmer,
-            return_ids=False,
+            return_ids=return_ids,
             show_progress=False,
-        )
-
-    def _tokenize(self, texts: list[str]) -> bm25s.tokenization.Tokenized:
-        return bm25s.tokenize(
-            texts, token_pattern=self.scheme.token_pattern, stopwords="en", stemmer=self.stemmer, show_progress=False
         )
