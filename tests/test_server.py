@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import LLM_DIR, MODEL_DIR, ROOT
+from tsclient import request
 from tsserver import TorchServe, prepare_llm_archive, prepare_rag_archive
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
+KEY_LIFETIME_S = 15
 FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 50\nresponseTimeout: 120\n"
 
 
@@ -29,7 +32,8 @@ def server(hf_site_url: str, model_dir: Path, llm_dir: Path, tmp_path_factory) -
     assert len(list((archive / "index").glob("*/manifest.json"))) == 1  # the index ships in the archive
     llm_yaml = f"  model_path: {LLM_DIR}\n  max_new_tokens: 48\n  max_new_tokens_limit: 64\n  threads: 1\n"
     prepare_llm_archive(workdir, llm_yaml, FRONTEND)
-    ts = TorchServe(workdir)
+    # Keys expire every 15 s (TorchServe's default is 60 min): every client path here meets expiry and renews.
+    ts = TorchServe(workdir, properties={"token_expiration_min": str(KEY_LIFETIME_S / 60)})
     ts.start(["rag", "llm"])
     yield ts
     ts.stop()
@@ -120,7 +124,15 @@ def test_requests_without_or_with_a_wrong_token_are_refused(server) -> None:
         assert status == 400 and "InvalidKeyException" in text  # TorchServe 0.12.0 answers 400, not 401
 
 
+def wait_until_refused(server: TorchServe, key: str) -> None:
+    deadline = time.monotonic() + 3 * KEY_LIFETIME_S
+    while request(f"{server.inference_url}/ping", key=key)[0] == 200:
+        assert time.monotonic() < deadline, "the key did not expire"
+        time.sleep(1)
+
+
 def test_client_chains_rag_and_llm_into_an_answer(server) -> None:
+    wait_until_refused(server, server.keys.get("inference"))  # as `make ask` an hour after `make run`
     urls = [
         "--rag-url",
         f"{server.inference_url}/predictions/rag",
@@ -142,6 +154,7 @@ def test_client_chains_rag_and_llm_into_an_answer(server) -> None:
     ).stdout
     assert out.startswith("Question: What vocabulary size") and "Answer: " in out
     assert "128" in out.split("Answer: ", 1)[1]
+    assert request(f"{server.inference_url}/ping", key=server.keys.get("inference"))[0] == 200  # renewed in the file
 
 
 def test_llm_json_reply_counts_tokens(server) -> None:
@@ -152,14 +165,14 @@ def test_llm_json_reply_counts_tokens(server) -> None:
 
 
 def test_llm_streaming_arrives_in_several_chunks_and_matches_the_plain_answer(server) -> None:
-    from tsclient import read_key, stream
+    from tsclient import stream
 
     request = {"prompt": "Count from one to ten.", "max_new_tokens": 24}
     pieces = list(
         stream(
             f"{server.inference_url}/predictions/llm",
             json.dumps({**request, "stream": True}).encode(),
-            read_key("inference", server.key_file),
+            server.keys,
         )
     )
     _, _, plain = server.post("llm", json.dumps(request).encode(), "application/json")

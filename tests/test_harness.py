@@ -1,0 +1,92 @@
+"""The private TorchServe harness (scripts/tsserver.py) and the key handling of the clients (scripts/tsclient.py).
+
+Real TorchServe servers without models: they start in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from tsclient import call, fresh_key, request
+from tsserver import TorchServe
+
+pytestmark = [pytest.mark.server]
+
+# `make serve`'s ports: HTTP inference, management, metrics; gRPC inference, management.
+DEFAULT_PORTS = (8080, 8081, 8082, 7070, 7071)
+
+
+def listening(port: int) -> bool:
+    with closing(socket.socket()) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def empty_server(workdir: Path, port: int, **properties: str) -> TorchServe:
+    (workdir / "model_store").mkdir(parents=True, exist_ok=True)
+    return TorchServe(workdir, port=port, properties=properties)
+
+
+@pytest.fixture
+def default_ports_held(tmp_path: Path) -> Iterator[None]:
+    """The default ports in use: by `make run`'s server when it is up, else by a TorchServe started on them."""
+    held = [listening(port) for port in DEFAULT_PORTS]
+    if all(held):
+        yield
+        return
+    if any(held):
+        pytest.skip(f"some of the default ports {DEFAULT_PORTS} are in use by something else: {held}")
+    defaults = {"grpc_inference_port": "7070", "grpc_management_port": "7071", "initial_worker_port": "9000"}
+    holder = empty_server(tmp_path / "default", 8080, **defaults)
+    holder.start([], timeout_s=120)
+    assert all(listening(port) for port in DEFAULT_PORTS)
+    yield
+    holder.stop()
+
+
+def test_a_private_server_starts_beside_one_on_the_default_ports(default_ports_held, tmp_path: Path) -> None:
+    server = empty_server(tmp_path / "private", 18280)
+    try:
+        server.start([], timeout_s=120)
+        status, _, text = call(f"{server.inference_url}/ping", keys=server.keys)
+        assert status == 200 and json.loads(text)["status"] == "Healthy"
+        assert all(listening(port) for port in range(18280, 18285))  # its own HTTP and gRPC ports
+    finally:
+        server.stop()
+
+
+def test_a_server_that_cannot_bind_fails_fast_with_the_log_line(tmp_path: Path) -> None:
+    server = empty_server(tmp_path, 18290)
+    with closing(socket.socket()) as squatter:  # hold its gRPC inference port, as `make serve` held 7070
+        squatter.bind(("127.0.0.1", 18293))
+        squatter.listen()
+        with pytest.raises(SystemExit) as failure:
+            server.start([], timeout_s=600)
+    # Only the exit check words it this way; the timeout path would say "not ready after 600 s".
+    message = str(failure.value)
+    assert "exited while starting" in message and "Failed to bind" in message, message
+    server.stop()
+
+
+def test_clients_renew_an_expired_key_with_the_api_key(tmp_path: Path) -> None:
+    server = empty_server(tmp_path, 18300, token_expiration_min="0.05")  # keys live 3 s
+    try:
+        server.start([], timeout_s=120)
+        old = {kind: server.keys.get(kind) for kind in ("inference", "management")}
+        deadline = time.monotonic() + 30
+        while request(f"{server.inference_url}/ping", key=old["inference"])[0] == 200:
+            assert time.monotonic() < deadline, "the inference key did not expire"
+            time.sleep(0.5)
+        status, _, text = request(f"{server.inference_url}/ping", key=old["inference"])
+        assert status == 400 and "InvalidKeyException" in text  # expired: refused like a wrong key
+        assert call(f"{server.inference_url}/ping", keys=server.keys)[0] == 200
+        assert call(f"{server.management_url}/models", keys=server.keys, kind="management")[0] == 200
+        assert {kind: server.keys.get(kind) for kind in old} != old  # key_file.json holds the new keys
+        assert fresh_key(server.inference_url, server.keys) == server.keys.get("inference")
+    finally:
+        server.stop()
