@@ -196,34 +196,49 @@ def failure_reason(log_dir: Path) -> str:
     return f"no error line in {log_dir}"
 
 
+STARTED_LINE = "Model server started."  # TorchServe prints it once REST and gRPC servers are bound
+
+
+def has_started(console: Path, offset: int = 0) -> bool:
+    """Whether TorchServe's console output, from byte offset on, says every server is listening."""
+    try:
+        with open(console, "rb") as f:
+            f.seek(offset)
+            return STARTED_LINE.encode() in f.read()
+    except OSError:
+        return False
+
+
 def wait_ready(
     models: list[str],
     timeout_s: float = 1800,
     keys: Keys | None = None,
     log_dir: Path = ROOT / "logs",
     tmp_dir: Path | None = None,
+    console_offset: int = 0,
 ) -> float:
-    """Poll the management API until every model has a ready worker; returns seconds waited.
+    """Wait until TorchServe has bound all its ports and every model has a ready worker; returns seconds.
 
     Fails within a second or two when the frontend exits (a port taken, a bad config), with the log
-    line that says why, instead of waiting out the timeout. tmp_dir holds the pid file (TMPDIR).
+    line that says why, instead of waiting out the timeout. tmp_dir holds the pid file (TMPDIR);
+    log_dir/torchserve.out is the console output, read from console_offset on.
     """
     keys = keys or Keys()
     tmp_dir = tmp_dir or Path(tempfile.gettempdir())
     start = time.monotonic()
-    pending, answered = list(models), False
-    while pending or not answered:
+    pending, started = list(models), False
+    while pending or not started:
         pid = server_pid(tmp_dir)
         if pid is not None and not is_running(pid):
             raise SystemExit(f"TorchServe (pid {pid}) exited while starting: {failure_reason(log_dir)}")
         if time.monotonic() - start > timeout_s:
             raise SystemExit(f"models {pending} not ready after {timeout_s:.0f} s; see {log_dir / 'model_log.log'}")
+        started = started or has_started(log_dir / "torchserve.out", console_offset)
         try:
-            answered = call(f"{keys.management_url}/models", keys=keys, kind="management", timeout_s=5)[0] == 200
             pending = [m for m in pending if ready_workers(m, keys) == 0]
         except (SystemExit, OSError):
             pass  # server still starting: no key file or no listener yet
-        if pending or not answered:
+        if pending or not started:
             time.sleep(0.5)
     return time.monotonic() - start
 

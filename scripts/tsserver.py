@@ -74,8 +74,10 @@ class TorchServe:
 
         Raises SystemExit within seconds, with TorchServe's own log line, when the server exits instead.
         """
+        console = self.log_dir / "torchserve.out"
+        offset = console.stat().st_size if console.exists() else 0  # a restart appends to the same file
         self.launch(models)
-        return wait_ready(models, timeout_s, self.keys, self.log_dir, self.workdir / "tmp")
+        return wait_ready(models, timeout_s, self.keys, self.log_dir, self.workdir / "tmp", offset)
 
     def config_properties(self) -> str:
         """The project's config.properties with this server's ports and extra properties."""

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 from tsclient import call, fresh_key, request
-from tsserver import TorchServe
-
-pytestmark = [pytest.mark.server]
+from tsserver import GRAVITON_ENV, TorchServe, platform_env
 
 # `make serve`'s ports: HTTP inference, management, metrics; gRPC inference, management.
 DEFAULT_PORTS = (8080, 8081, 8082, 7070, 7071)
@@ -49,6 +47,7 @@ def default_ports_held(tmp_path: Path) -> Iterator[None]:
     holder.stop()
 
 
+@pytest.mark.server
 def test_a_private_server_starts_beside_one_on_the_default_ports(default_ports_held, tmp_path: Path) -> None:
     server = empty_server(tmp_path / "private", 18280)
     try:
@@ -60,6 +59,7 @@ def test_a_private_server_starts_beside_one_on_the_default_ports(default_ports_h
         server.stop()
 
 
+@pytest.mark.server
 def test_a_server_that_cannot_bind_fails_fast_with_the_log_line(tmp_path: Path) -> None:
     server = empty_server(tmp_path, 18290)
     with closing(socket.socket()) as squatter:  # hold its gRPC inference port, as `make serve` held 7070
@@ -73,6 +73,7 @@ def test_a_server_that_cannot_bind_fails_fast_with_the_log_line(tmp_path: Path) 
     server.stop()
 
 
+@pytest.mark.server
 def test_clients_renew_an_expired_key_with_the_api_key(tmp_path: Path) -> None:
     server = empty_server(tmp_path, 18300, token_expiration_min="0.05")  # keys live 3 s
     try:
@@ -90,3 +91,13 @@ def test_clients_renew_an_expired_key_with_the_api_key(tmp_path: Path) -> None:
         assert fresh_key(server.inference_url, server.keys) == server.keys.get("inference")
     finally:
         server.stop()
+
+
+def test_the_harness_applies_the_graviton_settings_serve_sh_applies(tmp_path: Path) -> None:
+    settings = platform_env("aarch64")
+    assert settings["DNNL_DEFAULT_FPMATH_MODE"] == "BF16" and len(settings) == 4
+    assert platform_env("x86_64") == {}
+    serve_sh = (GRAVITON_ENV.parent.parent / "scripts" / "serve.sh").read_text()
+    assert "source configs/graviton.env" in serve_sh  # one file for production and the harness
+    server = TorchServe(tmp_path)
+    assert all(server.env.get(name) == value for name, value in platform_env().items())
