@@ -29,14 +29,30 @@ ROOT = Path(__file__).resolve().parent.parent
 INFERENCE_URL = "http://127.0.0.1:8080"
 MANAGEMENT_URL = "http://127.0.0.1:8081"
 RENEW_LOCK = threading.Lock()
+KEY_FILE_READS = 10  # 0.1 s apart
 
 
 def read_key(kind: str = "inference", key_file: Path = ROOT / "key_file.json") -> str:
-    """kind: 'inference', 'management' or 'API' (the key that renews the other two)."""
+    """kind: 'inference', 'management' or 'API' (the key that renews the other two).
+
+    TorchServe rewrites the file in place when a key is renewed, so a read can meet it half
+    written: a file that does not parse is read again, 0.1 s apart, up to KEY_FILE_READS times.
+    """
+    hint = "is TorchServe running?"
+    for _ in range(KEY_FILE_READS):
+        try:
+            keys = json.loads(key_file.read_text())
+            break
+        except ValueError:
+            time.sleep(0.1)
+        except OSError as err:
+            raise SystemExit(f"cannot read the {kind} key from {key_file} ({err}): {hint}") from err
+    else:
+        raise SystemExit(f"cannot parse {key_file}: {hint}")
     try:
-        return json.loads(key_file.read_text())[kind]["key"]
-    except (OSError, KeyError, ValueError) as err:
-        raise SystemExit(f"cannot read the {kind} key from {key_file} ({err}): is TorchServe running?") from err
+        return keys[kind]["key"]
+    except (KeyError, TypeError) as err:
+        raise SystemExit(f"{key_file} holds no {kind} key ({err!r}): {hint}") from err
 
 
 def management_url_of(inference_url: str) -> str:
