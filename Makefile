@@ -33,9 +33,11 @@ models: install ## fetch all-mpnet-base-v2 and SmolLM2-135M-Instruct into models
 index: models ## build the FAISS index for RAG_CONFIG ahead of serving
 	$(PY) scripts/build_index.py --config $(RAG_CONFIG)
 
-archive: index ## package both endpoints into model_store/rag and model_store/llm
-	$(PY) scripts/archive.py --config $(RAG_CONFIG) --name rag
-	$(PY) scripts/archive.py --endpoint llm --config $(LLM_CONFIG) --name llm
+ARCHIVE_FORMAT ?= no-archive
+
+archive: index ## package both endpoints into model_store/ (ARCHIVE_FORMAT=no-archive|mar|tgz)
+	$(PY) scripts/archive.py --config $(RAG_CONFIG) --name rag --format $(ARCHIVE_FORMAT)
+	$(PY) scripts/archive.py --endpoint llm --config $(LLM_CONFIG) --name llm --format $(ARCHIVE_FORMAT)
 
 serve: ## start TorchServe with both endpoints and wait until they are ready
 	scripts/serve.sh rag llm

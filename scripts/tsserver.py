@@ -106,7 +106,7 @@ class TorchServe:
             str(self.workdir / "model_store"),
             "--ts-config",
             "config.properties",
-            *(["--models", *[f"{m}={m}" for m in models]] if models else []),
+            *(["--models", *[f"{m}={model_file(self.workdir / 'model_store', m)}" for m in models]] if models else []),
         ]
         # The Java frontend inherits the output streams: a log file, not a pipe, or run() never returns.
         self.log_dir.mkdir(exist_ok=True)
@@ -139,6 +139,14 @@ class TorchServe:
     def worker_pids(self, model: str) -> list[int]:
         _, _, text = call(f"{self.management_url}/models/{model}", keys=self.keys, kind="management")
         return sorted(w["pid"] for entry in json.loads(text) for w in entry["workers"])
+
+
+def model_file(store: Path, name: str) -> str:
+    """The archive `--models` names for a model: rag.mar or rag.tar.gz when one was built, else the folder."""
+    for suffix in (".mar", ".tar.gz"):
+        if (store / f"{name}{suffix}").is_file():
+            return f"{name}{suffix}"
+    return name
 
 
 def prepare_rag_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "", name: str = "rag") -> Path:
