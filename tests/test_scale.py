@@ -104,7 +104,6 @@ def store(tmp_path_factory, model_dir: Path) -> Path:
         f"  model_path: {model_dir}\n  compile: false\n"
     )
     prepare_rag_archive(workdir, rag_yaml, FRONTEND)
-    shutil.rmtree(workdir / "docs", ignore_errors=True)
     return workdir / "model_store"
 
 
@@ -197,17 +196,19 @@ def test_kill_9_of_a_replica_under_load_loses_no_request_and_it_rejoins(
     victim = replicas[0]
     frontend = psutil.Process(server_pid(victim.workdir / "tmp"))
     workers = frontend.children(recursive=True)
-    with ThreadPool(1) as pool:
-        result = pool.apply_async(ab, (gateway, 300, 4, payload))
-        time.sleep(4)  # the load is flowing to both replicas
-        frontend.send_signal(signal.SIGKILL)
-        switch_s = gateway.wait_status("r1", "DOWN", timeout_s=30)
-        sent_while_down = int(gateway.servers()["r1"]["stot"])
-        figures = result.get(timeout=300)
+    try:
+        with ThreadPool(1) as pool:
+            result = pool.apply_async(ab, (gateway, 300, 4, payload))
+            time.sleep(4)  # the load is flowing to both replicas
+            frontend.send_signal(signal.SIGKILL)
+            switch_s = gateway.wait_status("r1", "DOWN", timeout_s=30)
+            sent_while_down = int(gateway.servers()["r1"]["stot"])
+            figures = result.get(timeout=300)
+    finally:
+        for worker in workers:  # the killed frontend's workers lose their parent; they are ours to end
+            if worker.is_running():
+                worker.kill()
     assert int(gateway.servers()["r1"]["stot"]) == sent_while_down  # after DOWN, only the survivor gets traffic
-    for worker in workers:  # the frontend's workers lose their parent; they are ours to end
-        if worker.is_running():
-            worker.kill()
     restart_s = victim.start(["rag"], timeout_s=600)
     rejoin_s = gateway.wait_status("r1", "UP", timeout_s=60)
     served = int(gateway.servers()["r1"]["stot"])
