@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -34,14 +35,25 @@ from tsserver import TorchServe  # noqa: E402
 PORT = 38100  # inside this project's benchmark range; worker sockets at 39100+
 
 
+def prepare_workdir(workdir: Path) -> None:
+    """models/ linked and docs/ copied into workdir, so rag-docs.yaml's relative paths resolve there.
+
+    A copy, not a link: the corpus fingerprint is part of the index key, and an edit to docs/ during
+    a run would otherwise make the next archive look for an index that was never built.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not (workdir / "models").exists():
+        (workdir / "models").symlink_to(ROOT / "models")
+    if (workdir / "docs").is_symlink():
+        (workdir / "docs").unlink()
+    shutil.rmtree(workdir / "docs", ignore_errors=True)
+    shutil.copytree(ROOT / "docs", workdir / "docs")
+
+
 def write_config(workdir: Path) -> Path:
-    """rag-docs.yaml with compile off; docs/ and models/ linked so its relative paths resolve in workdir."""
+    """rag-docs.yaml with compile off, written into workdir (see prepare_workdir)."""
     doc = yaml.safe_load((ROOT / "configs" / "rag-docs.yaml").read_text())
     doc["handler"]["compile"]["enabled"] = False
-    for top in ("docs", "models"):
-        link = workdir / top
-        if not link.exists():
-            link.symlink_to(ROOT / top)
     config = workdir / "rag-bench.yaml"
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     return config
@@ -60,18 +72,23 @@ def sizes(path: Path) -> tuple[int, int]:
     return sum(s.st_size for s in stats), sum(s.st_size for s in stats if s.st_nlink == 1)
 
 
+def stop_and_wait(server: TorchServe) -> None:
+    """`torchserve --stop`, then wait until the frontend has exited, so the ports are free for the next start."""
+    server.stop()
+    pid = server_pid(server.workdir / "tmp")
+    while pid is not None and is_running(pid):
+        time.sleep(0.2)
+
+
 def ready_time(workdir: Path) -> float:
-    """Seconds from `torchserve --start` until the rag worker is READY, then stop and wait for the exit."""
+    """Seconds from `torchserve --start` until the rag worker is READY, then stop."""
     server = TorchServe(workdir, port=PORT)
     start = time.perf_counter()
     try:
         server.start(["rag"], timeout_s=600)
         return time.perf_counter() - start
     finally:
-        server.stop()
-        pid = server_pid(workdir / "tmp")
-        while pid is not None and is_running(pid):
-            time.sleep(0.2)
+        stop_and_wait(server)
 
 
 def measure(fmt: str, config: Path, workdir: Path) -> dict[str, float]:
@@ -107,7 +124,7 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
     parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "bench-archive")
     args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
+    prepare_workdir(args.workdir)
     config = write_config(args.workdir)
     run([sys.executable, str(ROOT / "scripts/build_index.py"), "--config", str(config), "--root", str(args.workdir)])
     rows = {fmt: measure(fmt, config, args.workdir) for fmt in args.formats}
