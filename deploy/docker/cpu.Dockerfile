@@ -30,6 +30,8 @@ RUN mkdir -p /etc/ragserve \
  && if [ "$TARGETARCH" = arm64 ]; then grep -v '^#' configs/graviton.env > /etc/ragserve/platform.env; fi
 
 FROM ${PYTHON_IMAGE}
+# Distribution packages unpinned (DL3008): the base image's tag fixes the release, and a pin would
+# hold back its security updates.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless \

@@ -8,6 +8,8 @@
 ARG CUDA_IMAGE=nvidia/cuda:13.0.0-base-ubuntu24.04
 
 FROM ${CUDA_IMAGE} AS build
+# Distribution packages unpinned (DL3008): the base image's tag fixes the release, and a pin would
+# hold back its security updates.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
