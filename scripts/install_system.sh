@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# System packages the project needs: Java 17 (TorchServe's frontend), ab (benchmarks) and, where the
-# system Python is older than 3.10 (Amazon Linux 2023 ships 3.9), a newer Python.
+# System packages the project needs: Java 17 (TorchServe's frontend), ab (benchmarks), haproxy (the
+# gateway of make test-scale and make validate-k8s) and, where the system Python is older than 3.10
+# (Amazon Linux 2023 ships 3.9), a newer Python.
 # Debian/Ubuntu (x86_64 or arm64) through apt; Amazon Linux 2023 / Fedora-likes through dnf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,13 +11,14 @@ elif command -v dnf >/dev/null 2>&1; then
   # Amazon Linux 2023 (the usual Graviton AMI): Corretto 17, httpd-tools for ab, python3.11.
   manager=dnf java_pkg=java-17-amazon-corretto-headless ab_pkg=httpd-tools python_pkg=python3.11
 else
-  echo "neither apt-get nor dnf found: install Java 17, ab and Python >= 3.10 yourself" >&2
+  echo "neither apt-get nor dnf found: install Java 17, ab, haproxy and Python >= 3.10 yourself" >&2
   exit 1
 fi
 missing=()
 java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)
 [ "${java_major:-0}" -ge 17 ] 2>/dev/null || missing+=("$java_pkg")
 command -v ab >/dev/null 2>&1 || missing+=("$ab_pkg")
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)   # same package name on Debian and Amazon Linux
 scripts/find_python.sh >/dev/null 2>&1 || missing+=("$python_pkg")
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=()

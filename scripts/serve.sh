@@ -5,7 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 models=("${@:-rag}")
 specs=()
-for m in "${models[@]}"; do specs+=("$m=$m"); done
+for m in "${models[@]}"; do  # a .mar or .tar.gz from `make archive ARCHIVE_FORMAT=...`, else the folder
+  file=$m
+  for suffix in .mar .tar.gz; do [ -f "model_store/$m$suffix" ] && file=$m$suffix; done
+  specs+=("$m=$file")
+done
 
 if [ "$(uname -m)" = "aarch64" ]; then
   # Graviton settings from the original demo; the test harness applies the same file.

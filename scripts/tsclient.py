@@ -3,6 +3,7 @@
 
   python scripts/tsclient.py wait rag [llm]     # block until each model has a READY worker
   python scripts/tsclient.py key                # print a valid inference key (renewed if it expired)
+  python scripts/tsclient.py ready rag          # exit 0 if rag has a READY worker (no key: token auth off)
 
 TorchServe writes its keys to key_file.json in the directory it was started from. Inference and
 management keys expire (`token_expiration_min`, 60 by default): the clients here renew a refused
@@ -232,12 +233,14 @@ def wait_ready(
     log_dir: Path = ROOT / "logs",
     tmp_dir: Path | None = None,
     console_offset: int = 0,
+    token_auth: bool = True,
 ) -> float:
     """Wait until TorchServe has bound all its ports and every model has a ready worker; returns seconds.
 
     Fails within a second or two when the frontend exits (a port taken, a bad config), with the log
     line that says why, instead of waiting out the timeout. tmp_dir holds the pid file (TMPDIR);
-    log_dir/torchserve.out is the console output, read from console_offset on.
+    log_dir/torchserve.out is the console output, read from console_offset on. token_auth False:
+    a server with `disable_token_authorization=true`, which writes no key file.
     """
     keys = keys or Keys()
     tmp_dir = tmp_dir or Path(tempfile.gettempdir())
@@ -251,12 +254,29 @@ def wait_ready(
             raise SystemExit(f"models {pending} not ready after {timeout_s:.0f} s; see {log_dir / 'model_log.log'}")
         started = started or has_started(log_dir / "torchserve.out", console_offset)
         try:
-            pending = [m for m in pending if ready_workers(m, keys) == 0]
+            if token_auth:
+                pending = [m for m in pending if ready_workers(m, keys) == 0]
+            else:
+                pending = [m for m in pending if not is_ready(m, keys.management_url)]
         except (SystemExit, OSError):
             pass  # server still starting: no key file or no listener yet
         if pending or not started:
             time.sleep(0.5)
     return time.monotonic() - start
+
+
+def is_ready(model: str, management_url: str = MANAGEMENT_URL) -> bool:
+    """One look, without a key, at whether a model has a READY worker (servers with token auth off).
+
+    Not `/ping`: TorchServe 0.12 answers it 200 while the worker is still loading (seen in the
+    access log of `make test-scale`), so it tells that the frontend is up, not that it can answer.
+    """
+    try:
+        status, _, text = request(f"{management_url}/models/{model}", timeout_s=2)
+    except OSError:
+        return False
+    workers = [w for entry in json.loads(text) for w in entry.get("workers", [])] if status == 200 else []
+    return any(w.get("status") == "READY" for w in workers)
 
 
 def main() -> None:
@@ -265,6 +285,8 @@ def main() -> None:
         print(f"ready: {', '.join(sys.argv[2:] or ['rag'])} after {waited:.1f} s")
     elif len(sys.argv) == 2 and sys.argv[1] == "key":
         print(fresh_key())
+    elif len(sys.argv) >= 3 and sys.argv[1] == "ready":  # a pod's readiness probe: exit status only
+        sys.exit(0 if all(is_ready(model) for model in sys.argv[2:]) else 1)
     else:
         raise SystemExit(__doc__)
 

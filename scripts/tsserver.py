@@ -35,6 +35,7 @@ class TorchServe:
     workdir: Path
     port: int = 18080  # inference; management, metrics, gRPC inference and gRPC management follow (+1..+4)
     properties: dict[str, str] = field(default_factory=dict)  # more config.properties settings
+    environment: dict[str, str] = field(default_factory=dict)  # more environment for the server and its workers
 
     @property
     def inference_url(self) -> str:
@@ -67,6 +68,7 @@ class TorchServe:
             "TMPDIR": str(tmp),
             "LOG_LOCATION": str(self.log_dir),
             "METRICS_LOCATION": str(self.log_dir),
+            **self.environment,
         }
 
     def start(self, models: list[str], timeout_s: float = 900) -> float:
@@ -77,7 +79,8 @@ class TorchServe:
         console = self.log_dir / "torchserve.out"
         offset = console.stat().st_size if console.exists() else 0  # a restart appends to the same file
         self.launch(models)
-        return wait_ready(models, timeout_s, self.keys, self.log_dir, self.workdir / "tmp", offset)
+        token_auth = self.properties.get("disable_token_authorization") != "true"  # off: no key file to read
+        return wait_ready(models, timeout_s, self.keys, self.log_dir, self.workdir / "tmp", offset, token_auth)
 
     def config_properties(self) -> str:
         """The project's config.properties with this server's ports and extra properties."""
@@ -108,7 +111,7 @@ class TorchServe:
             str(self.workdir / "model_store"),
             "--ts-config",
             "config.properties",
-            *(["--models", *[f"{m}={m}" for m in models]] if models else []),
+            *(["--models", *[f"{m}={model_file(self.workdir / 'model_store', m)}" for m in models]] if models else []),
         ]
         # The Java frontend inherits the output streams: a log file, not a pipe, or run() never returns.
         self.log_dir.mkdir(exist_ok=True)
@@ -141,6 +144,14 @@ class TorchServe:
     def worker_pids(self, model: str) -> list[int]:
         _, _, text = call(f"{self.management_url}/models/{model}", keys=self.keys, kind="management")
         return sorted(w["pid"] for entry in json.loads(text) for w in entry["workers"])
+
+
+def model_file(store: Path, name: str) -> str:
+    """The archive `--models` names for a model: rag.mar or rag.tar.gz when one was built, else the folder."""
+    for suffix in (".mar", ".tar.gz"):
+        if (store / f"{name}{suffix}").is_file():
+            return f"{name}{suffix}"
+    return name
 
 
 def prepare_rag_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "", name: str = "rag") -> Path:

@@ -48,6 +48,30 @@ def test_saved_index_loads_identically_without_pickles(cfg: Config, encoder) -> 
     assert [h.document for h in loaded.search(query, 3)[0]] == [h.document for h in built.search(query, 3)[0]]
 
 
+def test_loaded_vectors_are_memory_mapped_and_score_like_a_copy(cfg: Config, encoder) -> None:
+    Index.load_or_build(cfg, encoder)
+    folder = Path(cfg.index.dir) / index_key(cfg)
+    mapped = Index.load(folder, index_key(cfg), encoder, mmap=True)
+    copied = Index.load(folder, index_key(cfg), encoder, mmap=False)
+    maps = Path("/proc/self/maps").read_text()
+    assert str(folder / "index.faiss") in maps  # shared page cache, not a private copy
+    query = encoder.embed(["How do I rotate the inference token?"])
+    assert [(h.document, h.score) for h in mapped.search(query, 3)[0]] == [
+        (h.document, h.score) for h in copied.search(query, 3)[0]
+    ]
+    assert mapped._dense_score(query[0], 0) == pytest.approx(copied._dense_score(query[0], 0))
+
+
+def test_published_index_loads_without_writing_anything(cfg: Config, encoder) -> None:
+    Index.load_or_build(cfg, encoder)
+    parent = Path(cfg.index.dir)
+    for lock in parent.glob("*.lock"):
+        lock.unlink()
+    before = {p: p.stat().st_mtime_ns for p in parent.rglob("*")}
+    assert len(Index.load_or_build(cfg, encoder)) > 0
+    assert {p: p.stat().st_mtime_ns for p in parent.rglob("*")} == before  # no lock file, nothing rewritten
+
+
 def test_second_load_or_build_reuses_the_folder(cfg: Config, encoder, monkeypatch) -> None:
     Index.load_or_build(cfg, encoder)
     monkeypatch.setattr(Index, "_build_and_save", classmethod(lambda *a: pytest.fail("rebuilt")))

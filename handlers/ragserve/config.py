@@ -106,6 +106,7 @@ class IndexConfig:
     # seconds from the saved chunks, never re-embeds):
     bm25_numbers: bool = True  # keep numbers/versions ("3.1", "8B", "128,256"); false: bm25s' 2+ letter words
     bm25_title: bool = True  # index each chunk's page title with its text
+    mmap: bool = True  # map the vectors read-only: the workers of a node share one copy of their pages
 
     def __post_init__(self) -> None:
         _check(self.metric in ("cosine", "l2"), "index.metric must be 'cosine' or 'l2'")

@@ -7,6 +7,8 @@ term scheme asked for (lexical.py) and `manifest.json` (key, sizes, sha256 of ev
 We deliberately skip `FAISS.save_local`: its docstore is a pickle, and loading a pickle runs code.
 A folder whose checksums do not match is never loaded.
 Scores: cosine similarity (inner product of unit vectors) or, with metric l2, squared L2 distance.
+A published index is only read: loading takes no lock and writes nothing, and the vectors are
+memory-mapped read-only (index.mmap), so the workers of one node share their pages.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ FORMAT_VERSION = 2  # 2: adds the BM25 index (its scheme folders are added on de
 DEFAULT_SCHEME = LexicalScheme()
 ADDED_SINCE_FORMAT = {"chunk_unit": "chars"}  # corpus settings added since FORMAT_VERSION, with their defaults
 EMBED_PROGRESS_EVERY = 128  # chunks between progress log lines while building
+# IO_FLAG_MMAP alone maps only on-disk IVF lists; a flat index's vectors need IO_FLAG_MMAP_IFC
+# (IndexFlatCodes), checked on faiss 1.15: /proc/<pid>/maps shows index.faiss only with it.
+MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
 
 
 class IndexError_(RuntimeError):
@@ -144,7 +149,9 @@ class Index:
     def save(self, folder: Path, key: str, build_s: float | None = None) -> None:
         """Write the three files, manifest last, so a crash never leaves a valid-looking folder."""
         folder.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.store.index, str(folder / "index.faiss"))
+        # A new file renamed over the old: workers that mapped the old one keep its pages (no SIGBUS).
+        faiss.write_index(self.store.index, str(folder / "index.faiss.tmp"))
+        (folder / "index.faiss.tmp").replace(folder / "index.faiss")
         with open(folder / "chunks.jsonl", "w", encoding="utf-8") as f:
             for i in range(len(self)):
                 doc = self._document(i)
@@ -162,8 +169,10 @@ class Index:
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
     @classmethod
-    def load(cls, folder: Path, key: str, encoder: Encoder, scheme: LexicalScheme = DEFAULT_SCHEME) -> Index:
-        """Load a folder written by save(), after checking its key and checksums."""
+    def load(
+        cls, folder: Path, key: str, encoder: Encoder, scheme: LexicalScheme = DEFAULT_SCHEME, mmap: bool = True
+    ) -> Index:
+        """Load a folder written by save(), after checking its key and checksums; mmap: map the vectors read-only."""
         manifest = _read_manifest(folder)
         if manifest.get("key") != key:
             raise IndexError_(f"{folder} was built from another config (key {manifest.get('key')}, want {key})")
@@ -172,7 +181,7 @@ class Index:
         for name, digest in manifest["sha256"].items():
             if _sha256(folder / name) != digest:
                 raise IndexError_(f"{folder / name} is corrupted (sha256 mismatch)")
-        faiss_index = faiss.read_index(str(folder / "index.faiss"))
+        faiss_index = faiss.read_index(str(folder / "index.faiss"), MMAP_FLAGS if mmap else 0)
         with open(folder / "chunks.jsonl", encoding="utf-8") as f:
             rows = [json.loads(line) for line in f]
         documents = [Document(row["text"], metadata=row["metadata"], id=str(i)) for i, row in enumerate(rows)]
@@ -190,16 +199,26 @@ class Index:
 
     @classmethod
     def load_or_build(cls, cfg: Config, encoder: Encoder) -> Index:
-        """Load `<index.dir>/<key>` or build it; a file lock makes concurrent workers build once."""
+        """Load `<index.dir>/<key>` or build it; a file lock makes concurrent workers build once.
+
+        A complete index (manifest written last) loads without the lock and without writing, so a
+        published, read-only archive works; only a missing or broken one takes the lock.
+        """
         key = index_key(cfg)
         folder = Path(cfg.index.dir) / key
+        scheme = _scheme(cfg.index)
+        if _has_lexical(_manifest_or_empty(folder), scheme):
+            try:
+                return cls.load(folder, key, encoder, scheme, cfg.index.mmap)
+            except IndexError_ as err:
+                logger.warning("index %s unusable, rebuilding under the lock: %s", folder, err)
         folder.parent.mkdir(parents=True, exist_ok=True)
         with open(folder.parent / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker waits here, then loads
             if (folder / "manifest.json").exists():
                 try:
-                    _add_lexical_if_missing(folder, _scheme(cfg.index))
-                    return cls.load(folder, key, encoder, _scheme(cfg.index))
+                    _add_lexical_if_missing(folder, scheme)
+                    return cls.load(folder, key, encoder, scheme, cfg.index.mmap)
                 except IndexError_ as err:
                     logger.warning("rebuilding index: %s", err)
             return cls._build_and_save(cfg, encoder, folder, key)
@@ -268,6 +287,13 @@ def _strategy(metric: str) -> DistanceStrategy:
 
 def _metric(strategy: DistanceStrategy) -> str:
     return "cosine" if strategy == DistanceStrategy.MAX_INNER_PRODUCT else "l2"
+
+
+def _manifest_or_empty(folder: Path) -> dict:
+    try:
+        return _read_manifest(folder)
+    except IndexError_:
+        return {}
 
 
 def _read_manifest(folder: Path) -> dict:

@@ -1,0 +1,229 @@
+"""`make test-scale`: two TorchServe replicas of one archive behind haproxy, one killed under load.
+
+The local proof of docs/scaling.md: replicas on 127.0.0.1:38200 and :38210 (token auth off, as
+inside the cluster network), serving the same model store and index without writing to it; haproxy
+on :38600 checks one shared credential, health-checks `/ping` and retries the idempotent RAG POST.
+Prints the figures: req/s with one and two replicas, failed requests during a kill -9,
+switch-over and rejoin times. About 3 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.pool import ThreadPool
+from pathlib import Path
+
+import psutil
+import pytest
+from tsclient import is_ready, request, server_pid, wait_ready
+from tsserver import TorchServe, prepare_rag_archive
+
+pytestmark = [pytest.mark.scale, pytest.mark.server, pytest.mark.model]
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PORTS = (38200, 38210)  # inference ports; +1..+4 and worker sockets +1000 follow
+# One thread per worker: one replica then has one core and two replicas two, on this 2-core machine.
+GATEWAY = "127.0.0.1:38600"
+QUESTION = b"How do I rotate the inference token?"
+FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 10\nresponseTimeout: 60\n"
+# Inside the pod network the gateway is the only client; see docs/scaling.md for the threat model.
+REPLICA_PROPERTIES = {"disable_token_authorization": "true"}
+
+
+@dataclass
+class Gateway:
+    process: subprocess.Popen
+    socket_path: Path
+    token: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{GATEWAY}/predictions/rag"
+
+    def admin(self, command: str) -> str:
+        """One command on haproxy's stats socket (show stat, disable server ...)."""
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.connect(str(self.socket_path))
+            conn.sendall(command.encode() + b"\n")
+            return b"".join(iter(lambda: conn.recv(65536), b"")).decode()
+
+    def servers(self) -> dict[str, dict[str, str]]:
+        """Backend rag's servers: name -> their `show stat` row (status, stot = requests sent, ...)."""
+        lines = self.admin("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+        return {row["svname"]: row for row in rows if row["pxname"] == "rag" and row["svname"].startswith("r")}
+
+    def wait_status(self, server: str, status: str, timeout_s: float = 120) -> float:
+        start = time.monotonic()
+        while self.servers()[server]["status"] != status:
+            assert time.monotonic() - start < timeout_s, f"{server} not {status} after {timeout_s} s"
+            time.sleep(0.05)
+        return time.monotonic() - start
+
+
+def digest(folder: Path) -> str:
+    """Every path, size and content under folder: proves nothing wrote to the shared archive."""
+    sha = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        sha.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            sha.update(path.read_bytes())
+    return sha.hexdigest()
+
+
+def ab(gateway: Gateway, requests: int, concurrency: int, payload: Path) -> dict[str, float]:
+    """ab through the gateway; complete, failed, non-2xx requests and req/s from its summary."""
+    cmd = ["ab", "-r", "-s", "60", "-n", str(requests), "-c", str(concurrency), "-p", str(payload)]
+    cmd += ["-T", "text/plain", "-H", f"Authorization: Bearer {gateway.token}", gateway.url]
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    figures = {}
+    for name, label in (("complete", "Complete requests"), ("failed", "Failed requests"), ("non2xx", "Non-2xx")):
+        found = re.search(rf"^{label}[^:]*:\s+(\d+)", text, re.M)
+        figures[name] = int(found.group(1)) if found else 0  # ab omits Non-2xx when there are none
+    figures["rps"] = float(re.search(r"^Requests per second:\s+([\d.]+)", text, re.M).group(1))
+    return figures
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, model_dir: Path) -> Path:
+    """One archive and index, built once; the replicas only read it."""
+    workdir = tmp_path_factory.mktemp("scale")
+    rag_yaml = (
+        f"  corpus: {{source: {FIXTURES / 'docs'}, chunk_size: 300, chunk_overlap: 30}}\n"
+        f"  model_path: {model_dir}\n  compile: false\n"
+    )
+    prepare_rag_archive(workdir, rag_yaml, FRONTEND)
+    return workdir / "model_store"
+
+
+@pytest.fixture(scope="module")
+def replicas(store: Path, tmp_path_factory) -> Iterator[list[TorchServe]]:
+    servers = []
+    for port in PORTS:
+        workdir = tmp_path_factory.mktemp(f"replica{port}")
+        (workdir / "model_store").symlink_to(store)
+        servers.append(TorchServe(workdir, port, dict(REPLICA_PROPERTIES), {"OMP_NUM_THREADS": "1"}))
+    try:
+        for server in servers:  # both JVMs and workers start at once, then both are waited for
+            server.launch(["rag"])
+        for server in servers:
+            wait_ready(["rag"], 600, server.keys, server.log_dir, server.workdir / "tmp", token_auth=False)
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+        # TorchServe links each loaded model under the JVM's /tmp/models/<uuid>/ and removes it on
+        # --stop; the replica killed with -9 leaves its link behind.
+        for link in Path("/tmp/models").glob("*/rag"):
+            if link.is_symlink() and link.resolve().is_relative_to(store.resolve()):
+                shutil.rmtree(link.parent)
+
+
+@pytest.fixture(scope="module")
+def gateway(replicas: list[TorchServe], tmp_path_factory) -> Iterator[Gateway]:
+    workdir = tmp_path_factory.mktemp("gateway")
+    env = {
+        **os.environ,
+        "GATEWAY_BIND": GATEWAY,
+        "GATEWAY_TOKEN": secrets.token_urlsafe(24),
+        "HAPROXY_SOCKET": str(workdir / "admin.sock"),
+        "REPLICA_1": f"127.0.0.1:{PORTS[0]}",
+        "REPLICA_2": f"127.0.0.1:{PORTS[1]}",
+        "REPLICA_1_MANAGEMENT": str(PORTS[0] + 1),
+        "REPLICA_2_MANAGEMENT": str(PORTS[1] + 1),
+    }
+    if shutil.which("haproxy") is None:
+        pytest.fail("haproxy is missing: scripts/install_system.sh installs it")
+    process = subprocess.Popen(["haproxy", "-db", "-f", str(FIXTURES / "haproxy-scale.cfg")], env=env)
+    gw = Gateway(process, workdir / "admin.sock", env["GATEWAY_TOKEN"])
+    try:
+        while not gw.socket_path.exists():
+            time.sleep(0.05)
+        for name in ("r1", "r2"):
+            gw.wait_status(name, "UP", timeout_s=30)
+        yield gw
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ab") / "question.txt"
+    path.write_bytes(QUESTION)
+    return path
+
+
+def test_gateway_takes_only_the_shared_credential_and_probes_need_none(gateway: Gateway, replicas) -> None:
+    assert request(gateway.url, QUESTION)[0] == 401
+    assert request(gateway.url, QUESTION, key="not-the-token")[0] == 401
+    status, _, text = request(gateway.url, QUESTION, key=gateway.token)
+    assert status == 200 and "rotate" in text
+    for server in replicas:  # what the pods' readiness and liveness probes ask, without a key
+        assert is_ready("rag", server.management_url)
+        assert request(f"http://127.0.0.1:{server.port + 2}/metrics")[0] == 200
+
+
+def test_both_replicas_serve_from_one_archive_without_writing_it(gateway: Gateway, store: Path, payload: Path) -> None:
+    before = digest(store)
+    ab(gateway, 20, 4, payload)  # each worker's first requests are slower: not part of the figure
+    # Concurrency 8: each replica still fills its batches of 4 when there are two of them.
+    gateway.admin("disable server rag/r2")
+    try:
+        one = ab(gateway, 160, 8, payload)
+    finally:
+        gateway.admin("enable server rag/r2")
+    gateway.wait_status("r2", "UP")
+    sent = {name: int(row["stot"]) for name, row in gateway.servers().items()}
+    two = ab(gateway, 160, 8, payload)
+    after = {name: int(row["stot"]) for name, row in gateway.servers().items()}
+    assert one["failed"] == one["non2xx"] == two["failed"] == two["non2xx"] == 0
+    assert all(after[name] - sent[name] >= 40 for name in sent), (sent, after)  # round robin reaches both
+    assert digest(store) == before
+    print(f"\nreq/s through the gateway, ab -n 160 -c 8: one replica {one['rps']:.1f}, two replicas {two['rps']:.1f}")
+
+
+def test_kill_9_of_a_replica_under_load_loses_no_request_and_it_rejoins(
+    gateway: Gateway, replicas: list[TorchServe], payload: Path
+) -> None:
+    gateway.wait_status("r2", "UP")
+    victim = replicas[0]
+    frontend = psutil.Process(server_pid(victim.workdir / "tmp"))
+    workers = frontend.children(recursive=True)
+    try:
+        with ThreadPool(1) as pool:
+            result = pool.apply_async(ab, (gateway, 300, 4, payload))
+            time.sleep(4)  # the load is flowing to both replicas
+            frontend.send_signal(signal.SIGKILL)
+            switch_s = gateway.wait_status("r1", "DOWN", timeout_s=30)
+            sent_while_down = int(gateway.servers()["r1"]["stot"])
+            figures = result.get(timeout=300)
+    finally:
+        for worker in workers:  # the killed frontend's workers lose their parent; they are ours to end
+            if worker.is_running():
+                worker.kill()
+    assert int(gateway.servers()["r1"]["stot"]) == sent_while_down  # after DOWN, only the survivor gets traffic
+    restart_s = victim.start(["rag"], timeout_s=600)
+    rejoin_s = gateway.wait_status("r1", "UP", timeout_s=60)
+    served = int(gateway.servers()["r1"]["stot"])
+    after = ab(gateway, 40, 4, payload)
+    print(
+        f"\nkill -9 of replica 1 under ab -n 300 -c 4: {figures['complete']} complete, {figures['failed']} failed, "
+        f"{figures['non2xx']} non-2xx; haproxy marked it DOWN {switch_s:.2f} s after the kill; "
+        f"restarted, its worker READY in {restart_s:.1f} s, UP in haproxy {rejoin_s:.2f} s later, then served again"
+    )
+    assert figures["failed"] == figures["non2xx"] == 0
+    assert figures["complete"] == 300
+    assert after["failed"] == after["non2xx"] == 0
+    assert int(gateway.servers()["r1"]["stot"]) > served  # the restarted replica takes traffic again
