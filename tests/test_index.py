@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from ragserve.config import Config
+from ragserve.config import Config, RetrievalConfig
 from ragserve.index import Index, IndexError_, index_key
+from ragserve.retrieval import Retriever
 
 DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
 pytestmark = pytest.mark.model
+
+
+def dense(index: Index, vectors: np.ndarray, k: int) -> list:
+    return Retriever(index, RetrievalConfig(hybrid=False)).search(vectors, [], k)
 
 
 @pytest.fixture
@@ -30,7 +35,7 @@ def cfg(tmp_path: Path, model_dir: Path) -> Config:
 def test_search_finds_the_answering_chunk_for_each_query_in_one_call(cfg: Config, encoder) -> None:
     index = Index.load_or_build(cfg, encoder)
     questions = ["How do I rotate the inference token?", "What is the mascot called?"]
-    results = index.search(encoder.embed(questions), k=2)
+    results = dense(index, encoder.embed(questions), 2)
     assert [len(hits) for hits in results] == [2, 2]
     assert results[0][0].document.metadata["source"] == "docs/tokens.md"
     assert "Quilla" in results[1][0].document.page_content
@@ -41,11 +46,11 @@ def test_saved_index_loads_identically_without_pickles(cfg: Config, encoder) -> 
     built = Index.load_or_build(cfg, encoder)
     folder = Path(cfg.index.dir) / index_key(cfg)
     saved = sorted(p.name for p in folder.iterdir())
-    assert saved == ["bm25-numbers-title", "chunks.jsonl", "index.faiss", "manifest.json"]
+    assert saved == ["bm25-numbers-title-meta", "chunks.jsonl", "index.faiss", "manifest.json", "pages"]
     assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle")]
     loaded = Index.load(folder, index_key(cfg), encoder)
     query = encoder.embed(["workers and batch size"])
-    assert [h.document for h in loaded.search(query, 3)[0]] == [h.document for h in built.search(query, 3)[0]]
+    assert [h.document for h in dense(loaded, query, 3)[0]] == [h.document for h in dense(built, query, 3)[0]]
 
 
 def test_loaded_vectors_are_memory_mapped_and_score_like_a_copy(cfg: Config, encoder) -> None:
@@ -56,10 +61,10 @@ def test_loaded_vectors_are_memory_mapped_and_score_like_a_copy(cfg: Config, enc
     maps = Path("/proc/self/maps").read_text()
     assert str(folder / "index.faiss") in maps  # shared page cache, not a private copy
     query = encoder.embed(["How do I rotate the inference token?"])
-    assert [(h.document, h.score) for h in mapped.search(query, 3)[0]] == [
-        (h.document, h.score) for h in copied.search(query, 3)[0]
+    assert [(h.document, h.score) for h in dense(mapped, query, 3)[0]] == [
+        (h.document, h.score) for h in dense(copied, query, 3)[0]
     ]
-    assert mapped._dense_score(query[0], 0) == pytest.approx(copied._dense_score(query[0], 0))
+    assert mapped.dense_score(query[0], 0) == pytest.approx(copied.dense_score(query[0], 0))
 
 
 def test_published_index_loads_without_writing_anything(cfg: Config, encoder) -> None:
@@ -88,14 +93,14 @@ def test_corrupted_index_is_detected_and_rebuilt(cfg: Config, encoder) -> None:
     with pytest.raises(IndexError_, match="another config"):
         Index.load(folder, "0" * 16, encoder)
     rebuilt = Index.load_or_build(cfg, encoder)
-    assert any("Quilla" in rebuilt._document(i).page_content for i in range(len(rebuilt)))
+    assert any("Quilla" in rebuilt.document(i).page_content for i in range(len(rebuilt)))
     assert json.loads((folder / "manifest.json").read_text())["count"] == len(rebuilt)
 
 
 def test_l2_metric_returns_distances_smallest_first(encoder) -> None:
     chunks = [Document(t, metadata={"source": "s"}) for t in ["cats sleep a lot", "the stock market fell"]]
     index = Index.build(chunks, encoder, metric="l2")
-    hits = index.search(encoder.embed(["do cats sleep?"]), 2)[0]
+    hits = dense(index, encoder.embed(["do cats sleep?"]), 2)[0]
     assert hits[0].document.page_content == "cats sleep a lot" and hits[0].score < hits[1].score
     assert np.isclose(
         hits[0].score,
@@ -108,16 +113,16 @@ def test_hybrid_search_finds_exact_terms_and_keeps_dense_scores(cfg: Config, enc
     index = Index.load_or_build(cfg, encoder)
     question = "Quilla"
     vectors = encoder.embed([question])
-    hybrid = index.search_hybrid(vectors, [question], 3, cfg.retrieval)[0]
+    hybrid = Retriever(index, cfg.retrieval).search(vectors, [question], 3)[0]
     assert "Quilla" in hybrid[0].document.page_content
-    dense = {h.document.page_content: h.score for h in index.search(vectors, len(index))[0]}
-    assert all(abs(h.score - dense[h.document.page_content]) < 1e-5 for h in hybrid)
+    scores = {h.document.page_content: h.score for h in dense(index, vectors, len(index))[0]}
+    assert all(abs(h.score - scores[h.document.page_content]) < 1e-5 for h in hybrid)
 
 
 def test_a_tampered_bm25_file_is_detected(cfg: Config, encoder) -> None:
     Index.load_or_build(cfg, encoder)
     folder = Path(cfg.index.dir) / index_key(cfg)
-    vocab = folder / "bm25-numbers-title" / "vocab.index.json"
+    vocab = folder / "bm25-numbers-title-meta" / "vocab.index.json"
     vocab.write_text(vocab.read_text() + " ")
     with pytest.raises(IndexError_, match="vocab.index.json is corrupted"):
         Index.load(folder, index_key(cfg), encoder)
@@ -128,14 +133,16 @@ def test_another_bm25_scheme_is_derived_from_the_saved_chunks_without_re_embeddi
 ) -> None:
     Index.load_or_build(cfg, encoder)
     folder = Path(cfg.index.dir) / index_key(cfg)
-    words = dataclasses.replace(cfg, index=dataclasses.replace(cfg.index, bm25_numbers=False, bm25_title=False))
+    plain = dataclasses.replace(cfg.index, bm25_numbers=False, bm25_title=False, bm25_metadata=False)
+    words = dataclasses.replace(cfg, index=plain)
     assert index_key(words) == index_key(cfg)  # same vectors, same folder
     monkeypatch.setattr(type(encoder), "embed", lambda *a: pytest.fail("re-embedded"))
     index = Index.load_or_build(words, encoder)
     assert index.lexical.scheme.folder == "bm25-words"
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert {name.split("/")[0] for name in manifest["sha256"] if "/" in name} == {"bm25-numbers-title", "bm25-words"}
-    assert Index.load(folder, index_key(cfg), encoder).lexical.scheme.folder == "bm25-numbers-title"
+    derived = {name.split("/")[0] for name in manifest["sha256"] if "/" in name}
+    assert derived == {"bm25-numbers-title-meta", "bm25-words", "pages"}
+    assert Index.load(folder, index_key(cfg), encoder).lexical.scheme.folder == "bm25-numbers-title-meta"
 
 
 def test_hybrid_fusions_put_the_exact_term_chunk_first(cfg: Config, encoder) -> None:
@@ -143,5 +150,5 @@ def test_hybrid_fusions_put_the_exact_term_chunk_first(cfg: Config, encoder) -> 
     question = "Quilla"
     for fusion in ("convex", "rrf"):
         retrieval = dataclasses.replace(cfg.retrieval, fusion=fusion)
-        hits = index.search_hybrid(encoder.embed([question]), [question], 3, retrieval)[0]
+        hits = Retriever(index, retrieval).search(encoder.embed([question]), [question], 3)[0]
         assert "Quilla" in hits[0].document.page_content, fusion

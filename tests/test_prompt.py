@@ -3,8 +3,8 @@ from __future__ import annotations
 from langchain_core.documents import Document
 
 from ragserve.config import DEFAULT_TEMPLATE
-from ragserve.index import Hit
 from ragserve.prompt import build_prompt, format_sources
+from ragserve.retrieval import Hit
 
 SEED_PROMPT = (
     "Use the following pieces of context to answer the question at the end. If you don't know the answer, "
@@ -35,3 +35,12 @@ def test_hybrid_sources_carry_the_fusion_score_they_are_ordered_by() -> None:
     hybrid = [Hit(Document("t", metadata={"source": "docs/c.md", "title": "C"}), 0.41, fused=0.8123456789)]
     expected = {"path": "docs/c.md", "title": "C", "score": 0.41, "fused_score": 0.812346, "text": "t"}
     assert format_sources(hybrid)[0] == expected
+
+
+def test_prompt_module_needs_neither_faiss_nor_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, ragserve.prompt; print(sorted(m for m in ('faiss', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="handlers")
+    assert out.stdout.strip() == "[]"

@@ -106,6 +106,7 @@ class IndexConfig:
     # seconds from the saved chunks, never re-embeds):
     bm25_numbers: bool = True  # keep numbers/versions ("3.1", "8B", "128,256"); false: bm25s' 2+ letter words
     bm25_title: bool = True  # index each chunk's page title with its text
+    bm25_metadata: bool = True  # and its page's date (as words: "April 2024", "spring 2024"), authors, tags
     mmap: bool = True  # map the vectors read-only: the workers of a node share one copy of their pages
 
     def __post_init__(self) -> None:
@@ -122,15 +123,21 @@ class RetrievalConfig:
     template: str = DEFAULT_TEMPLATE  # must contain {context} and {question}
     hybrid: bool = True  # fuse dense (FAISS) and lexical (BM25) results; false: dense only (the demo's)
     fusion: str = "convex"  # "convex": weighted sum of min-max normalised scores; "rrf": reciprocal rank fusion
-    dense_weight: float = 0.3  # convex: the dense share (0 = BM25 alone, 1 = dense alone)
+    dense_weight: float = 0.5  # convex: the dense share (0 = BM25 alone, 1 = dense alone)
     candidates: int = 50  # chunks each ranking contributes to the fusion
     rrf_k: int = 60  # reciprocal rank fusion constant: 1 / (rrf_k + rank)
+    page_weight: float = 0.2  # share of a chunk's page score in its final score (0: no page level)
+    page_dense_weight: float = 0.3  # dense share of a page's score (its best vector vs BM25 on its record)
+    page_candidates: int = 5  # every chunk of the best pages joins the candidates
 
     def __post_init__(self) -> None:
         _check(1 <= self.top_k <= self.max_k, "retrieval.top_k must be in 1..max_k")
         _check(self.candidates >= self.max_k, "retrieval.candidates must be >= retrieval.max_k")
         _check(self.fusion in ("convex", "rrf"), "retrieval.fusion must be 'convex' or 'rrf'")
         _check(0.0 <= self.dense_weight <= 1.0, "retrieval.dense_weight must be in [0, 1]")
+        _check(0.0 <= self.page_weight < 1.0, "retrieval.page_weight must be in [0, 1)")
+        _check(0.0 <= self.page_dense_weight <= 1.0, "retrieval.page_dense_weight must be in [0, 1]")
+        _check(self.page_candidates >= 0, "retrieval.page_candidates must be >= 0")
         _check(
             "{context}" in self.template and "{question}" in self.template,
             "retrieval.template must contain {context} and {question}",

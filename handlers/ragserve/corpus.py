@@ -1,8 +1,9 @@
 """Corpus loading and chunking: a crawled site or local files -> ordered LangChain Documents.
 
 Public names: load_documents, split, fingerprint.
-Every Document carries metadata `source` (URL or path), `title` and, after split, `chunk` (its
-position in the source). Output order is deterministic: pages in crawl order, files sorted by path.
+Every Document carries metadata `source` (URL or path), `title`, for HTML pages that state them
+`published` (YYYY-MM-DD), `authors` and `tags`, and, after split, `chunk` (its position in the source).
+Output order is deterministic: pages in crawl order, files sorted by path.
 Splitting is LangChain's RecursiveCharacterTextSplitter (chunk_size counted in characters, or in
 tokens of the embedding model's tokenizer with chunk_unit "tokens").
 """
@@ -21,6 +22,7 @@ from transformers import AutoTokenizer
 
 from .config import CorpusConfig
 from .crawl import crawl, html_to_text
+from .metadata import page_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,9 @@ def load_documents(cfg: CorpusConfig) -> list[Document]:
     """Crawl cfg.source when it is a URL, else read the local file or folder."""
     if cfg.is_url:
         pages = crawl(cfg.source, cfg.max_depth, cfg.max_pages, cfg.max_page_bytes, cfg.timeout_s, cfg.extract)
-        return [Document(page.text, metadata={"source": page.url, "title": page.title}) for page in pages]
+        return [
+            Document(page.text, metadata={"source": page.url, "title": page.title, **page.metadata}) for page in pages
+        ]
     root = Path(cfg.source)
     documents = [_read_file(path, root.parent, cfg.extract) for path in _local_files(root)]
     documents = [doc for doc in documents if doc.page_content]
@@ -125,12 +129,14 @@ def _read_file(path: Path, base: Path, extract: str) -> Document:
         soup = BeautifulSoup(raw, "lxml")
         title_tag = soup.find("title") or soup.find("h1")
         title = title_tag.get_text(" ", strip=True) if title_tag else path.stem
+        metadata = page_metadata(soup)  # before html_to_text, which drops the byline block
         text = html_to_text(soup, extract)
     else:
         text = raw.strip()
         title = _markdown_title(text) or path.stem
+        metadata = {}
     # A path relative to the corpus folder's parent ("docs/x.md") reads the same on every machine.
-    return Document(text, metadata={"source": str(path.relative_to(base)), "title": title})
+    return Document(text, metadata={"source": str(path.relative_to(base)), "title": title, **metadata})
 
 
 def _markdown_title(text: str) -> str | None:

@@ -15,11 +15,13 @@ import ipaddress
 import logging
 import socket
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import requests
 from bs4 import BeautifulSoup, Tag
+
+from .metadata import page_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class Page:
     url: str
     title: str
     text: str
+    metadata: dict[str, str] = field(default_factory=dict)  # published, authors, tags (metadata.py)
 
 
 def crawl(
@@ -221,7 +224,8 @@ def _to_page(url: str, soup: BeautifulSoup, extract: str) -> Page:
     title_tag = soup.find("title")
     heading = soup.find("h1")
     title = (title_tag or heading).get_text(" ", strip=True) if (title_tag or heading) else url
-    return Page(url=url, title=title, text=html_to_text(soup, extract))
+    metadata = page_metadata(soup)  # before html_to_text, which drops the byline block
+    return Page(url=url, title=title, text=html_to_text(soup, extract), metadata=metadata)
 
 
 def _clean_lines(text: str) -> str:

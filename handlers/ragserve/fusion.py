@@ -1,6 +1,6 @@
 """Merging the dense (FAISS) and lexical (BM25) rankings of one question into one.
 
-Public names: reciprocal_rank_fusion, convex_combination.
+Public names: reciprocal_rank_fusion, convex_combination, min_max.
 LangChain's EnsembleRetriever does weighted RRF one query at a time over Retriever objects and
 returns no scores; these work on the ids and scores the batched index search already has.
 """
@@ -29,12 +29,13 @@ def convex_combination(
     apart the scores are, so a strong BM25 match is not outvoted by a middling dense one
     (Bruch et al., "An Analysis of Fusion Functions for Hybrid Retrieval", 2023).
     """
-    dense_n, lexical_n = _min_max(dense), _min_max(lexical)
+    dense_n, lexical_n = min_max(dense), min_max(lexical)
     fused = {i: dense_weight * dense_n[i] + (1.0 - dense_weight) * lexical_n[i] for i in dense}
     return sorted(fused.items(), key=lambda pair: -pair[1])[:k]
 
 
-def _min_max(scores: Mapping[int, float]) -> dict[int, float]:
+def min_max(scores: Mapping[int, float]) -> dict[int, float]:
+    """Scores rescaled to [0, 1] (all 0 when they are all equal)."""
     low, high = min(scores.values(), default=0.0), max(scores.values(), default=0.0)
     span = high - low
     return {i: (s - low) / span if span > 0 else 0.0 for i, s in scores.items()}

@@ -1,9 +1,11 @@
-"""The vector index: LangChain's FAISS store over the chunk embeddings, built once and reused.
+"""The index store: LangChain's FAISS store over the chunk embeddings plus BM25, built once and reused.
 
-Public names: Index, Hit, IndexError_, index_key.
+Public names: Index, IndexError_, index_key.
+What a question retrieves from it (candidates, fusion, page scores) is retrieval.py's job.
 On disk an index is a folder `<index.dir>/<key>/` holding `index.faiss` (FAISS's own writer),
 `chunks.jsonl` (text + metadata, one chunk per line), one `bm25-<scheme>/` folder per BM25
-term scheme asked for (lexical.py) and `manifest.json` (key, sizes, sha256 of every file).
+term scheme asked for (lexical.py), `pages/` (the vectors of each page's title, headings and lead,
+pages.py; numpy files) and `manifest.json` (key, sizes, sha256 of every file).
 We deliberately skip `FAISS.save_local`: its docstore is a pickle, and loading a pickle runs code.
 A folder whose checksums do not match is never loaded.
 Scores: cosine similarity (inner product of unit vectors) or, with metric l2, squared L2 distance.
@@ -19,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -29,17 +31,21 @@ from langchain_community.vectorstores import FAISS
 from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 
-from .config import Config, CorpusConfig, IndexConfig, RetrievalConfig
+from .config import Config, CorpusConfig, IndexConfig
 from .corpus import fingerprint, load_documents, split
 from .embeddings import Encoder
-from .fusion import convex_combination, reciprocal_rank_fusion
 from .lexical import Lexical, LexicalScheme
+from .pages import PageVectors
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: adds the BM25 index (its scheme folders are added on demand, no version bump)
-DEFAULT_SCHEME = LexicalScheme()
+# 2: adds the BM25 index (its scheme folders are added on demand, no version bump);
+# 3: chunks carry page metadata (published, authors, tags) read by the crawler.
+FORMAT_VERSION = 3
 ADDED_SINCE_FORMAT = {"chunk_unit": "chars"}  # corpus settings added since FORMAT_VERSION, with their defaults
+_DEFAULTS = IndexConfig()
+DEFAULT_SCHEME = LexicalScheme(_DEFAULTS.bm25_numbers, _DEFAULTS.bm25_title, _DEFAULTS.bm25_metadata)
+PAGES_FOLDER = "pages"
 EMBED_PROGRESS_EVERY = 128  # chunks between progress log lines while building
 # IO_FLAG_MMAP alone maps only on-disk IVF lists; a flat index's vectors need IO_FLAG_MMAP_IFC
 # (IndexFlatCodes), checked on faiss 1.15: /proc/<pid>/maps shows index.faiss only with it.
@@ -48,13 +54,6 @@ MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
 
 class IndexError_(RuntimeError):
     """An index folder is missing, corrupted or was built from another config."""
-
-
-@dataclass(frozen=True)
-class Hit:
-    document: Document
-    score: float  # dense: cosine similarity (or squared L2 distance with metric l2)
-    fused: float | None = None  # hybrid: the fusion score the hits are ordered by
 
 
 def index_key(cfg: Config) -> str:
@@ -85,9 +84,10 @@ def _keyed_fields(corpus: CorpusConfig) -> dict:
 class Index:
     """A LangChain FAISS store plus batched search over many query vectors at once."""
 
-    def __init__(self, store: FAISS, lexical: Lexical) -> None:
+    def __init__(self, store: FAISS, lexical: Lexical, pages: PageVectors | None = None) -> None:
         self.store = store
         self.lexical = lexical
+        self.pages = pages  # None until embedded (load_or_build always provides them)
 
     def __len__(self) -> int:
         return self.store.index.ntotal
@@ -112,39 +112,26 @@ class Index:
         )
         return cls(store, _lexical_for(chunks, scheme))
 
-    def search_hybrid(self, vectors: np.ndarray, questions: list[str], k: int, cfg: RetrievalConfig) -> list[list[Hit]]:
-        """Dense and BM25 candidates fused (cfg.fusion); each hit keeps its dense score."""
-        dense_hits, dense_ids = self.store.index.search(_as_float32(vectors), cfg.candidates)  # (n, candidates)
-        lexical_scores = self.lexical.scores(questions)  # (n, chunks)
-        results = []
-        for vector, hit_scores, hit_ids, lexical in zip(vectors, dense_hits, dense_ids, lexical_scores, strict=True):
-            dense_scores = {int(i): float(s) for s, i in zip(hit_scores, hit_ids, strict=True) if i >= 0}
-            dense_top = list(dense_scores)
-            lexical_top = [int(i) for i in np.argsort(-lexical, kind="stable")[: cfg.candidates] if lexical[i] > 0]
-            pool = list(dict.fromkeys(dense_top + lexical_top))
-            for i in lexical_top:  # BM25-only candidates: FAISS did not score them
-                dense_scores.setdefault(i, self._dense_score(vector, i))
-            if cfg.fusion == "rrf":
-                fused = reciprocal_rank_fusion([dense_top, lexical_top], k, cfg.rrf_k)
-            else:
-                closeness = 1.0 if self.store.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT else -1.0
-                fused = convex_combination(
-                    {i: closeness * score for i, score in dense_scores.items()},
-                    {i: float(lexical[i]) for i in pool},
-                    cfg.dense_weight,
-                    k,
-                )
-            results.append([Hit(self._document(i), dense_scores[i], score) for i, score in fused])
-        return results
+    @property
+    def metric(self) -> str:
+        return _metric(self.store.distance_strategy)
 
-    def search(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
-        """One FAISS search for all (n, dim) query vectors; returns n lists of up to k hits, best first."""
-        scores, ids = self.store.index.search(_as_float32(vectors), k)  # (n, k)
-        results = []
-        for row_scores, row_ids in zip(scores, ids, strict=True):
-            hits = [Hit(self._document(int(i)), float(s)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
-            results.append(hits)
-        return results
+    def dense_search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's (scores, positions), each (n, k), for all (n, dim) query vectors at once; -1 pads."""
+        return self.store.index.search(_as_float32(vectors), k)
+
+    def dense_score(self, vector: np.ndarray, position: int) -> float:
+        """What FAISS would have scored this chunk: cosine, or squared L2 distance."""
+        stored = self.store.index.reconstruct(position)
+        if self.store.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT:
+            return float(stored @ vector)
+        return float(np.sum((stored - vector) ** 2))
+
+    def document(self, position: int) -> Document:
+        return self.store.docstore.search(self.store.index_to_docstore_id[position])
+
+    def documents(self) -> list[Document]:
+        return [self.document(i) for i in range(len(self))]
 
     def save(self, folder: Path, key: str, build_s: float | None = None) -> None:
         """Write the three files, manifest last, so a crash never leaves a valid-looking folder."""
@@ -154,10 +141,11 @@ class Index:
         (folder / "index.faiss.tmp").replace(folder / "index.faiss")
         with open(folder / "chunks.jsonl", "w", encoding="utf-8") as f:
             for i in range(len(self)):
-                doc = self._document(i)
+                doc = self.document(i)
                 f.write(json.dumps({"text": doc.page_content, "metadata": doc.metadata}, ensure_ascii=False) + "\n")
-        bm25_files = self.lexical.save(folder / self.lexical.scheme.folder)
-        files = ["index.faiss", "chunks.jsonl", *(str(p.relative_to(folder)) for p in bm25_files)]
+        saved = self.lexical.save(folder / self.lexical.scheme.folder)
+        saved += self.pages.save(folder / PAGES_FOLDER) if self.pages else []
+        files = ["index.faiss", "chunks.jsonl", *(str(p.relative_to(folder)) for p in saved)]
         manifest = {
             "key": key,
             "format": FORMAT_VERSION,
@@ -195,7 +183,8 @@ class Index:
             dict(enumerate(ids)),
             distance_strategy=_strategy(manifest["metric"]),
         )
-        return cls(store, Lexical.load(folder / scheme.folder, scheme))
+        pages = PageVectors.load(folder / PAGES_FOLDER) if _has_pages(manifest) else None
+        return cls(store, Lexical.load(folder / scheme.folder, scheme), pages)
 
     @classmethod
     def load_or_build(cls, cfg: Config, encoder: Encoder) -> Index:
@@ -207,7 +196,7 @@ class Index:
         key = index_key(cfg)
         folder = Path(cfg.index.dir) / key
         scheme = _scheme(cfg.index)
-        if _has_lexical(_manifest_or_empty(folder), scheme):
+        if _is_complete(_manifest_or_empty(folder), scheme):
             try:
                 return cls.load(folder, key, encoder, scheme, cfg.index.mmap)
             except IndexError_ as err:
@@ -218,6 +207,7 @@ class Index:
             if (folder / "manifest.json").exists():
                 try:
                     _add_lexical_if_missing(folder, scheme)
+                    _add_pages_if_missing(folder, encoder)
                     return cls.load(folder, key, encoder, scheme, cfg.index.mmap)
                 except IndexError_ as err:
                     logger.warning("rebuilding index: %s", err)
@@ -230,29 +220,20 @@ class Index:
         chunks = split(documents, cfg.corpus, cfg.embedding.model_path)
         logger.info("building index %s: %d documents, %d chunks", key, len(documents), len(chunks))
         index = cls.build(chunks, encoder, cfg.index.metric, _scheme(cfg.index))
+        index.pages = PageVectors.embed(chunks, encoder)
         build_s = time.perf_counter() - start
         index.save(folder, key, build_s)
         logger.info("index %s built in %.1f s", folder, build_s)
         return index
 
-    def _dense_score(self, vector: np.ndarray, position: int) -> float:
-        """What FAISS would have scored this chunk: cosine, or squared L2 distance."""
-        stored = self.store.index.reconstruct(position)
-        if self.store.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT:
-            return float(stored @ vector)
-        return float(np.sum((stored - vector) ** 2))
-
-    def _document(self, position: int) -> Document:
-        return self.store.docstore.search(self.store.index_to_docstore_id[position])
-
 
 def _scheme(cfg: IndexConfig) -> LexicalScheme:
-    return LexicalScheme(numbers=cfg.bm25_numbers, title=cfg.bm25_title)
+    return LexicalScheme(numbers=cfg.bm25_numbers, title=cfg.bm25_title, metadata=cfg.bm25_metadata)
 
 
 def _lexical_for(chunks: list[Document], scheme: LexicalScheme) -> Lexical:
     return Lexical.build(
-        [chunk.page_content for chunk in chunks], [chunk.metadata.get("title", "") for chunk in chunks], scheme
+        [chunk.page_content for chunk in chunks], [scheme.header(chunk.metadata) for chunk in chunks], scheme
     )
 
 
@@ -260,21 +241,41 @@ def _has_lexical(manifest: dict, scheme: LexicalScheme) -> bool:
     return any(name.startswith(scheme.folder + "/") for name in manifest.get("sha256", {}))
 
 
+def _has_pages(manifest: dict) -> bool:
+    return any(name.startswith(PAGES_FOLDER + "/") for name in manifest.get("sha256", {}))
+
+
+def _is_complete(manifest: dict, scheme: LexicalScheme) -> bool:
+    return _has_lexical(manifest, scheme) and _has_pages(manifest)
+
+
 def _add_lexical_if_missing(folder: Path, scheme: LexicalScheme) -> None:
     """Derive another BM25 scheme from the saved chunks (seconds; nothing is re-embedded)."""
+    if not _has_lexical(_read_manifest(folder), scheme):
+        _add_derived(folder, scheme.folder, lambda chunks: _lexical_for(chunks, scheme).save(folder / scheme.folder))
+
+
+def _add_pages_if_missing(folder: Path, encoder: Encoder) -> None:
+    """Embed the page records of an index saved without them (its chunks are not re-embedded)."""
+    if not _has_pages(_read_manifest(folder)):
+        _add_derived(
+            folder, PAGES_FOLDER, lambda chunks: PageVectors.embed(chunks, encoder).save(folder / PAGES_FOLDER)
+        )
+
+
+def _add_derived(folder: Path, name: str, derive: Callable[[list[Document]], list[Path]]) -> None:
+    """Write files derived from the saved chunks and add their checksums to the manifest."""
     manifest = _read_manifest(folder)
-    if _has_lexical(manifest, scheme):
-        return
     if _sha256(folder / "chunks.jsonl") != manifest["sha256"].get("chunks.jsonl"):
         raise IndexError_(f"{folder / 'chunks.jsonl'} is corrupted (sha256 mismatch)")
     with open(folder / "chunks.jsonl", encoding="utf-8") as f:
         chunks = [Document(row["text"], metadata=row["metadata"]) for row in map(json.loads, f)]
-    saved = _lexical_for(chunks, scheme).save(folder / scheme.folder)
+    saved = derive(chunks)
     manifest["sha256"].update({str(p.relative_to(folder)): _sha256(p) for p in saved})
     staged = folder / "manifest.json.tmp"
     staged.write_text(json.dumps(manifest, indent=2))
     staged.replace(folder / "manifest.json")  # atomic: a crash leaves the old manifest
-    logger.info("added %s to %s", scheme.folder, folder)
+    logger.info("added %s to %s", name, folder)
 
 
 def _as_float32(vectors: np.ndarray) -> np.ndarray:

@@ -11,13 +11,15 @@ The BM25 index is built with the FAISS index and saved beside it as numpy arrays
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
 import numpy as np
 import Stemmer
+
+from .metadata import date_terms
 
 STEMMER_LANGUAGE = "english"
 WORDS_PATTERN = r"(?u)\b\w\w+\b"  # bm25s' default: words of two or more characters
@@ -32,10 +34,19 @@ class LexicalScheme:
 
     numbers: bool = True  # keep numbers and version strings as terms (NUMBERS_PATTERN)
     title: bool = True  # index each chunk's page title with its text
+    metadata: bool = False  # and its page's date (as words), authors and tags
 
     @property
     def folder(self) -> str:
-        return "bm25-" + "-".join(["numbers" if self.numbers else "words", *(["title"] if self.title else [])])
+        fields = ["title"] * self.title + ["meta"] * self.metadata
+        return "bm25-" + "-".join(["numbers" if self.numbers else "words", *fields])
+
+    def header(self, metadata: Mapping[str, str]) -> str:
+        """What this scheme indexes with a chunk's text, from the chunk's metadata."""
+        fields = [metadata.get("title", "")] if self.title else []
+        if self.metadata:
+            fields += [date_terms(metadata.get("published", "")), metadata.get("authors", ""), metadata.get("tags", "")]
+        return "\n".join(field for field in fields if field)
 
     @property
     def token_pattern(self) -> str:
@@ -51,11 +62,11 @@ class Lexical:
         self.stemmer = Stemmer.Stemmer(STEMMER_LANGUAGE)
 
     @classmethod
-    def build(cls, texts: Sequence[str], titles: Sequence[str], scheme: LexicalScheme) -> Lexical:
+    def build(cls, texts: Sequence[str], headers: Sequence[str], scheme: LexicalScheme) -> Lexical:
+        """BM25 over each header + text (headers from LexicalScheme.header; "" for none)."""
         lexical = cls(bm25s.BM25(), scheme)
-        if scheme.title:
-            texts = [f"{title}\n{text}" for title, text in zip(titles, texts, strict=True)]
-        lexical.retriever.index(lexical._tokenize(list(texts)), show_progress=False)
+        texts = [f"{header}\n{text}" if header else text for header, text in zip(headers, texts, strict=True)]
+        lexical.retriever.index(lexical._tokenize(texts), show_progress=False)
         return lexical
 
     def save(self, folder: Path) -> list[Path]:

@@ -15,8 +15,9 @@ from typing import Any
 
 from .config import Config
 from .embeddings import Encoder
-from .index import Hit, Index
+from .index import Index
 from .prompt import build_prompt, format_sources
+from .retrieval import Hit, PageIndex, Retriever
 from .serving import Query
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ class RAGPipeline:
         self.cfg = cfg
         self.encoder = encoder
         self.index = index
+        pages = None
+        if cfg.retrieval.hybrid and cfg.retrieval.page_weight > 0:
+            pages = PageIndex.from_index(index)
+        self.retriever = Retriever(index, cfg.retrieval, pages)
         self.last_times = StageTimes()
 
     @classmethod
@@ -45,8 +50,9 @@ class RAGPipeline:
         encoder = Encoder(cfg.embedding, cfg.compile, device)
         start = time.perf_counter()
         index = Index.load_or_build(cfg, encoder)
+        pipeline = cls(cfg, encoder, index)
         logger.info("index ready: %d chunks in %.1f s", len(index), time.perf_counter() - start)
-        return cls(cfg, encoder, index)
+        return pipeline
 
     def answer(self, queries: list[Query]) -> list[str | dict[str, Any]]:
         """One embedding forward and one index search for the whole batch."""
@@ -60,10 +66,7 @@ class RAGPipeline:
         start = time.perf_counter()
         vectors = self.encoder.embed(questions)  # (n, dim)
         searched = time.perf_counter()
-        if self.cfg.retrieval.hybrid:
-            hits = self.index.search_hybrid(vectors, questions, k, self.cfg.retrieval)
-        else:
-            hits = self.index.search(vectors, k)
+        hits = self.retriever.search(vectors, questions, k)
         self.last_times = StageTimes((searched - start) * 1e3, (time.perf_counter() - searched) * 1e3)
         return hits
 

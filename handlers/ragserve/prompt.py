@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .index import Hit
+from .retrieval import Hit
 
 
 def build_prompt(question: str, hits: list[Hit], template: str) -> str:
@@ -27,6 +27,8 @@ def format_sources(hits: list[Hit]) -> list[dict[str, Any]]:
         source = hit.document.metadata.get("source", "")
         where = "url" if source.startswith(("http://", "https://")) else "path"
         entry = {where: source, "title": hit.document.metadata.get("title", ""), "score": round(hit.score, 6)}
+        if published := hit.document.metadata.get("published"):
+            entry["published"] = published
         if hit.fused is not None:
             entry["fused_score"] = round(hit.fused, 6)
         sources.append({**entry, "text": hit.document.page_content})

@@ -1,0 +1,143 @@
+"""Retrieval over an Index: dense and BM25 candidates, their fusion, and page-level scoring.
+
+Public names: Retriever, PageIndex, Hit.
+index.py stores chunks, vectors and BM25; this module decides what a question retrieves:
+1. candidates: the top `candidates` chunks by FAISS and by BM25, plus every chunk of the
+   `page_candidates` best pages;
+2. chunk score: the convex (or RRF) fusion of the dense and BM25 scores over that pool;
+3. page score (retrieval.page_weight > 0): each page's record (title, date, authors, tags, headings,
+   first paragraph; pages.py) scored by BM25 and by its best vector (title, each heading, the lead,
+   each its own vector), fused the same way; a chunk's final score is
+   (1 - page_weight) * chunk score + page_weight * its page's score.
+Questions that describe a page rather than name it ("Meta's April 2024 open models") find it by
+its identity, and the chunk-level scores still pick the passage inside it.
+No faiss or torch import here: the index and the encoder are passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from langchain_core.documents import Document
+
+from .config import RetrievalConfig
+from .fusion import convex_combination, min_max, reciprocal_rank_fusion
+from .lexical import Lexical, LexicalScheme
+from .pages import PageRecord, page_records
+
+if TYPE_CHECKING:
+    from .index import Index
+
+
+@dataclass(frozen=True)
+class Hit:
+    document: Document
+    score: float  # dense: cosine similarity (or squared L2 distance with metric l2)
+    fused: float | None = None  # hybrid: the score the hits are ordered by
+
+
+@dataclass
+class PageIndex:
+    """Page records with their own BM25 and vectors; `owner[j]` is the page of vector j."""
+
+    records: list[PageRecord]
+    lexical: Lexical
+    vectors: np.ndarray  # (n vectors, dim), unit length
+    owner: np.ndarray  # (n vectors,) page positions
+
+    @classmethod
+    def from_index(cls, index: Index) -> PageIndex:
+        """Records from the index's chunks, their BM25 (milliseconds), the vectors the index saved."""
+        if index.pages is None:
+            raise ValueError("the index has no page vectors: load it with Index.load_or_build")
+        records = page_records(index.documents())
+        page_scheme = LexicalScheme(numbers=index.lexical.scheme.numbers, title=False)
+        lexical = Lexical.build([r.lexical_text() for r in records], [""] * len(records), page_scheme)
+        return cls(records, lexical, index.pages.vectors, index.pages.owner)
+
+    def page_of_chunks(self, count: int) -> np.ndarray:
+        """(count,) the page position of every chunk."""
+        owner = np.zeros(count, dtype=np.int64)
+        for page, record in enumerate(self.records):
+            owner[list(record.chunks)] = page
+        return owner
+
+    def scores(self, vectors: np.ndarray, questions: list[str], dense_weight: float) -> np.ndarray:
+        """(n questions, n pages) in [0, 1]: convex fusion of the best-vector cosine and the record's BM25."""
+        similarity = vectors @ self.vectors.T  # (n, n vectors)
+        dense = np.full((len(questions), len(self.records)), -1.0, dtype=np.float32)
+        np.maximum.at(dense.T, self.owner, similarity.T)  # best vector per page
+        lexical = self.lexical.scores(questions)
+        return dense_weight * _unit_rows(dense) + (1 - dense_weight) * _unit_rows(lexical)
+
+
+class Retriever:
+    """Ranks an Index's chunks for a batch of questions, as retrieval config says."""
+
+    def __init__(self, index: Index, cfg: RetrievalConfig, pages: PageIndex | None = None) -> None:
+        self.index = index
+        self.cfg = cfg
+        self.pages = pages if cfg.hybrid and cfg.page_weight > 0 else None
+        self.chunk_page = self.pages.page_of_chunks(len(index)) if self.pages else None
+
+    def search(self, vectors: np.ndarray, questions: list[str], k: int) -> list[list[Hit]]:
+        """The top-k hits for each question, best first."""
+        if not self.cfg.hybrid:
+            return self.dense(vectors, k)
+        return self.hybrid(vectors, questions, k)
+
+    def dense(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
+        """FAISS alone (the original demo's retrieval)."""
+        scores, ids = self.index.dense_search(vectors, k)
+        return [
+            [Hit(self.index.document(int(i)), float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
+            for row_s, row_i in zip(scores, ids, strict=True)
+        ]
+
+    def hybrid(self, vectors: np.ndarray, questions: list[str], k: int) -> list[list[Hit]]:
+        """Dense and BM25 candidates fused; with page_weight, each chunk's page score mixed in."""
+        cfg = self.cfg
+        dense_hits, dense_ids = self.index.dense_search(vectors, cfg.candidates)  # (n, candidates)
+        lexical_scores = self.index.lexical.scores(questions)  # (n, chunks)
+        page_scores = self.pages.scores(vectors, questions, cfg.page_dense_weight) if self.pages else None
+        results = []
+        for row, (vector, lexical) in enumerate(zip(vectors, lexical_scores, strict=True)):
+            dense = {int(i): float(s) for s, i in zip(dense_hits[row], dense_ids[row], strict=True) if i >= 0}
+            dense_top = list(dense)
+            lexical_top = [int(i) for i in np.argsort(-lexical, kind="stable")[: cfg.candidates] if lexical[i] > 0]
+            page_top = self._chunks_of_best_pages(page_scores[row]) if page_scores is not None else []
+            pool = list(dict.fromkeys(dense_top + lexical_top + page_top))
+            for i in pool:  # candidates FAISS did not return: score them as it would have
+                dense.setdefault(i, self.index.dense_score(vector, i))
+            fused = self._fuse(dense, dense_top, lexical_top, {i: float(lexical[i]) for i in pool}, len(pool))
+            if page_scores is not None:
+                fused = self._with_pages(fused, page_scores[row])
+            results.append([Hit(self.index.document(i), dense[i], score) for i, score in fused[:k]])
+        return results
+
+    def _fuse(
+        self, dense: dict[int, float], dense_top: list[int], lexical_top: list[int], lexical: dict[int, float], k: int
+    ) -> list[tuple[int, float]]:
+        if self.cfg.fusion == "rrf":
+            return reciprocal_rank_fusion([dense_top, lexical_top], k, self.cfg.rrf_k)
+        closeness = 1.0 if self.index.metric == "cosine" else -1.0  # higher is better for the fusion
+        return convex_combination({i: closeness * s for i, s in dense.items()}, lexical, self.cfg.dense_weight, k)
+
+    def _chunks_of_best_pages(self, page_scores: np.ndarray) -> list[int]:
+        best = np.argsort(-page_scores, kind="stable")[: self.cfg.page_candidates]
+        return [i for page in best for i in self.pages.records[page].chunks]
+
+    def _with_pages(self, fused: list[tuple[int, float]], page_scores: np.ndarray) -> list[tuple[int, float]]:
+        weight = self.cfg.page_weight
+        chunk_scores = min_max(dict(fused))  # RRF scores are not in [0, 1]; convex ones already are
+        mixed = {i: (1 - weight) * s + weight * float(page_scores[self.chunk_page[i]]) for i, s in chunk_scores.items()}
+        return sorted(mixed.items(), key=lambda pair: -pair[1])
+
+
+def _unit_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row min-max scaled to [0, 1] (all 0 where a row is constant), as fusion.min_max does."""
+    low, high = scores.min(axis=1, keepdims=True), scores.max(axis=1, keepdims=True)
+    span = np.where(high > low, high - low, 1.0)
+    return np.where(high > low, (scores - low) / span, 0.0)
