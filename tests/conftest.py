@@ -144,17 +144,15 @@ def tiny_generator(llm_dir: Path, tiny_llm):
 
 
 @pytest.fixture(scope="session")
-def tiny_compiled_generator(llm_dir: Path, tiny_llm, tmp_path_factory: pytest.TempPathFactory):
-    """Compiled Generator over the same tiny Llama: batch buckets 1, 2 x cache buckets 128, 256, warmed."""
+def tiny_compiled_generator(llm_dir: Path, tiny_llm):
+    """Compiled Generator over the same tiny Llama: batch buckets 1, 2 x cache buckets 128, 256, warmed.
+
+    compile_cache_dir None leaves Inductor's own cache (as tests/test_embeddings.py does): no process-wide
+    TORCHINDUCTOR_CACHE_DIR change, and a second run reuses the kernels (about 150 s cold on 2 busy cores).
+    """
     from ragserve.generation import Generator
 
-    cfg = tiny_llm_config(
-        llm_dir,
-        compile=True,
-        batch_buckets=[1, 2],
-        cache_buckets=[128, 256],
-        compile_cache_dir=str(tmp_path_factory.mktemp("inductor")),
-    )
+    cfg = tiny_llm_config(llm_dir, compile=True, batch_buckets=[1, 2], cache_buckets=[128, 256], compile_cache_dir=None)
     return Generator(cfg, model=tiny_llm)
 
 
