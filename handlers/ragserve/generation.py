@@ -181,13 +181,14 @@ class Generator:
     def _warm_bucket(self, shape: tuple[int, int]) -> None:
         rows, length = shape
         prompt = torch.full((rows, 8), self.tokenizer.eos_token_id, device=self.device)  # (rows, 8)
-        # Two new tokens: the first comes from the (eager) prefill, the second from the compiled step.
+        # The first new token comes from the (eager) prefill; the next three run the compiled step, which
+        # CUDA graph trees record on its second run, so the first request replays a recorded graph.
         cache = StaticCache(config=self.model.config, max_cache_len=length)
         self.model.generate(
             prompt,
             attention_mask=torch.ones_like(prompt),
-            max_new_tokens=2,
-            min_new_tokens=2,
+            max_new_tokens=4,
+            min_new_tokens=4,
             do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
             cache=cache,
