@@ -152,14 +152,16 @@ class Generator:
             kwargs["streamer"] = BatchStreamer(self.tokenizer, self._eos_ids(), members, on_piece)
         with torch.inference_mode():  # also around the cache: inference tensors, as in warm-up (else a recompile)
             if self.compiled:
-                kwargs.update(self._static_cache(len(texts), inputs["input_ids"].shape[1] + sampling.max_new_tokens))
+                kwargs.update(self._static_cache(inputs["input_ids"].shape[1] + sampling.max_new_tokens))
             output = self.model.generate(**kwargs)  # (n, prompt + new)
         new_tokens = output[: len(members), inputs["input_ids"].shape[1] :]  # (n, new), left padding aligns them
         prompt_lengths = inputs["attention_mask"][: len(members)].sum(dim=1).tolist()
         return [self._completion(row, int(length)) for row, length in zip(new_tokens, prompt_lengths, strict=True)]
 
-    def _static_cache(self, rows: int, tokens: int) -> dict[str, Any]:
-        """generate() arguments for a static KV cache of a declared size: (rows, bucket >= tokens)."""
+    def _static_cache(self, tokens: int) -> dict[str, Any]:
+        """generate() arguments for a static KV cache of the smallest declared length >= tokens.
+
+        Its batch size is the padded batch's (the cache allocates at the first forward)."""
         length = _bucket(tokens, self.cfg.cache_buckets)
         cache = StaticCache(config=self.model.config, max_cache_len=length)
         return {"cache": cache, "compile_config": self._compile_config}
