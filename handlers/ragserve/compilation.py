@@ -1,9 +1,11 @@
 """torch.compile policy and warm-up; the only module that touches torch.compile or dynamo.
 
-Public names: compile_module, warm_up, compiled_graph_count.
-Shape policy: `dynamic=True`, so one graph serves every sequence length and batch size >= 2;
+Public names: compile_module, decode_compile_config, warm_up, compiled_graph_count.
+Encoder shape policy: `dynamic=True`, so one graph serves every sequence length and batch size >= 2;
 dynamo specialises size-1 dimensions, so batch size 1 gets a second graph. warm_up compiles both
 up front, and later requests trigger no compilation (tests/test_embeddings.py checks it).
+LLM decode policy: `dynamic=False`, one static graph per (batch bucket, KV cache bucket) that the
+generation module declares and warms; transformers' generate compiles the decode step itself.
 """
 
 from __future__ import annotations
@@ -23,13 +25,33 @@ logger = logging.getLogger(__name__)
 
 def compile_module(module: torch.nn.Module, cfg: CompileConfig) -> None:
     """Compile module in place (state_dict keys stay those of the eager model)."""
-    if cfg.cache_dir:
+    _use_cache_dir(cfg.cache_dir)
+    module.compile(backend=cfg.backend, mode=cfg.mode, options=cfg.options or None, dynamic=True)
+
+
+def decode_compile_config(mode: str | None, graphs: int, cache_dir: str | None) -> Any:
+    """transformers' CompileConfig for the static-cache decode step: fullgraph, one static graph per bucket.
+
+    The recompile limit is raised to the number of declared buckets: past dynamo's default (8) the
+    next bucket would silently run eager.
+    """
+    from transformers import CompileConfig as GenerateCompileConfig
+
+    _use_cache_dir(cache_dir)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, graphs)
+    config = GenerateCompileConfig(fullgraph=True, dynamic=False, mode=mode or "default")
+    # transformers compiles only on accelerators unless told; the CPU path is what the tests exercise.
+    config._compile_all_devices = True
+    return config
+
+
+def _use_cache_dir(cache_dir: str | None) -> None:
+    if cache_dir:
         # Inductor reads this at compile time; a shared persistent cache lets a restarted or
         # second worker reuse compiled kernels instead of paying the 1-2 minute cold compile.
         # Set, not setdefault: importing sentence_transformers fills it with /tmp/torchinductor_<user>.
-        os.makedirs(cfg.cache_dir, exist_ok=True)
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cfg.cache_dir
-    module.compile(backend=cfg.backend, mode=cfg.mode, options=cfg.options or None, dynamic=True)
+        os.makedirs(cache_dir, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
 
 
 def warm_up(fn: Callable[[Any], Any], examples: Sequence[Any]) -> list[float]:

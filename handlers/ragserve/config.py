@@ -231,15 +231,42 @@ class LLMConfig:
     do_sample: bool = False  # greedy by default: the same prompt gives the same answer
     temperature: float = 0.7  # used when sampling
     top_p: float = 0.9  # used when sampling
+    # Loop breakers (a 135M model greedy-decoding a long RAG prompt repeats itself without them):
+    repetition_penalty: float = 1.0  # > 1 divides the logits of tokens already in the text; 1 = off
+    repetition_penalty_limit: float = 2.0  # the most a request may ask for
+    no_repeat_ngram_size: int = 0  # > 0: no n-gram of this many tokens appears twice; 0 = off
+    no_repeat_ngram_size_limit: int = 10  # the most a request may ask for
     use_chat_template: bool = True  # wrap the prompt as a user message with the tokenizer's template
     system_prompt: str | None = None  # optional system message in the chat template
     threads: int | None = None  # torch threads per worker on CPU (None: torch's default)
+    # Compiled decode (static KV cache + torch.compile through transformers' generate, see generation.py):
+    compile: bool | None = None  # noqa: A003 - the YAML key; None: on for CUDA, off on CPU (measured slower)
+    compile_mode: str | None = None  # torch.compile mode; None: "reduce-overhead" (CUDA graphs) on CUDA, default on CPU
+    batch_buckets: list[int] = field(default_factory=lambda: [1, 2, 4])  # batch sizes compiled; larger batches split
+    cache_buckets: list[int] = field(default_factory=lambda: [1024, 2048, 4096])  # KV cache lengths compiled (tokens)
+    compile_cache_dir: str | None = "~/.cache/ragserve/inductor"  # persistent Inductor cache across restarts
 
     def __post_init__(self) -> None:
         _check(bool(self.model_path or self.model_id), "handler.model_path or handler.model_id is required")
+        _check(
+            bool(self.batch_buckets) and all(isinstance(b, int) and b > 0 for b in self.batch_buckets),
+            "handler.batch_buckets must be a list of positive integers",
+        )
+        _check(
+            bool(self.cache_buckets) and all(isinstance(n, int) and n > 0 for n in self.cache_buckets),
+            "handler.cache_buckets must be a list of positive integers",
+        )
         _check(self.dtype in DTYPES, f"handler.dtype must be one of {DTYPES}")
         _check(0 < self.max_new_tokens <= self.max_new_tokens_limit, "handler.max_new_tokens out of range")
         _check(self.temperature > 0 and 0 < self.top_p <= 1, "handler.temperature/top_p out of range")
+        _check(
+            1.0 <= self.repetition_penalty <= self.repetition_penalty_limit,
+            "handler.repetition_penalty must be in 1..repetition_penalty_limit",
+        )
+        _check(
+            0 <= self.no_repeat_ngram_size <= self.no_repeat_ngram_size_limit,
+            "handler.no_repeat_ngram_size must be in 0..no_repeat_ngram_size_limit",
+        )
 
     @classmethod
     def from_mapping(cls, mapping: dict[str, Any] | None, root: str | Path) -> LLMConfig:
@@ -249,6 +276,8 @@ class LLMConfig:
         cfg = _build(cls, "", values)
         if cfg.model_path:
             cfg = dataclasses.replace(cfg, model_path=_absolute(cfg.model_path, Path(root)))
+        if cfg.compile_cache_dir:
+            cfg = dataclasses.replace(cfg, compile_cache_dir=_absolute(cfg.compile_cache_dir, Path(root)))
         return cfg
 
     @classmethod

@@ -1,25 +1,33 @@
 """Text generation with any Hugging Face causal LM: prompts in, only the new text out.
 
 Public names: Generator, Sampling, Completion.
-`generate(prompts, sampling)` runs one left-padded batch per distinct sampling setting and returns
-one Completion(text, prompt_tokens, completion_tokens) per prompt; `stream(prompt, sampling)` yields
-text pieces as they are decoded. The prompt is wrapped as a user message with the tokenizer's chat
-template when the config says so. No TorchServe imports; no compilation (a growing KV cache
-changes shapes at every step, so torch.compile would only recompile).
+`generate(prompts, sampling, on_piece=None)` runs one left-padded batch per distinct sampling setting
+and returns one Completion(text, prompt_tokens, completion_tokens) per prompt; with on_piece, every
+row's text is also handed over as it is decoded (streamed and plain requests decode together).
+`stream(prompt, sampling)` yields one prompt's pieces. The prompt is wrapped as a user message with
+the tokenizer's chat template when the config says so.
+Compiled decode (`compile`): a static KV cache sized to a declared bucket (batch_buckets x
+cache_buckets; batches are padded up to a bucket) and transformers' own compiled decode step, every
+bucket warmed in __init__, so no request compiles. Eager (a growing cache) otherwise. No TorchServe.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
+import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
+from transformers import AutoModelForCausalLM, AutoTokenizer, StaticCache
 
-from .config import LLMConfig
+from .compilation import decode_compile_config, warm_up
+from .config import ConfigError, LLMConfig
+from .streaming import BatchStreamer
 
 logger = logging.getLogger(__name__)
 
@@ -30,16 +38,19 @@ class Sampling:
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
+    repetition_penalty: float = 1.0  # 1 = off
+    no_repeat_ngram_size: int = 0  # 0 = off
 
     def generate_kwargs(self) -> dict:
-        if not self.do_sample:
-            return {"max_new_tokens": self.max_new_tokens, "do_sample": False}
-        return {
+        kwargs = {
             "max_new_tokens": self.max_new_tokens,
-            "do_sample": True,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
+            "do_sample": self.do_sample,
+            "repetition_penalty": self.repetition_penalty,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
         }
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        return kwargs
 
 
 @dataclass(frozen=True)
@@ -52,21 +63,28 @@ class Completion:
 class Generator:
     """Owns the causal LM and its tokenizer (left padding, for batched decoder-only generation)."""
 
-    def __init__(self, cfg: LLMConfig, device: str = "cpu") -> None:
+    def __init__(self, cfg: LLMConfig, device: str = "cpu", model: torch.nn.Module | None = None) -> None:
+        """model: an already built causal LM (tests, benchmarks); None loads cfg's weights."""
         self.cfg = cfg
         source = cfg.model_path or cfg.model_id
         start = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.revision, padding_side="left")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        placement = {"device_map": cfg.device_map} if cfg.device_map else {}
-        self.model = AutoModelForCausalLM.from_pretrained(
-            source, revision=cfg.revision, dtype=getattr(torch, cfg.dtype), **placement
-        ).eval()
-        if not cfg.device_map:
-            self.model.to(device)
+        self.model = (model or self._load(source, device)).eval()
         self.load_s = time.perf_counter() - start
-        logger.info("loaded %s (%s) in %.1f s", source, cfg.dtype, self.load_s)
+        logger.info("loaded %s (%s) in %.1f s", source, self.model.dtype, self.load_s)
+        self.compiled = cfg.compile if cfg.compile is not None else self.device.type == "cuda"
+        self.warm_up_s: list[float] = []
+        if self.compiled:
+            self._compile_and_warm_up()
+
+    def _load(self, source: str, device: str) -> torch.nn.Module:
+        placement = {"device_map": self.cfg.device_map} if self.cfg.device_map else {}
+        model = AutoModelForCausalLM.from_pretrained(
+            source, revision=self.cfg.revision, dtype=getattr(torch, self.cfg.dtype), **placement
+        )
+        return model if self.cfg.device_map else model.to(device)
 
     @property
     def device(self) -> torch.device:
@@ -87,37 +105,97 @@ class Generator:
     def count_tokens(self, prompt: str) -> int:
         return len(self._encode_one(prompt))
 
-    def generate(self, prompts: list[str], sampling: list[Sampling]) -> list[Completion]:
-        """One generate() call per distinct sampling setting; results in the order of prompts."""
+    def generate(
+        self, prompts: list[str], sampling: list[Sampling], on_piece: Callable[[int, str], None] | None = None
+    ) -> list[Completion]:
+        """One decode per distinct sampling setting; results in the order of prompts.
+
+        on_piece(i, text) receives prompt i's answer piece by piece while it is decoded.
+        """
         results: list[Completion | None] = [None] * len(prompts)
         for setting in dict.fromkeys(sampling):
             members = [i for i, s in enumerate(sampling) if s == setting]
-            for i, completion in zip(
-                members, self._generate_batch([prompts[i] for i in members], setting), strict=True
-            ):
-                results[i] = completion
+            for start in range(0, len(members), self._largest_batch()):
+                chunk = members[start : start + self._largest_batch()]
+                for i, completion in zip(chunk, self._decode(prompts, chunk, setting, on_piece), strict=True):
+                    results[i] = completion
         return results  # type: ignore[return-value]
 
     def stream(self, prompt: str, sampling: Sampling) -> Iterator[str]:
-        """Yield the answer piece by piece while generate() runs in a background thread."""
-        inputs = self._tokenize([prompt])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = {**inputs, **sampling.generate_kwargs(), "streamer": streamer}
-        kwargs["pad_token_id"] = self.tokenizer.pad_token_id
-        thread = threading.Thread(target=self._generate_quietly, kwargs=kwargs, daemon=True)
+        """Yield one prompt's answer piece by piece while generate() runs in a background thread."""
+        pieces: queue.Queue[str | None] = queue.Queue()
+
+        def run() -> None:
+            try:
+                self.generate([prompt], [sampling], lambda _, piece: pieces.put(piece))
+            finally:
+                pieces.put(None)  # the end, also when generate() failed
+
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        yield from (piece for piece in streamer if piece)
+        yield from iter(pieces.get, None)
         thread.join()
 
-    def _generate_batch(self, prompts: list[str], sampling: Sampling) -> list[Completion]:
-        inputs = self._tokenize(prompts)
-        with torch.inference_mode():
-            output = self.model.generate(
-                **inputs, **sampling.generate_kwargs(), pad_token_id=self.tokenizer.pad_token_id
-            )  # (n, prompt + new)
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]  # (n, new), left padding aligns the prompts
-        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
+    def _largest_batch(self) -> int:
+        # Eager decodes any batch size at once; the compiled path splits batches past its largest bucket.
+        return max(self.cfg.batch_buckets) if self.compiled else 1 << 30
+
+    def _decode(
+        self, prompts: list[str], members: list[int], sampling: Sampling, on_piece: Callable[[int, str], None] | None
+    ) -> list[Completion]:
+        texts = [prompts[i] for i in members]
+        if self.compiled:  # duplicates fill the batch bucket: the same work, their results are dropped
+            texts += texts[:1] * (_bucket(len(texts), self.cfg.batch_buckets) - len(texts))
+        inputs = self._tokenize(texts)
+        kwargs: dict[str, Any] = {**inputs, **sampling.generate_kwargs(), "pad_token_id": self.tokenizer.pad_token_id}
+        if on_piece is not None:
+            kwargs["streamer"] = BatchStreamer(self.tokenizer, self._eos_ids(), members, on_piece)
+        with torch.inference_mode():  # also around the cache: inference tensors, as in warm-up (else a recompile)
+            if self.compiled:
+                kwargs.update(self._static_cache(inputs["input_ids"].shape[1] + sampling.max_new_tokens))
+            output = self.model.generate(**kwargs)  # (n, prompt + new)
+        new_tokens = output[: len(members), inputs["input_ids"].shape[1] :]  # (n, new), left padding aligns them
+        prompt_lengths = inputs["attention_mask"][: len(members)].sum(dim=1).tolist()
         return [self._completion(row, int(length)) for row, length in zip(new_tokens, prompt_lengths, strict=True)]
+
+    def _static_cache(self, tokens: int) -> dict[str, Any]:
+        """generate() arguments for a static KV cache of the smallest declared length >= tokens.
+
+        Its batch size is the padded batch's (the cache allocates at the first forward)."""
+        length = _bucket(tokens, self.cfg.cache_buckets)
+        cache = StaticCache(config=self.model.config, max_cache_len=length)
+        return {"cache": cache, "compile_config": self._compile_config}
+
+    def _compile_and_warm_up(self) -> None:
+        """Compile the decode step for every (batch, cache length) bucket now, not on a request."""
+        need = self.max_input_tokens + self.cfg.max_new_tokens_limit
+        if max(self.cfg.cache_buckets) < need:
+            raise ConfigError(
+                f"handler.cache_buckets: the largest ({max(self.cfg.cache_buckets)}) must hold max_input_tokens + "
+                f"max_new_tokens_limit = {need} tokens"
+            )
+        graphs = len(self.cfg.batch_buckets) * len(self.cfg.cache_buckets)
+        mode = self.cfg.compile_mode or ("reduce-overhead" if self.device.type == "cuda" else None)
+        self._compile_config = decode_compile_config(mode, graphs, self.cfg.compile_cache_dir)
+        shapes = [(rows, length) for rows in self.cfg.batch_buckets for length in self.cfg.cache_buckets]
+        self.warm_up_s = warm_up(self._warm_bucket, shapes)
+
+    def _warm_bucket(self, shape: tuple[int, int]) -> None:
+        rows, length = shape
+        prompt = torch.full((rows, 8), self.tokenizer.eos_token_id, device=self.device)  # (rows, 8)
+        # The first new token comes from the (eager) prefill; the next three run the compiled step, which
+        # CUDA graph trees record on its second run, so the first request replays a recorded graph.
+        cache = StaticCache(config=self.model.config, max_cache_len=length)
+        self.model.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=4,
+            min_new_tokens=4,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+            cache=cache,
+            compile_config=self._compile_config,
+        )
 
     def _completion(self, tokens: torch.Tensor, prompt_tokens: int) -> Completion:
         eos_ids = self._eos_ids()
@@ -134,10 +212,6 @@ class Generator:
         ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
         return ids | {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id} - {None}
 
-    def _generate_quietly(self, **kwargs) -> None:
-        with torch.inference_mode():
-            self.model.generate(**kwargs)
-
     def _tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         # The chat template already holds the special tokens: do not add them twice.
         texts = [self.format(p) for p in prompts]
@@ -146,3 +220,12 @@ class Generator:
 
     def _encode_one(self, prompt: str) -> list[int]:
         return self.tokenizer(self.format(prompt), add_special_tokens=False)["input_ids"]
+
+
+def _bucket(size: int, buckets: list[int]) -> int:
+    """The smallest bucket that holds size."""
+    ordered = sorted(buckets)
+    position = bisect.bisect_left(ordered, size)
+    if position == len(ordered):
+        raise ValueError(f"{size} is more than the largest bucket, {ordered[-1]}")
+    return ordered[position]

@@ -19,7 +19,15 @@ from typing import Any
 from .config import LLMConfig, RetrievalConfig
 
 JSON_FIELDS = {"question", "k"}
-LLM_FIELDS = {"prompt", "max_new_tokens", "temperature", "top_p", "stream"}
+LLM_FIELDS = {
+    "prompt",
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "stream",
+}
 
 
 class RequestError(ValueError):
@@ -63,6 +71,8 @@ class LLMQuery:
     do_sample: bool
     temperature: float
     top_p: float
+    repetition_penalty: float  # 1 = off
+    no_repeat_ngram_size: int  # 0 = off
     stream: bool  # send the answer piece by piece (TorchServe intermediate responses)
     as_json: bool  # reply {"answer", "prompt_tokens", "completion_tokens"}
 
@@ -70,7 +80,17 @@ class LLMQuery:
 def decode_llm_request(request: dict[str, Any], content_type: str | None, cfg: LLMConfig) -> LLMQuery:
     """Turn one LLM request (a prompt as text, or JSON with sampling overrides) into an LLMQuery."""
     payload = read_payload(request, content_type, "prompt")
-    defaults = LLMQuery("", cfg.max_new_tokens, cfg.do_sample, cfg.temperature, cfg.top_p, False, False)
+    defaults = LLMQuery(
+        "",
+        cfg.max_new_tokens,
+        cfg.do_sample,
+        cfg.temperature,
+        cfg.top_p,
+        cfg.repetition_penalty,
+        cfg.no_repeat_ngram_size,
+        stream=False,
+        as_json=False,
+    )
     if isinstance(payload, str):
         return dataclasses.replace(defaults, prompt=check_text(payload, "body", cfg.max_prompt_chars, "prompt"))
     check_fields(payload, LLM_FIELDS)
@@ -86,6 +106,12 @@ def decode_llm_request(request: dict[str, Any], content_type: str | None, cfg: L
         do_sample=temperature > 0 if "temperature" in payload else cfg.do_sample,
         temperature=temperature or cfg.temperature,
         top_p=_number_field(payload, "top_p", cfg.top_p, 1e-6, 1.0),
+        repetition_penalty=_number_field(
+            payload, "repetition_penalty", cfg.repetition_penalty, 1.0, cfg.repetition_penalty_limit
+        ),
+        no_repeat_ngram_size=integer_field(
+            payload, "no_repeat_ngram_size", cfg.no_repeat_ngram_size, cfg.no_repeat_ngram_size_limit, minimum=0
+        ),
         stream=stream,
         as_json=True,
     )
@@ -135,10 +161,10 @@ def check_fields(payload: Any, allowed: set[str]) -> None:
         raise RequestError(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}", unknown[0])
 
 
-def integer_field(payload: dict[str, Any], name: str, default: int, maximum: int) -> int:
+def integer_field(payload: dict[str, Any], name: str, default: int, maximum: int, minimum: int = 1) -> int:
     value = payload.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise RequestError(f"'{name}' must be an integer in 1..{maximum}, got {value!r}", name)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise RequestError(f"'{name}' must be an integer in {minimum}..{maximum}, got {value!r}", name)
     return value
 
 

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""LLM decode speed, eager vs compiled, through ragserve.generation.Generator: `make bench-llm`.
+
+  .venv/bin/python benchmarks/llm_bench.py                  # CUDA: Llama-3-8B shape, fp16; CPU: SmolLM2 shape
+  .venv/bin/python benchmarks/llm_bench.py --shape tiny --batches 1 4 --prompt-tokens 128 --new-tokens 16
+
+Random weights (no download): on CUDA a Llama-3-8B-shaped model (32 layers, hidden 4096, 32/8 heads,
+MLP 14336, vocab 49152, float16); on CPU SmolLM2-135M's shape (float32), or `--shape tiny`. The
+tokenizer is SmolLM2's (models/smollm2-135m-instruct). Both modes share the weights. Per mode: warm-up
+(compile) seconds, tok/s (all sequences, greedy) per batch size, time to first token of one
+`--prompt-tokens` prompt, peak memory (GPU allocated on CUDA, process RSS on CPU). Greedy tokens from
+random weights are not compared here (near-ties flip); tests/test_generation.py checks equality.
+Writes llm_bench.md under benchmarks/results/<date>-<host>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import socket
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "handlers"))
+
+from ragserve.config import LLMConfig  # noqa: E402
+from ragserve.generation import Generator, Sampling  # noqa: E402
+
+TOKENIZER = ROOT / "models" / "smollm2-135m-instruct"
+SHAPES = {  # (layers, hidden, heads, kv heads, MLP)
+    "llama3-8b": (32, 4096, 32, 8, 14336),
+    "smollm2": (30, 576, 9, 3, 1536),
+    "tiny": (2, 64, 4, 2, 128),
+}
+
+
+def random_model(shape: str, dtype: torch.dtype, device: str, vocab: int) -> LlamaForCausalLM:
+    layers, hidden, heads, kv_heads, mlp = SHAPES[shape]
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=8192,
+        tie_word_embeddings=shape != "llama3-8b",
+    )
+    torch.manual_seed(0)
+    with torch.device(device):  # built where it runs: 16 GB of fp16 weights never pass through host memory
+        return LlamaForCausalLM._from_config(config, dtype=dtype).eval()
+
+
+def prompt_of(tokenizer, tokens: int) -> str:
+    """A text of about `tokens` tokens, shaped like a RAG prompt (prose, then a question)."""
+    prose = "Llama 3 uses a tokenizer with a vocabulary of 128,256 tokens and grouped-query attention. " * tokens
+    ids = tokenizer(prose, add_special_tokens=False)["input_ids"][: tokens - 12]
+    return tokenizer.decode(ids) + "\nQuestion: What is the vocabulary size?\nHelpful Answer:"
+
+
+def measure(generator: Generator, prompt: str, batches: list[int], new_tokens: int) -> dict:
+    """tok/s per batch size (new tokens of all sequences / wall time) and the first token's latency."""
+    greedy = Sampling(new_tokens)
+    generator.generate([prompt], [Sampling(2)])  # first eager prefill of this shape: allocator, kernels
+    row: dict = {}
+    for batch in batches:
+        _sync()
+        start = time.perf_counter()
+        completions = generator.generate([prompt] * batch, [greedy] * batch)
+        _sync()
+        row[batch] = sum(c.completion_tokens for c in completions) / (time.perf_counter() - start)
+    first: list[float] = []
+    start = time.perf_counter()
+    generator.generate([prompt], [greedy], lambda _, piece: first or first.append(time.perf_counter()))
+    row["ttft_ms"] = (first[0] - start) * 1e3 if first else float("nan")
+    return row
+
+
+def peak_memory_gb(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def table(rows: dict[str, dict], batches: list[int], description: str) -> str:
+    lines = [
+        description,
+        "",
+        "| mode | warm-up s | " + " | ".join(f"batch {b} tok/s" for b in batches) + " | TTFT ms | peak memory GB |",
+        "|---" * (len(batches) + 4) + "|",
+    ]
+    for mode, row in rows.items():
+        speeds = " | ".join(f"{row[b]:.1f}" for b in batches)
+        lines.append(f"| {mode} | {row['warm_up_s']:.1f} | {speeds} | {row['ttft_ms']:.0f} | {row['peak_gb']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cuda = torch.cuda.is_available()
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="llama3-8b" if cuda else "smollm2")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 64] if cuda else [1, 4])
+    parser.add_argument("--prompt-tokens", type=int, default=1024 if cuda else 256)
+    parser.add_argument("--new-tokens", type=int, default=128 if cuda else 32)
+    parser.add_argument("--modes", nargs="+", choices=["eager", "compiled"], default=["eager", "compiled"])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU (the machine may be shared)")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / f"{date.today()}-{socket.gethostname()}"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device, dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
+    model = random_model(args.shape, dtype, device, len(tokenizer))
+    prompt = prompt_of(tokenizer, args.prompt_tokens)
+    rows = {}
+    for mode in args.modes:
+        generator = Generator(bench_config(args, mode == "compiled"), device, model=model)
+        row = measure(generator, prompt, args.batches, args.new_tokens)
+        rows[mode] = {**row, "warm_up_s": sum(generator.warm_up_s), "peak_gb": peak_memory_gb(device)}
+        print(table({mode: rows[mode]}, args.batches, mode), flush=True)
+    name = torch.cuda.get_device_name() if cuda else "CPU"
+    description = (
+        f"{args.shape} shape, random weights, {str(dtype).removeprefix('torch.')}, {name}, torch {torch.__version__}; "
+        f"prompt {generator.count_tokens(prompt)} tokens, {args.new_tokens} new tokens greedy; "
+        f"threads {torch.get_num_threads()}."
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "llm_bench.md").write_text(table(rows, args.batches, description))
+    print(table(rows, args.batches, description))
+
+
+def bench_config(args: argparse.Namespace, compiled: bool) -> LLMConfig:
+    """Buckets fitted to the run: every batch size, one cache length for prompt + new tokens."""
+    need = args.prompt_tokens + args.new_tokens + 16  # the chat template adds a few tokens
+    return LLMConfig(
+        model_path=str(TOKENIZER),
+        max_input_tokens=args.prompt_tokens + 16,
+        max_new_tokens=args.new_tokens,
+        max_new_tokens_limit=args.new_tokens,
+        compile=compiled,
+        batch_buckets=sorted(args.batches),
+        cache_buckets=[-(-need // 256) * 256],  # rounded up to 256 tokens
+        use_chat_template=False,  # the prompt is exactly --prompt-tokens long
+    )
+
+
+if __name__ == "__main__":
+    main()

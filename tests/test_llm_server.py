@@ -1,0 +1,50 @@
+"""The LLM endpoint in a real TorchServe (SmolLM2, CPU, eager): a streamed and a plain request sent together.
+
+Own ports (48100-48104, worker sockets 49100+), so it runs beside `make run` and tests/test_server.py.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import LLM_DIR
+from tsclient import stream
+from tsserver import TorchServe, prepare_llm_archive
+
+pytestmark = [pytest.mark.server, pytest.mark.model]
+
+PORT = 48100
+# A long batch delay, so that the two requests below land in one batch.
+FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 1000\nresponseTimeout: 120\n"
+PROMPT = "What is the capital of France? Answer in one sentence."
+
+
+@pytest.fixture(scope="module")
+def llm_server(llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TorchServe:
+    workdir = tmp_path_factory.mktemp("torchserve-llm")
+    handler_yaml = f"  model_path: {LLM_DIR}\n  max_new_tokens: 24\n  max_new_tokens_limit: 32\n  threads: 1\n"
+    prepare_llm_archive(workdir, handler_yaml, FRONTEND)
+    ts = TorchServe(workdir, port=PORT)
+    ts.start(["llm"])
+    yield ts
+    ts.stop()
+
+
+def test_streamed_and_plain_requests_are_answered_together(llm_server: TorchServe) -> None:
+    url = f"{llm_server.inference_url}/predictions/llm"
+    streamed_body = json.dumps({"prompt": PROMPT, "stream": True}).encode()
+    with ThreadPoolExecutor(2) as pool:
+        streamed = pool.submit(lambda: list(stream(url, streamed_body, llm_server.keys)))
+        plain = pool.submit(llm_server.post, "llm", PROMPT.encode())
+        pieces, (status, _, answer) = streamed.result(timeout=120), plain.result(timeout=120)
+    assert status == 200 and "Paris" in answer
+    assert len(pieces) > 1 and "".join(pieces).strip() == answer  # greedy: the same text, piece by piece
+
+
+def test_bad_loop_breaker_gets_400_naming_the_field(llm_server: TorchServe) -> None:
+    body = json.dumps({"prompt": PROMPT, "repetition_penalty": 3}).encode()
+    status, _, text = llm_server.post("llm", body, "application/json")
+    assert status == 400 and json.loads(text)["field"] == "repetition_penalty"
