@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 import yaml
-from eval_retrieval import ROOT, serve_site, variant_config
+from eval_retrieval import ROOT, serve_site, variant_config, write_outputs
 
 from ragserve.config import Config, LLMConfig
 from ragserve.embeddings import Encoder
@@ -210,11 +210,7 @@ def main() -> None:
         f"SmolLM2-135M-Instruct answers to {len(questions)} questions of {questions_path.name} over the RAG "
         f"prompts of {spec['rag_config']}'s retrieval ({spec['site']}); greedy, float32, CPU, batches of {BATCH}."
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "answers.md").write_text(markdown(summaries, description))
-    (args.out / "answers.jsonl").write_text("".join(json.dumps(row) + "\n" for row in all_rows))
-    print(markdown(summaries, description))
-    print(f"wrote {args.out / 'answers.md'}")
+    write_outputs(args.out, "answers", markdown(summaries, description), all_rows)
 
 
 if __name__ == "__main__":

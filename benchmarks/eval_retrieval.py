@@ -170,6 +170,15 @@ def markdown(results: dict[str, dict], description: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_outputs(out: Path, stem: str, report: str, rows: list[dict[str, Any]]) -> None:
+    """<stem>.md (printed too) and <stem>.jsonl, one row per question, under out/."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(report)
+    (out / f"{stem}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    print(report)
+    print(f"wrote {out / f'{stem}.md'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spec", type=Path, default=ROOT / "benchmarks" / "eval.yaml")
@@ -211,11 +220,7 @@ def main() -> None:
         f"Retrieval on {source} (served from {spec['site']}), questions: {counts}; "
         "hit@k: the evidence is in one of the top-k chunks."
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "eval.md").write_text(markdown(results, description))
-    (args.out / "eval.jsonl").write_text("".join(json.dumps(row) + "\n" for row in all_rows))
-    print(markdown(results, description))
-    print(f"wrote {args.out / 'eval.md'}")
+    write_outputs(args.out, "eval", markdown(results, description), all_rows)
 
 
 if __name__ == "__main__":
