@@ -13,8 +13,8 @@ Variants (all on the weights in models/all-mpnet-base-v2, CPU):
   sentence-transformers  SentenceTransformer(folder).encode(normalize_embeddings=True, batch_size=16): the reference
   ours-eager             ragserve.embeddings.Encoder with CompileConfig(enabled=False)
   ours-compiled          Encoder with the default CompileConfig (torch.compile, warmed up in the constructor)
-  onnxruntime            the project's SentenceEmbedder (transformer + mean pool + L2 norm) exported once with
-                         torch.onnx.export (dynamic batch and sequence axes) into .cache/onnx/, run by onnxruntime
+  onnxruntime            the project's `embedding.backend: onnxruntime` (ragserve/onnxrt.py): SentenceEmbedder
+                         exported once with torch.onnx (dynamic axes) into the model folder's onnx/, run by onnxruntime
   int8-dynamic           Encoder whose Linear layers went through torch.ao quantize_dynamic (qint8); fast but
                          lossy, so read its cosine column before its speed
 
@@ -35,7 +35,6 @@ import csv
 import dataclasses
 import datetime
 import gc
-import hashlib
 import logging
 import os
 import platform
@@ -60,12 +59,12 @@ from sysinfo import cpu_model, package_version  # noqa: E402
 from ragserve.compilation import compiled_graph_count  # noqa: E402
 from ragserve.config import CompileConfig, Config, EmbeddingConfig  # noqa: E402
 from ragserve.corpus import load_documents, split  # noqa: E402
-from ragserve.embeddings import Encoder, SentenceEmbedder  # noqa: E402
+from ragserve.embeddings import Encoder  # noqa: E402
+from ragserve.onnxrt import onnx_file  # noqa: E402
 
 QUERY = "How does the RAG endpoint split documents into chunks before it builds the FAISS index?"  # 15 words
 REFERENCE = "sentence-transformers"
 VARIANTS = (REFERENCE, "ours-eager", "ours-compiled", "onnxruntime", "int8-dynamic")
-ONNX_CACHE = ROOT / ".cache" / "onnx"
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -171,91 +170,17 @@ def build_int8(cfg: Config) -> Variant:
     return Variant("int8-dynamic", encoder.embed, time.perf_counter() - start, [note])
 
 
-def onnx_path(emb: EmbeddingConfig) -> Path:
-    """Cache file for this model folder, pooling and torch version (weights' size and mtime in the key)."""
-    folder = Path(emb.model_path)
-    digest = hashlib.sha256(f"{torch.__version__}|{emb.pooling}".encode())
-    for name in ("config.json", "model.safetensors"):
-        if (folder / name).exists():
-            stat = (folder / name).stat()
-            digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    return ONNX_CACHE / f"{folder.name}-{emb.pooling}-{digest.hexdigest()[:12]}" / "model.onnx"
-
-
-def export_onnx(emb: EmbeddingConfig, path: Path) -> None:
-    """Export SentenceEmbedder (transformer + pooling + normalisation) with dynamic batch and sequence axes."""
-    from transformers import AutoModel, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(emb.model_path)
-    model = SentenceEmbedder(AutoModel.from_pretrained(emb.model_path).eval(), emb.pooling).eval()
-    example = tokenizer(["an example", "a second, longer example text"], padding=True, return_tensors="pt")
-    batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=1, max=emb.max_seq_length)
-    axes = {0: batch, 1: seq}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (example["input_ids"], example["attention_mask"]),
-            str(partial),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["sentence_embedding"],  # not "embedding": that name exists inside the graph
-            dynamic_shapes={"input_ids": axes, "attention_mask": axes},
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-    partial.replace(path)
-
-
-class OnnxEmbedder:
-    """Encoder.embed's batching (length-sorted, batch_size, truncation) around an onnxruntime session."""
-
-    def __init__(self, emb: EmbeddingConfig, path: Path, threads: int) -> None:
-        import onnxruntime as ort
-        from transformers import AutoTokenizer
-
-        self.cfg = emb
-        self.tokenizer = AutoTokenizer.from_pretrained(emb.model_path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        vectors = np.empty((len(texts), 0), dtype=np.float32)
-        for start in range(0, len(texts), self.cfg.batch_size):
-            batch = order[start : start + self.cfg.batch_size]
-            out = self._forward([texts[i] for i in batch])
-            if vectors.shape[1] == 0:
-                vectors = np.empty((len(texts), out.shape[1]), dtype=np.float32)
-            vectors[batch] = out
-        return vectors
-
-    def _forward(self, texts: list[str]) -> np.ndarray:
-        encoded = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.cfg.max_seq_length, return_tensors="np"
-        )
-        feeds = {name: encoded[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
-        return self.session.run(None, feeds)[0]  # (n, dim), unit rows: pooling is inside the graph
-
-
-def build_onnx(emb: EmbeddingConfig, threads: int) -> Variant:
+def build_onnx(emb: EmbeddingConfig) -> Variant:
+    """The project's `embedding.backend: onnxruntime` (ragserve/onnxrt.py), exported on first use."""
     import onnxruntime as ort
 
-    path = onnx_path(emb)
+    onnx_emb = dataclasses.replace(emb, backend="onnxruntime")
+    exported = onnx_file(onnx_emb).exists()
     start = time.perf_counter()
-    export_s = None
-    if not path.exists():
-        export_onnx(emb, path)
-        export_s = time.perf_counter() - start
-    embedder = OnnxEmbedder(emb, path, threads)
-    how = f"exported in {export_s:.1f} s" if export_s is not None else "export reused from cache"
-    note = f"onnxruntime {ort.__version__}, CPUExecutionProvider, {how}: {path.relative_to(ROOT)}"
-    return Variant("onnxruntime", embedder.embed, time.perf_counter() - start, [note])
+    encoder = Encoder(onnx_emb, CompileConfig(enabled=False))
+    how = "export reused" if exported else f"exported and loaded in {time.perf_counter() - start:.1f} s"
+    note = f"onnxruntime {ort.__version__}, CPUExecutionProvider, {how}: {onnx_file(onnx_emb).name}"
+    return Variant("onnxruntime", encoder.embed, time.perf_counter() - start, [note])
 
 
 def build_variant(name: str, cfg: Config, threads: int) -> Variant:
@@ -264,7 +189,7 @@ def build_variant(name: str, cfg: Config, threads: int) -> Variant:
     if name in ("ours-eager", "ours-compiled"):
         return build_ours(name, cfg, compiled=name == "ours-compiled")
     if name == "onnxruntime":
-        return build_onnx(cfg.embedding, threads)
+        return build_onnx(cfg.embedding)
     return build_int8(cfg)
 
 

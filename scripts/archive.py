@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "handlers"))
 
 from ragserve.config import Config, LLMConfig  # noqa: E402
 from ragserve.index import index_key  # noqa: E402
+from ragserve.onnxrt import export, onnx_file  # noqa: E402
 
 FORMATS = {"no-archive": "", "mar": ".mar", "tgz": ".tar.gz"}  # the file name suffix of each
 ARCHIVER_FORMAT = {"no-archive": "no-archive", "mar": "default", "tgz": "tgz"}  # torch-model-archiver's names
@@ -95,7 +96,13 @@ def add_rag_files(config: Path, target: Path, root: Path) -> None:
     cfg = Config.from_yaml(config, root=root)
     archived = Config.from_yaml(config, root=target)
     if cfg.embedding.model_path != archived.embedding.model_path:
-        _link_tree(Path(cfg.embedding.model_path), Path(archived.embedding.model_path))
+        _link_tree(Path(cfg.embedding.model_path), Path(archived.embedding.model_path), skip=("onnx",))
+        if cfg.embedding.backend == "onnxruntime":  # ship the export, so workers load it and compile nothing
+            exported = onnx_file(cfg.embedding)
+            if not exported.exists():
+                exported.parent.mkdir(parents=True, exist_ok=True)
+                export(cfg.embedding, exported)
+            _link_file(exported, onnx_file(archived.embedding))
     if not cfg.corpus.is_url and cfg.corpus.source != archived.corpus.source:  # relative path: ship it
         shutil.copytree(cfg.corpus.source, archived.corpus.source, dirs_exist_ok=True)
     built = Path(cfg.index.dir) / index_key(cfg)
@@ -116,19 +123,26 @@ def add_llm_files(config: Path, target: Path, root: Path) -> None:
         _link_tree(Path(cfg.model_path), Path(archived.model_path))
 
 
-def _link_tree(source: Path, target: Path) -> None:
+def _link_tree(source: Path, target: Path, skip: tuple[str, ...] = ()) -> None:
+    """Hard-link every file of source under target, but those under the top-level folders in skip."""
     if not source.is_dir():
         sys.exit(f"{source} is missing: run `make models` first")
     for path in sorted(source.rglob("*")):
-        dest = target / path.relative_to(source)
-        if path.is_dir():
-            dest.mkdir(parents=True, exist_ok=True)
+        relative = path.relative_to(source)
+        if relative.parts[0] in skip:
             continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, dest)
-        except OSError:  # another filesystem: fall back to a copy
-            shutil.copy2(path, dest)
+        if path.is_dir():
+            (target / relative).mkdir(parents=True, exist_ok=True)
+        else:
+            _link_file(path, target / relative)
+
+
+def _link_file(path: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(path, dest)
+    except OSError:  # another filesystem: fall back to a copy
+        shutil.copy2(path, dest)
 
 
 def main() -> None:

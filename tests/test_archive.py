@@ -52,3 +52,30 @@ def test_kserve_store_has_the_layout_kserve_expects(config: Path, tmp_path: Path
     assert files == ["config/config.properties", "model-store/llm.mar"]
     properties = (tmp_path / "llm" / "config" / "config.properties").read_text()
     assert "model_store=/mnt/models/model-store" in properties and "load_models=all" in properties
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_rag_archive_ships_the_onnx_export_only_for_that_backend(
+    model_dir: Path, tmp_path: Path, backend: str
+) -> None:
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "handlers"))
+    from ragserve.config import EmbeddingConfig
+    from ragserve.onnxrt import onnx_file
+
+    weights = tmp_path / "models" / "mpnet"
+    shutil.copytree(model_dir, weights, copy_function=lambda src, dst: Path(dst).hardlink_to(src))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\nSome text.\n")
+    config = tmp_path / "rag.yaml"
+    config.write_text(
+        f"handler:\n  corpus: {{source: docs}}\n  embedding: {{model_path: models/mpnet, backend: {backend}}}\n"
+    )
+    store = tmp_path / "model_store"
+    cmd = [sys.executable, str(ROOT / "scripts/archive.py"), "--config", str(config), "--name", "rag"]
+    subprocess.run(cmd + ["--root", str(tmp_path), "--store", str(store)], check=True, capture_output=True)
+    shipped = {str(p.relative_to(store / "rag")) for p in (store / "rag" / "models").rglob("*.onnx")}
+    expected = onnx_file(EmbeddingConfig(model_path="models/mpnet", backend=backend)).relative_to("models")
+    assert shipped == ({f"models/{expected}"} if backend == "onnxruntime" else set())

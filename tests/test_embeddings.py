@@ -33,6 +33,20 @@ def test_embeddings_equal_sentence_transformers(encoder, reference) -> None:
     np.testing.assert_allclose(vectors, reference, atol=1e-5)
 
 
+def test_onnxruntime_backend_equals_sentence_transformers(embedding_cfg, reference) -> None:
+    import dataclasses
+
+    from ragserve.embeddings import Encoder
+    from ragserve.onnxrt import onnx_file
+
+    cfg = dataclasses.replace(embedding_cfg, backend="onnxruntime")
+    encoder = Encoder(cfg, CompileConfig(enabled=True))  # compile settings do not apply: nothing is compiled
+    assert onnx_file(cfg).is_file() and not hasattr(encoder, "model") and encoder.warm_up_s == 0.0
+    vectors = encoder.embed(SENTENCES)
+    assert vectors.shape == (5, 768) and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, reference, atol=1e-5)
+
+
 def test_rows_have_unit_norm(encoder) -> None:
     np.testing.assert_allclose(np.linalg.norm(encoder.embed(SENTENCES), axis=1), 1.0, atol=1e-5)
 

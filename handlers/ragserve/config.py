@@ -75,9 +75,11 @@ class EmbeddingConfig:
     max_seq_length: int = 384  # tokens; longer texts are truncated (the model's trained limit)
     batch_size: int = 16  # texts per forward pass when embedding documents
     pooling: str = "mean"  # "mean" (+ L2 norm, as trained) or "cls_pooler" (the demo's pooler_output)
+    backend: str = "torch"  # "torch" (compile settings apply) or "onnxruntime" (exported once, onnxrt.py)
 
     def __post_init__(self) -> None:
         _check(self.pooling in ("mean", "cls_pooler"), "embedding.pooling must be 'mean' or 'cls_pooler'")
+        _check(self.backend in ("torch", "onnxruntime"), "embedding.backend must be 'torch' or 'onnxruntime'")
         _check(0 < self.max_seq_length <= 512, "embedding.max_seq_length must be in 1..512")
         _check(self.batch_size > 0, "embedding.batch_size must be > 0")
 

@@ -1,6 +1,7 @@
 """Sentence embeddings: tokenize -> transformer -> mean-pool -> L2-normalise, as a LangChain Embeddings.
 
 Public names: Encoder, SentenceEmbedder.
+`embedding.backend: onnxruntime` runs the same module exported to ONNX (onnxrt.py) instead of torch.
 `Encoder.embed(texts)` returns an (n, dim) float32 array with unit-norm rows, equal to
 sentence-transformers' `encode(..., normalize_embeddings=True)` for all-mpnet-base-v2 (whose
 modules.json is Transformer -> mean Pooling -> Normalize). `pooling: cls_pooler` reproduces the
@@ -16,10 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from langchain_core.embeddings import Embeddings
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from .compilation import compile_module, warm_up
 from .config import CompileConfig, EmbeddingConfig
+from .onnxrt import OnnxRunner
 
 logger = logging.getLogger(__name__)
 
@@ -46,24 +48,26 @@ class SentenceEmbedder(torch.nn.Module):
 
 
 class Encoder(Embeddings):
-    """Owns the tokenizer and the (optionally compiled) model; embeds texts in length-sorted batches."""
+    """Owns the tokenizer and the model (torch, optionally compiled, or ONNX Runtime); embeds texts in
+    length-sorted batches."""
 
     def __init__(self, cfg: EmbeddingConfig, compile_cfg: CompileConfig, device: str = "cpu") -> None:
         self.cfg = cfg
         self.device = torch.device(device)
         start = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
+        self.dimension = int(AutoConfig.from_pretrained(cfg.model_path).hidden_size)
+        self.warm_up_s = 0.0
+        if cfg.backend == "onnxruntime":
+            self.onnx = OnnxRunner(cfg, torch.get_num_threads())  # nothing to compile: exported at archive time
+            logger.info("loaded %s (ONNX Runtime) in %.1f s", self.onnx.path, time.perf_counter() - start)
+            return
         transformer = AutoModel.from_pretrained(cfg.model_path).eval().to(self.device)
         self.model = SentenceEmbedder(transformer, cfg.pooling).eval()
-        self.warm_up_s = 0.0
         logger.info("loaded %s in %.1f s", cfg.model_path, time.perf_counter() - start)
         if compile_cfg.enabled:
             compile_module(self.model, compile_cfg)
             self.warm_up_s = sum(warm_up(self.embed, WARM_UP_TEXTS))
-
-    @property
-    def dimension(self) -> int:
-        return int(self.model.transformer.config.hidden_size)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed texts; returns (len(texts), dim) float32, rows in the order of texts."""
@@ -82,12 +86,18 @@ class Encoder(Embeddings):
         return self.embed([text])[0].tolist()
 
     def _forward(self, texts: list[str]) -> np.ndarray:
+        if self.cfg.backend == "onnxruntime":
+            encoded = self._tokenize(texts, "np")
+            return self.onnx(encoded["input_ids"], encoded["attention_mask"])  # (n, dim)
         # Tokenize inside inference mode too: tensors made outside it carry another dispatch key,
         # and dynamo would guard on the difference and recompile (warm-up runs inside it).
         with torch.inference_mode():
-            encoded = self.tokenizer(
-                texts, padding=True, truncation=True, max_length=self.cfg.max_seq_length, return_tensors="pt"
-            )
+            encoded = self._tokenize(texts, "pt")
             input_ids = encoded["input_ids"].to(self.device)  # (n, seq)
             attention_mask = encoded["attention_mask"].to(self.device)  # (n, seq)
             return self.model(input_ids, attention_mask).float().cpu().numpy()  # (n, dim)
+
+    def _tokenize(self, texts: list[str], tensors: str) -> dict:
+        return self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.cfg.max_seq_length, return_tensors=tensors
+        )
