@@ -61,6 +61,7 @@ from tsserver import TorchServe, platform_env  # noqa: E402
 PORT = 28080  # inference; management 28081, metrics 28082, gRPC 28083-28084
 MODEL = "rag"
 SEED_DESIGN = "seed-design"
+MODES = ("eager", "compile", "onnxruntime")  # torch eager, torch.compile, embedding.backend onnxruntime
 HANDLER_IDS = re.compile(r"HandlerTime\.\w+:[\d.]+\|.*?requestID:(\S+?),timestamp")  # one batch's ids
 WARMUP_LIMIT_S = 30
 DEFAULT_INDUCTOR_CACHE = "~/.cache/ragserve/inductor"  # warm-up ends after warmup_requests or this many seconds
@@ -78,7 +79,7 @@ class Cell:
     """One TorchServe configuration to measure."""
 
     name: str
-    mode: str  # eager | compile
+    mode: str  # eager | compile | onnxruntime
     threads: int | None  # OMP_NUM_THREADS per worker; None: unset (torch's default)
     workers: int
     batch_size: int
@@ -136,8 +137,8 @@ def _seed_cell() -> Cell:
 
 
 def _matrix_cell(mode: str, threads: int, workers: int, batch: dict[str, int]) -> Cell:
-    if mode not in ("eager", "compile"):
-        raise SystemExit(f"mode {mode!r}: use eager or compile")
+    if mode not in MODES:
+        raise SystemExit(f"mode {mode!r}: use one of {MODES}")
     size, delay = int(batch["batchSize"]), int(batch.get("maxBatchDelay", 0))
     return Cell(f"{mode}-t{threads}-w{workers}-b{size}", mode, threads, workers, size, delay)
 
@@ -155,10 +156,12 @@ def quick_profile(base: Profile) -> Profile:
 
 
 def cell_yaml(base: dict[str, Any], cell: Cell) -> dict[str, Any]:
-    """The base model yaml with the cell's frontend keys and compile switch."""
+    """The base model yaml with the cell's frontend keys, compile switch and embedding backend."""
     doc = {**base, "minWorkers": cell.workers, "maxWorkers": cell.workers}
     doc.update(batchSize=cell.batch_size, maxBatchDelay=cell.max_batch_delay)
     handler = dict(doc.get("handler") or {})
+    if cell.mode == "onnxruntime":
+        handler["embedding"] = {**(handler.get("embedding") or {}), "backend": "onnxruntime"}
     enabled = cell.mode == "compile"
     if isinstance(handler.get("compile"), bool):  # the demo's flat `compile: true|false`
         handler["compile"] = enabled
