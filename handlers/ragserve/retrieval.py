@@ -131,7 +131,7 @@ class Retriever:
 
     def _with_pages(self, fused: list[tuple[int, float]], page_scores: np.ndarray) -> list[tuple[int, float]]:
         weight = self.cfg.page_weight
-        chunk_scores = min_max(dict(fused))  # RRF scores are not in [0, 1]; convex ones already are
+        chunk_scores = min_max(dict(fused))  # spans [0, 1] like the page scores (RRF's sums would not)
         mixed = {i: (1 - weight) * s + weight * float(page_scores[self.chunk_page[i]]) for i, s in chunk_scores.items()}
         return sorted(mixed.items(), key=lambda pair: -pair[1])
 
