@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from sysinfo import cpu_model, package_version  # noqa: E402
-from tsclient import call, failure_reason, fresh_key, is_running  # noqa: E402
+from tsclient import call, count_ready, failure_reason, fresh_key, is_running  # noqa: E402
 from tsserver import TorchServe, platform_env  # noqa: E402
 
 PORT = 28080  # inference; management 28081, metrics 28082, gRPC 28083-28084
@@ -260,7 +260,7 @@ class BenchServe(TorchServe):
         return json.loads(text) if status == 200 else []
 
     def ready_count(self) -> int:
-        return sum(w.get("status") == "READY" for entry in self.describe() for w in entry.get("workers", []))
+        return count_ready(self.describe())
 
     def pending(self) -> int:
         return sum(entry.get("jobQueueStatus", {}).get("pendingRequests", 0) for entry in self.describe())

@@ -167,11 +167,14 @@ def stream(
             raise SystemExit(f"{url} answered HTTP {err.code}: {text}") from err
 
 
+def count_ready(description: list[dict]) -> int:
+    """READY workers in a management API model description (`GET /models/<name>`)."""
+    return sum(w.get("status") == "READY" for entry in description for w in entry.get("workers", []))
+
+
 def ready_workers(model: str, keys: Keys) -> int:
     status, _, text = call(f"{keys.management_url}/models/{model}", keys=keys, kind="management", timeout_s=5)
-    if status != 200:
-        return 0
-    return sum(w.get("status") == "READY" for entry in json.loads(text) for w in entry.get("workers", []))
+    return count_ready(json.loads(text)) if status == 200 else 0
 
 
 def server_pid(tmp_dir: Path) -> int | None:
@@ -275,8 +278,7 @@ def is_ready(model: str, management_url: str = MANAGEMENT_URL) -> bool:
         status, _, text = request(f"{management_url}/models/{model}", timeout_s=2)
     except OSError:
         return False
-    workers = [w for entry in json.loads(text) for w in entry.get("workers", [])] if status == 200 else []
-    return any(w.get("status") == "READY" for w in workers)
+    return status == 200 and count_ready(json.loads(text)) > 0
 
 
 def main() -> None:

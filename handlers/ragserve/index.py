@@ -237,12 +237,17 @@ def _lexical_for(chunks: list[Document], scheme: LexicalScheme) -> Lexical:
     )
 
 
+def _has_folder(manifest: dict, folder: str) -> bool:
+    """Whether the manifest checksums files under this derived folder (a BM25 scheme, pages/)."""
+    return any(name.startswith(folder + "/") for name in manifest.get("sha256", {}))
+
+
 def _has_lexical(manifest: dict, scheme: LexicalScheme) -> bool:
-    return any(name.startswith(scheme.folder + "/") for name in manifest.get("sha256", {}))
+    return _has_folder(manifest, scheme.folder)
 
 
 def _has_pages(manifest: dict) -> bool:
-    return any(name.startswith(PAGES_FOLDER + "/") for name in manifest.get("sha256", {}))
+    return _has_folder(manifest, PAGES_FOLDER)
 
 
 def _is_complete(manifest: dict, scheme: LexicalScheme) -> bool:
