@@ -41,6 +41,8 @@ class RAGHandler(BaseHandler):
         times = self.pipeline.last_times
         self.context.metrics.add_time("RAGEmbedTime", times.embed_ms, None, "ms")
         self.context.metrics.add_time("RAGSearchTime", times.search_ms, None, "ms")
+        if self.pipeline.reranker:
+            self.context.metrics.add_time("RAGRerankTime", times.rerank_ms, None, "ms")
         return [item if isinstance(item, RequestError) else next(answers) for item in data]
 
     @timed

@@ -89,7 +89,7 @@ def _run_archiver(name: str, handler: str, extra: str, config: Path, store: Path
 
 
 def add_rag_files(config: Path, target: Path, root: Path) -> None:
-    """The embedding model (hard links), a local corpus, and the index the yaml will look for.
+    """The embedding model (hard links), a local reranker and corpus, and the index the yaml will look for.
 
     Paths that are absolute in the yaml stay where they are; relative ones are shipped.
     """
@@ -103,6 +103,9 @@ def add_rag_files(config: Path, target: Path, root: Path) -> None:
                 exported.parent.mkdir(parents=True, exist_ok=True)
                 export(cfg.embedding, exported)
             _link_file(exported, onnx_file(archived.embedding))
+    reranker = cfg.rerank.model
+    if reranker and Path(reranker).is_dir() and reranker != archived.rerank.model:  # a local, relative folder
+        _link_tree(Path(reranker), target / archived.rerank.model)
     if not cfg.corpus.is_url and cfg.corpus.source != archived.corpus.source:  # relative path: ship it
         shutil.copytree(cfg.corpus.source, archived.corpus.source, dirs_exist_ok=True)
     built = Path(cfg.index.dir) / index_key(cfg)

@@ -165,3 +165,22 @@ def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_llm, llm_dir: Pa
     tiny_llm.save_pretrained(folder)
     AutoTokenizer.from_pretrained(llm_dir).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
+    """A random 1-layer MPNet cross-encoder (one relevance logit) with all-mpnet-base-v2's tokenizer, saved
+    as a folder: no reranker weights can be downloaded here, so it tests the stage's plumbing, not quality."""
+    import torch
+    from transformers import AutoTokenizer, MPNetConfig, MPNetForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    config = MPNetConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=1, initializer_range=0.5,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-cross-encoder")
+    MPNetForSequenceClassification(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -79,3 +79,24 @@ def test_a_rag_archive_ships_the_onnx_export_only_for_that_backend(
     shipped = {str(p.relative_to(store / "rag")) for p in (store / "rag" / "models").rglob("*.onnx")}
     expected = onnx_file(EmbeddingConfig(model_path="models/mpnet", backend=backend)).relative_to("models")
     assert shipped == ({f"models/{expected}"} if backend == "onnxruntime" else set())
+
+
+@pytest.mark.model
+def test_a_rag_archive_ships_a_local_reranker_folder(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(model_dir, tmp_path / "models" / "mpnet", copy_function=lambda s, d: Path(d).hardlink_to(s))
+    reranker = tmp_path / "models" / "reranker"
+    reranker.mkdir()
+    (reranker / "config.json").write_text("{}")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\nSome text.\n")
+    config = tmp_path / "rag.yaml"
+    config.write_text(
+        "handler:\n  corpus: {source: docs}\n  embedding: {model_path: models/mpnet}\n"
+        "  rerank: {model: models/reranker}\n"
+    )
+    store = tmp_path / "model_store"
+    cmd = [sys.executable, str(ROOT / "scripts/archive.py"), "--config", str(config), "--name", "rag"]
+    subprocess.run(cmd + ["--root", str(tmp_path), "--store", str(store)], check=True, capture_output=True)
+    assert (store / "rag" / "models" / "reranker" / "config.json").read_text() == "{}"

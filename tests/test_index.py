@@ -46,7 +46,7 @@ def test_saved_index_loads_identically_without_pickles(cfg: Config, encoder) -> 
     built = Index.load_or_build(cfg, encoder)
     folder = Path(cfg.index.dir) / index_key(cfg)
     saved = sorted(p.name for p in folder.iterdir())
-    assert saved == ["bm25-numbers-title-meta", "chunks.jsonl", "index.faiss", "manifest.json", "pages"]
+    assert saved == ["bm25-numbers-title-meta", "chunks.jsonl", "index.faiss", "manifest.json", "pages", "windows-3-2"]
     assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle")]
     loaded = Index.load(folder, index_key(cfg), encoder)
     query = encoder.embed(["workers and batch size"])
@@ -141,7 +141,7 @@ def test_another_bm25_scheme_is_derived_from_the_saved_chunks_without_re_embeddi
     assert index.lexical.scheme.folder == "bm25-words"
     manifest = json.loads((folder / "manifest.json").read_text())
     derived = {name.split("/")[0] for name in manifest["sha256"] if "/" in name}
-    assert derived == {"bm25-numbers-title-meta", "bm25-words", "pages"}
+    assert derived == {"bm25-numbers-title-meta", "bm25-words", "pages", "windows-3-2"}
     assert Index.load(folder, index_key(cfg), encoder).lexical.scheme.folder == "bm25-numbers-title-meta"
 
 
@@ -152,3 +152,20 @@ def test_hybrid_fusions_put_the_exact_term_chunk_first(cfg: Config, encoder) -> 
         retrieval = dataclasses.replace(cfg.retrieval, fusion=fusion)
         hits = Retriever(index, retrieval).search(encoder.embed([question]), [question], 3)[0]
         assert "Quilla" in hits[0].document.page_content, fusion
+
+
+def test_sentence_windows_are_added_to_an_index_saved_without_them(cfg: Config, encoder, monkeypatch) -> None:
+    no_windows = dataclasses.replace(cfg, retrieval=dataclasses.replace(cfg.retrieval, window_weight=0.0))
+    assert Index.load_or_build(no_windows, encoder).windows is None
+    folder = Path(cfg.index.dir) / index_key(cfg)
+    assert not (folder / "windows-3-2").exists()
+    vectors_before = (folder / "index.faiss").read_bytes()
+    embedded: list[str] = []
+    embed = type(encoder).embed
+    monkeypatch.setattr(type(encoder), "embed", lambda self, texts: embedded.extend(texts) or embed(self, texts))
+    index = Index.load_or_build(cfg, encoder)
+    assert index.windows is not None and set(index.windows.owner.tolist()) == set(range(len(index)))
+    assert embedded and max(len(text) for text in embedded) < cfg.corpus.chunk_size  # windows, not chunks
+    assert (folder / "index.faiss").read_bytes() == vectors_before
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert "windows-3-2/vectors.npy" in manifest["sha256"] and manifest["derived_s"]["windows-3-2"] >= 0

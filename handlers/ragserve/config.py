@@ -110,9 +110,15 @@ class IndexConfig:
     bm25_title: bool = True  # index each chunk's page title with its text
     bm25_metadata: bool = True  # and its page's date (as words: "April 2024", "spring 2024"), authors, tags
     mmap: bool = True  # map the vectors read-only: the workers of a node share one copy of their pages
+    # Sentence windows (windows.py; embedded with the index when retrieval.window_weight > 0, in their
+    # own folder: changing these embeds the windows again, never the chunks):
+    window_sentences: int = 3  # sentences per window
+    window_stride: int = 2  # a new window every this many sentences
 
     def __post_init__(self) -> None:
         _check(self.metric in ("cosine", "l2"), "index.metric must be 'cosine' or 'l2'")
+        _check(self.window_sentences >= 1, "index.window_sentences must be >= 1")
+        _check(1 <= self.window_stride <= self.window_sentences, "index.window_stride must be in 1..window_sentences")
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,7 @@ class RetrievalConfig:
     page_weight: float = 0.2  # share of a chunk's page score in its final score (0: no page level)
     page_dense_weight: float = 0.3  # dense share of a page's score (its best vector vs BM25 on its record)
     page_candidates: int = 5  # every chunk of the best pages joins the candidates
+    window_weight: float = 0.3  # share of a chunk's best sentence window in its dense score (0: no windows)
 
     def __post_init__(self) -> None:
         _check(1 <= self.top_k <= self.max_k, "retrieval.top_k must be in 1..max_k")
@@ -140,10 +147,25 @@ class RetrievalConfig:
         _check(0.0 <= self.page_weight < 1.0, "retrieval.page_weight must be in [0, 1)")
         _check(0.0 <= self.page_dense_weight <= 1.0, "retrieval.page_dense_weight must be in [0, 1]")
         _check(self.page_candidates >= 0, "retrieval.page_candidates must be >= 0")
+        _check(0.0 <= self.window_weight <= 1.0, "retrieval.window_weight must be in [0, 1]")
         _check(
             "{context}" in self.template and "{question}" in self.template,
             "retrieval.template must contain {context} and {question}",
         )
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    """Optional second stage (rerank.py): a cross-encoder reorders the retriever's best candidates."""
+
+    model: str | None = None  # cross-encoder: Hugging Face id (needs internet) or local folder; None: off
+    candidates: int = 20  # chunks retrieved per question for the cross-encoder to score (at least k)
+    max_length: int = 512  # tokens of question + chunk the cross-encoder reads
+    batch_size: int = 32  # pairs per forward pass
+
+    def __post_init__(self) -> None:
+        _check(self.candidates >= 1, "rerank.candidates must be >= 1")
+        _check(self.max_length > 0 and self.batch_size > 0, "rerank.max_length and rerank.batch_size must be > 0")
 
 
 SECTIONS = {
@@ -152,6 +174,7 @@ SECTIONS = {
     "compile": CompileConfig,
     "index": IndexConfig,
     "retrieval": RetrievalConfig,
+    "rerank": RerankConfig,
 }
 
 
@@ -164,6 +187,12 @@ class Config:
     compile: CompileConfig = field(default_factory=CompileConfig)  # noqa: A003 - the YAML key
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+
+    @property
+    def uses_windows(self) -> bool:
+        """Sentence windows take part in hybrid retrieval over cosine scores (not the demo's dense-only or l2)."""
+        return self.retrieval.hybrid and self.retrieval.window_weight > 0 and self.index.metric == "cosine"
 
     def __post_init__(self) -> None:
         if self.corpus.chunk_unit == "tokens":  # a longer chunk would be cut at embedding time
@@ -208,6 +237,7 @@ class Config:
             embedding=dataclasses.replace(self.embedding, model_path=_absolute(self.embedding.model_path, root)),
             compile=dataclasses.replace(self.compile, cache_dir=cache_dir),
             index=dataclasses.replace(self.index, dir=_absolute(self.index.dir, root)),
+            rerank=dataclasses.replace(self.rerank, model=_local_or_hub(self.rerank.model, root)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -307,6 +337,13 @@ def _build(section_cls: type, name: str, values: dict[str, Any]) -> Any:
 def _absolute(path: str, root: Path) -> str:
     expanded = Path(path).expanduser()
     return str(expanded if expanded.is_absolute() else (root / expanded).resolve())
+
+
+def _local_or_hub(name: str | None, root: Path) -> str | None:
+    """A folder that exists under root (or an absolute path) becomes absolute; anything else is a hub id."""
+    if name is None or Path(name).expanduser().is_absolute():
+        return name and str(Path(name).expanduser())
+    return str((root / name).resolve()) if (root / name).is_dir() else name
 
 
 def _check(condition: bool, message: str) -> None:

@@ -5,7 +5,8 @@ What a question retrieves from it (candidates, fusion, page scores) is retrieval
 On disk an index is a folder `<index.dir>/<key>/` holding `index.faiss` (FAISS's own writer),
 `chunks.jsonl` (text + metadata, one chunk per line), one `bm25-<scheme>/` folder per BM25
 term scheme asked for (lexical.py), `pages/` (the vectors of each page's title, headings and lead,
-pages.py; numpy files) and `manifest.json` (key, sizes, sha256 of every file).
+pages.py; numpy files), `windows-<size>-<stride>/` when sentence windows are used (windows.py) and
+`manifest.json` (key, sizes, sha256 of every file, seconds each derived folder took).
 We deliberately skip `FAISS.save_local`: its docstore is a pickle, and loading a pickle runs code.
 A folder whose checksums do not match is never loaded.
 Scores: cosine similarity (inner product of unit vectors) or, with metric l2, squared L2 distance.
@@ -36,6 +37,8 @@ from .corpus import fingerprint, load_documents, split
 from .embeddings import Encoder
 from .lexical import Lexical, LexicalScheme
 from .pages import PageVectors
+from .vectorsets import embed_with_progress
+from .windows import WindowVectors, windows_folder
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +49,6 @@ ADDED_SINCE_FORMAT = {"chunk_unit": "chars"}  # corpus settings added since FORM
 _DEFAULTS = IndexConfig()
 DEFAULT_SCHEME = LexicalScheme(_DEFAULTS.bm25_numbers, _DEFAULTS.bm25_title, _DEFAULTS.bm25_metadata)
 PAGES_FOLDER = "pages"
-EMBED_PROGRESS_EVERY = 128  # chunks between progress log lines while building
 # IO_FLAG_MMAP alone maps only on-disk IVF lists; a flat index's vectors need IO_FLAG_MMAP_IFC
 # (IndexFlatCodes), checked on faiss 1.15: /proc/<pid>/maps shows index.faiss only with it.
 MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
@@ -84,10 +86,13 @@ def _keyed_fields(corpus: CorpusConfig) -> dict:
 class Index:
     """A LangChain FAISS store plus batched search over many query vectors at once."""
 
-    def __init__(self, store: FAISS, lexical: Lexical, pages: PageVectors | None = None) -> None:
+    def __init__(
+        self, store: FAISS, lexical: Lexical, pages: PageVectors | None = None, windows: WindowVectors | None = None
+    ) -> None:
         self.store = store
         self.lexical = lexical
         self.pages = pages  # None until embedded (load_or_build always provides them)
+        self.windows = windows  # sentence windows: only when the config uses them
 
     def __len__(self) -> int:
         return self.store.index.ntotal
@@ -98,11 +103,7 @@ class Index:
     ) -> Index:
         """Embed chunks (with progress lines) and put them in a new FAISS store, with BM25 beside it."""
         texts = [chunk.page_content for chunk in chunks]
-        parts = []
-        for start in range(0, len(texts), EMBED_PROGRESS_EVERY):
-            parts.append(encoder.embed(texts[start : start + EMBED_PROGRESS_EVERY]))
-            logger.info("embedded %d/%d chunks", min(start + EMBED_PROGRESS_EVERY, len(texts)), len(texts))
-        vectors = np.concatenate(parts) if parts else np.empty((0, encoder.dimension), np.float32)
+        vectors = embed_with_progress(encoder, texts, "chunks")
         store = FAISS.from_embeddings(
             zip(texts, vectors.tolist(), strict=True),
             encoder,
@@ -158,14 +159,24 @@ class Index:
 
     @classmethod
     def load(
-        cls, folder: Path, key: str, encoder: Encoder, scheme: LexicalScheme = DEFAULT_SCHEME, mmap: bool = True
+        cls,
+        folder: Path,
+        key: str,
+        encoder: Encoder,
+        scheme: LexicalScheme = DEFAULT_SCHEME,
+        mmap: bool = True,
+        windows: str | None = None,
     ) -> Index:
-        """Load a folder written by save(), after checking its key and checksums; mmap: map the vectors read-only."""
+        """Load a folder written by save(), after checking its key and checksums; mmap: map the vectors read-only.
+
+        windows: the sentence-window folder to load with it (windows_folder()), None for none."""
         manifest = _read_manifest(folder)
         if manifest.get("key") != key:
             raise IndexError_(f"{folder} was built from another config (key {manifest.get('key')}, want {key})")
         if not _has_lexical(manifest, scheme):
             raise IndexError_(f"{folder} has no {scheme.folder} index")
+        if windows and not _has_folder(manifest, windows):
+            raise IndexError_(f"{folder} has no {windows} vectors")
         for name, digest in manifest["sha256"].items():
             if _sha256(folder / name) != digest:
                 raise IndexError_(f"{folder / name} is corrupted (sha256 mismatch)")
@@ -184,7 +195,8 @@ class Index:
             distance_strategy=_strategy(manifest["metric"]),
         )
         pages = PageVectors.load(folder / PAGES_FOLDER) if _has_pages(manifest) else None
-        return cls(store, Lexical.load(folder / scheme.folder, scheme), pages)
+        window_vectors = WindowVectors.load(folder / windows, mmap) if windows else None
+        return cls(store, Lexical.load(folder / scheme.folder, scheme), pages, window_vectors)
 
     @classmethod
     def load_or_build(cls, cfg: Config, encoder: Encoder) -> Index:
@@ -196,9 +208,10 @@ class Index:
         key = index_key(cfg)
         folder = Path(cfg.index.dir) / key
         scheme = _scheme(cfg.index)
-        if _is_complete(_manifest_or_empty(folder), scheme):
+        windows = _windows(cfg)
+        if _is_complete(_manifest_or_empty(folder), scheme, windows):
             try:
-                return cls.load(folder, key, encoder, scheme, cfg.index.mmap)
+                return cls.load(folder, key, encoder, scheme, cfg.index.mmap, windows)
             except IndexError_ as err:
                 logger.warning("index %s unusable, rebuilding under the lock: %s", folder, err)
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -208,13 +221,16 @@ class Index:
                 try:
                     _add_lexical_if_missing(folder, scheme)
                     _add_pages_if_missing(folder, encoder)
-                    return cls.load(folder, key, encoder, scheme, cfg.index.mmap)
+                    _add_windows_if_missing(folder, encoder, cfg.index, windows)
+                    return cls.load(folder, key, encoder, scheme, cfg.index.mmap, windows)
                 except IndexError_ as err:
                     logger.warning("rebuilding index: %s", err)
-            return cls._build_and_save(cfg, encoder, folder, key)
+            cls._build_and_save(cfg, encoder, folder, key)
+            _add_windows_if_missing(folder, encoder, cfg.index, windows)  # from the saved chunks, like an old index
+            return cls.load(folder, key, encoder, scheme, cfg.index.mmap, windows)
 
     @classmethod
-    def _build_and_save(cls, cfg: Config, encoder: Encoder, folder: Path, key: str) -> Index:
+    def _build_and_save(cls, cfg: Config, encoder: Encoder, folder: Path, key: str) -> None:
         start = time.perf_counter()
         documents = load_documents(cfg.corpus)
         chunks = split(documents, cfg.corpus, cfg.embedding.model_path)
@@ -224,7 +240,6 @@ class Index:
         build_s = time.perf_counter() - start
         index.save(folder, key, build_s)
         logger.info("index %s built in %.1f s", folder, build_s)
-        return index
 
 
 def _scheme(cfg: IndexConfig) -> LexicalScheme:
@@ -250,8 +265,13 @@ def _has_pages(manifest: dict) -> bool:
     return _has_folder(manifest, PAGES_FOLDER)
 
 
-def _is_complete(manifest: dict, scheme: LexicalScheme) -> bool:
-    return _has_lexical(manifest, scheme) and _has_pages(manifest)
+def _is_complete(manifest: dict, scheme: LexicalScheme, windows: str | None) -> bool:
+    return _has_lexical(manifest, scheme) and _has_pages(manifest) and (not windows or _has_folder(manifest, windows))
+
+
+def _windows(cfg: Config) -> str | None:
+    """The sentence-window folder this config reads, or None."""
+    return windows_folder(cfg.index.window_sentences, cfg.index.window_stride) if cfg.uses_windows else None
 
 
 def _add_lexical_if_missing(folder: Path, scheme: LexicalScheme) -> None:
@@ -268,14 +288,25 @@ def _add_pages_if_missing(folder: Path, encoder: Encoder) -> None:
         )
 
 
+def _add_windows_if_missing(folder: Path, encoder: Encoder, cfg: IndexConfig, windows: str | None) -> None:
+    """Embed the sentence windows of the saved chunks (about as long as embedding the chunks)."""
+    if windows and not _has_folder(_read_manifest(folder), windows):
+        size, stride = cfg.window_sentences, cfg.window_stride
+        _add_derived(
+            folder, windows, lambda chunks: WindowVectors.embed(chunks, encoder, size, stride).save(folder / windows)
+        )
+
+
 def _add_derived(folder: Path, name: str, derive: Callable[[list[Document]], list[Path]]) -> None:
-    """Write files derived from the saved chunks and add their checksums to the manifest."""
+    """Write files derived from the saved chunks and add their checksums (and seconds) to the manifest."""
     manifest = _read_manifest(folder)
     if _sha256(folder / "chunks.jsonl") != manifest["sha256"].get("chunks.jsonl"):
         raise IndexError_(f"{folder / 'chunks.jsonl'} is corrupted (sha256 mismatch)")
     with open(folder / "chunks.jsonl", encoding="utf-8") as f:
         chunks = [Document(row["text"], metadata=row["metadata"]) for row in map(json.loads, f)]
+    start = time.perf_counter()
     saved = derive(chunks)
+    manifest.setdefault("derived_s", {})[name] = round(time.perf_counter() - start, 1)
     manifest["sha256"].update({str(p.relative_to(folder)): _sha256(p) for p in saved})
     staged = folder / "manifest.json.tmp"
     staged.write_text(json.dumps(manifest, indent=2))

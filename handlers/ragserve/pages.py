@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from langchain_core.documents import Document
 
 from .metadata import date_terms
+from .vectorsets import VectorSet
 
 if TYPE_CHECKING:
     from .embeddings import Encoder
@@ -49,34 +49,18 @@ class PageRecord:
         return [text for text in dict.fromkeys(texts) if text]
 
 
-@dataclass
-class PageVectors:
-    """The dense side of page records: vectors (n, dim), and owner (n,): the page of each vector.
+class PageVectors(VectorSet):
+    """The dense side of page records: one vector per title, heading and lead; owner = page position.
 
     Embedded once with the index (tens of short texts per page) and saved with it, so a worker
     loads them instead of embedding at start.
     """
-
-    vectors: np.ndarray
-    owner: np.ndarray
 
     @classmethod
     def embed(cls, chunks: Sequence[Document], encoder: Encoder) -> PageVectors:
         texts = [(page, text) for page, record in enumerate(page_records(chunks)) for text in record.dense_texts()]
         vectors = encoder.embed([text for _, text in texts]) if texts else np.empty((0, encoder.dimension), np.float32)
         return cls(vectors.astype(np.float32), np.array([page for page, _ in texts], dtype=np.int64))
-
-    def save(self, folder: Path) -> list[Path]:
-        folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "vectors.npy", self.vectors)
-        np.save(folder / "owner.npy", self.owner)
-        return [folder / "owner.npy", folder / "vectors.npy"]
-
-    @classmethod
-    def load(cls, folder: Path) -> PageVectors:
-        return cls(
-            np.load(folder / "vectors.npy", allow_pickle=False), np.load(folder / "owner.npy", allow_pickle=False)
-        )
 
 
 def page_records(chunks: Sequence[Document]) -> list[PageRecord]:

@@ -2,8 +2,9 @@
 
 Public names: RAGPipeline.
 `answer(queries)` embeds all questions in one forward pass, runs one index search for the whole
-batch (at the largest k asked; dense, or dense + BM25 fused when retrieval.hybrid), and returns one
-response per query: the prompt text, or {"prompt", "sources"} for JSON queries.
+batch (at the largest k asked; dense, or dense + BM25 fused when retrieval.hybrid), reranks the
+candidates when a cross-encoder is configured (rerank.py), and returns one response per query:
+the prompt text, or {"prompt", "sources"} for JSON queries.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .config import Config
 from .embeddings import Encoder
 from .index import Index
 from .prompt import build_prompt, format_sources
+from .rerank import Reranker
 from .retrieval import Hit, PageIndex, Retriever
 from .serving import Query
 
@@ -29,12 +31,13 @@ class StageTimes:
 
     embed_ms: float = 0.0
     search_ms: float = 0.0
+    rerank_ms: float = 0.0
 
 
 class RAGPipeline:
     """Encoder + index + prompt template, built once per worker."""
 
-    def __init__(self, cfg: Config, encoder: Encoder, index: Index) -> None:
+    def __init__(self, cfg: Config, encoder: Encoder, index: Index, device: str = "cpu") -> None:
         self.cfg = cfg
         self.encoder = encoder
         self.index = index
@@ -42,6 +45,7 @@ class RAGPipeline:
         if cfg.retrieval.hybrid and cfg.retrieval.page_weight > 0:
             pages = PageIndex.from_index(index)
         self.retriever = Retriever(index, cfg.retrieval, pages)
+        self.reranker = Reranker(cfg.rerank, device) if cfg.rerank.model else None
         self.last_times = StageTimes()
 
     @classmethod
@@ -50,7 +54,7 @@ class RAGPipeline:
         encoder = Encoder(cfg.embedding, cfg.compile, device)
         start = time.perf_counter()
         index = Index.load_or_build(cfg, encoder)
-        pipeline = cls(cfg, encoder, index)
+        pipeline = cls(cfg, encoder, index, device)
         logger.info("index ready: %d chunks in %.1f s", len(index), time.perf_counter() - start)
         return pipeline
 
@@ -65,9 +69,14 @@ class RAGPipeline:
         """The top-k chunks for each question, best first."""
         start = time.perf_counter()
         vectors = self.encoder.embed(questions)  # (n, dim)
+        embedded = time.perf_counter()
+        depth = max(k, self.cfg.rerank.candidates) if self.reranker else k
+        hits = self.retriever.search(vectors, questions, depth)
         searched = time.perf_counter()
-        hits = self.retriever.search(vectors, questions, k)
-        self.last_times = StageTimes((searched - start) * 1e3, (time.perf_counter() - searched) * 1e3)
+        if self.reranker:
+            hits = self.reranker.rerank(questions, hits, k)
+        done = time.perf_counter()
+        self.last_times = StageTimes((embedded - start) * 1e3, (searched - embedded) * 1e3, (done - searched) * 1e3)
         return hits
 
     def _respond(self, query: Query, hits: list[Hit]) -> str | dict[str, Any]:

@@ -31,5 +31,7 @@ def format_sources(hits: list[Hit]) -> list[dict[str, Any]]:
             entry["published"] = published
         if hit.fused is not None:
             entry["fused_score"] = round(hit.fused, 6)
+        if hit.rerank is not None:
+            entry["rerank_score"] = round(hit.rerank, 6)
         sources.append({**entry, "text": hit.document.page_content})
     return sources

@@ -2,9 +2,11 @@
 
 Public names: Retriever, PageIndex, Hit.
 index.py stores chunks, vectors and BM25; this module decides what a question retrieves:
-1. candidates: the top `candidates` chunks by FAISS and by BM25, plus every chunk of the
-   `page_candidates` best pages;
-2. chunk score: the convex (or RRF) fusion of the dense and BM25 scores over that pool;
+1. candidates: the top `candidates` chunks by FAISS, by their best sentence window and by BM25,
+   plus every chunk of the `page_candidates` best pages;
+2. chunk score: the convex (or RRF) fusion of the dense and BM25 scores over that pool; with
+   sentence windows (windows.py) the dense score is (1 - window_weight) * the chunk's cosine +
+   window_weight * its best window's cosine;
 3. page score (retrieval.page_weight > 0): each page's record (title, date, authors, tags, headings,
    first paragraph; pages.py) scored by BM25 and by its best vector (title, each heading, the lead,
    each its own vector), fused the same way; a chunk's final score is
@@ -25,7 +27,7 @@ from langchain_core.documents import Document
 from .config import RetrievalConfig
 from .fusion import convex_combination, min_max, reciprocal_rank_fusion
 from .lexical import Lexical, LexicalScheme
-from .pages import PageRecord, page_records
+from .pages import PageRecord, PageVectors, page_records
 
 if TYPE_CHECKING:
     from .index import Index
@@ -36,16 +38,16 @@ class Hit:
     document: Document
     score: float  # dense: cosine similarity (or squared L2 distance with metric l2)
     fused: float | None = None  # hybrid: the score the hits are ordered by
+    rerank: float | None = None  # with a reranker (rerank.py): its score, which then orders the hits
 
 
 @dataclass
 class PageIndex:
-    """Page records with their own BM25 and vectors; `owner[j]` is the page of vector j."""
+    """Page records with their own BM25 and vectors (each vector's owner is a page position)."""
 
     records: list[PageRecord]
     lexical: Lexical
-    vectors: np.ndarray  # (n vectors, dim), unit length
-    owner: np.ndarray  # (n vectors,) page positions
+    vectors: PageVectors
 
     @classmethod
     def from_index(cls, index: Index) -> PageIndex:
@@ -55,7 +57,7 @@ class PageIndex:
         records = page_records(index.documents())
         page_scheme = LexicalScheme(numbers=index.lexical.scheme.numbers, title=False)
         lexical = Lexical.build([r.lexical_text() for r in records], [""] * len(records), page_scheme)
-        return cls(records, lexical, index.pages.vectors, index.pages.owner)
+        return cls(records, lexical, index.pages)
 
     def page_of_chunks(self, count: int) -> np.ndarray:
         """(count,) the page position of every chunk."""
@@ -66,9 +68,7 @@ class PageIndex:
 
     def scores(self, vectors: np.ndarray, questions: list[str], dense_weight: float) -> np.ndarray:
         """(n questions, n pages) in [0, 1]: convex fusion of the best-vector cosine and the record's BM25."""
-        similarity = vectors @ self.vectors.T  # (n, n vectors)
-        dense = np.full((len(questions), len(self.records)), -1.0, dtype=np.float32)
-        np.maximum.at(dense.T, self.owner, similarity.T)  # best vector per page
+        dense = self.vectors.best(vectors, len(self.records))
         lexical = self.lexical.scores(questions)
         return dense_weight * _unit_rows(dense) + (1 - dense_weight) * _unit_rows(lexical)
 
@@ -81,6 +81,7 @@ class Retriever:
         self.cfg = cfg
         self.pages = pages if cfg.hybrid and cfg.page_weight > 0 else None
         self.chunk_page = self.pages.page_of_chunks(len(index)) if self.pages else None
+        self.windows = index.windows if cfg.hybrid and cfg.window_weight > 0 else None
 
     def search(self, vectors: np.ndarray, questions: list[str], k: int) -> list[list[Hit]]:
         """The top-k hits for each question, best first."""
@@ -102,16 +103,20 @@ class Retriever:
         dense_hits, dense_ids = self.index.dense_search(vectors, cfg.candidates)  # (n, candidates)
         lexical_scores = self.index.lexical.scores(questions)  # (n, chunks)
         page_scores = self.pages.scores(vectors, questions, cfg.page_dense_weight) if self.pages else None
+        window_scores = self.windows.best(vectors, len(self.index)) if self.windows is not None else None
         results = []
         for row, (vector, lexical) in enumerate(zip(vectors, lexical_scores, strict=True)):
             dense = {int(i): float(s) for s, i in zip(dense_hits[row], dense_ids[row], strict=True) if i >= 0}
             dense_top = list(dense)
-            lexical_top = [int(i) for i in np.argsort(-lexical, kind="stable")[: cfg.candidates] if lexical[i] > 0]
+            window_top = _top(window_scores[row], cfg.candidates) if window_scores is not None else []
+            lexical_top = [i for i in _top(lexical, cfg.candidates) if lexical[i] > 0]
             page_top = self._chunks_of_best_pages(page_scores[row]) if page_scores is not None else []
-            pool = list(dict.fromkeys(dense_top + lexical_top + page_top))
+            pool = list(dict.fromkeys(dense_top + window_top + lexical_top + page_top))
             for i in pool:  # candidates FAISS did not return: score them as it would have
                 dense.setdefault(i, self.index.dense_score(vector, i))
-            fused = self._fuse(dense, dense_top, lexical_top, {i: float(lexical[i]) for i in pool}, len(pool))
+            signal = dense if window_scores is None else self._with_windows(dense, window_scores[row])
+            dense_ranking = sorted(dict.fromkeys(dense_top + window_top), key=lambda i: -signal[i])[: cfg.candidates]
+            fused = self._fuse(signal, dense_ranking, lexical_top, {i: float(lexical[i]) for i in pool}, len(pool))
             if page_scores is not None:
                 fused = self._with_pages(fused, page_scores[row])
             results.append([Hit(self.index.document(i), dense[i], score) for i, score in fused[:k]])
@@ -125,6 +130,15 @@ class Retriever:
         closeness = 1.0 if self.index.metric == "cosine" else -1.0  # higher is better for the fusion
         return convex_combination({i: closeness * s for i, s in dense.items()}, lexical, self.cfg.dense_weight, k)
 
+    def _with_windows(self, cosine: dict[int, float], best_window: np.ndarray) -> dict[int, float]:
+        """The dense signal: each chunk's cosine mixed with its best window's (a chunk without one keeps its own)."""
+        weight = self.cfg.window_weight
+        mixed = {}
+        for i, score in cosine.items():
+            window = float(best_window[i]) if best_window[i] > -1 else score
+            mixed[i] = (1 - weight) * score + weight * window
+        return mixed
+
     def _chunks_of_best_pages(self, page_scores: np.ndarray) -> list[int]:
         best = np.argsort(-page_scores, kind="stable")[: self.cfg.page_candidates]
         return [i for page in best for i in self.pages.records[page].chunks]
@@ -134,6 +148,11 @@ class Retriever:
         chunk_scores = min_max(dict(fused))  # spans [0, 1] like the page scores (RRF's sums would not)
         mixed = {i: (1 - weight) * s + weight * float(page_scores[self.chunk_page[i]]) for i, s in chunk_scores.items()}
         return sorted(mixed.items(), key=lambda pair: -pair[1])
+
+
+def _top(scores: np.ndarray, k: int) -> list[int]:
+    """Positions of the k highest scores, best first (ties in position order)."""
+    return [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
 
 
 def _unit_rows(scores: np.ndarray) -> np.ndarray:

@@ -1,0 +1,77 @@
+"""Sentence windows: how chunks are cut into windows, each owner's best vector, and what windows change."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from langchain_core.documents import Document
+
+from ragserve.config import ConfigError, IndexConfig, RetrievalConfig
+from ragserve.index import Index
+from ragserve.retrieval import Retriever
+from ragserve.vectorsets import VectorSet
+from ragserve.windows import WindowVectors, sentence_windows
+
+
+def test_windows_step_by_the_stride_and_the_last_one_reaches_the_end() -> None:
+    text = "One. Two! Three?\n# Four\nFive. Six."
+    assert sentence_windows(text, 3, 2) == ["One. Two! Three?", "Three? # Four Five.", "# Four Five. Six."]
+    assert sentence_windows(text, 3, 3) == ["One. Two! Three?", "# Four Five. Six."]
+    assert sentence_windows("Version 3.1 is out. It is 8B.", 3, 2) == ["Version 3.1 is out. It is 8B."]  # one window
+    assert sentence_windows(" \n ", 3, 2) == []
+
+
+def test_each_owner_scores_its_best_vector_and_an_owner_without_vectors_gets_minus_one() -> None:
+    vectors = np.array([[1, 0], [0, 1], [0.6, 0.8]], dtype=np.float32)
+    owned = VectorSet(vectors, np.array([0, 0, 2]))  # owner 1 has no vector
+    best = owned.best(np.array([[1, 0], [0, 1]], dtype=np.float32), owners=3)
+    assert np.allclose(best, [[1.0, -1.0, 0.6], [1.0, -1.0, 0.8]])
+
+
+def test_window_vectors_round_trip_memory_mapped(tmp_path) -> None:
+    windows = WindowVectors(np.eye(3, dtype=np.float32), np.array([0, 1, 1]))
+    windows.save(tmp_path / "w")
+    loaded = WindowVectors.load(tmp_path / "w", mmap=True)
+    assert isinstance(loaded.vectors, np.memmap) and np.array_equal(loaded.vectors, windows.vectors)
+    assert np.array_equal(loaded.owner, windows.owner)
+
+
+def test_window_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="window_stride"):
+        IndexConfig(window_sentences=2, window_stride=3)
+    with pytest.raises(ConfigError, match="window_weight"):
+        RetrievalConfig(window_weight=1.5)
+
+
+DETAIL = "The Falcon cluster is cooled with water pumped from the river Rhine."
+CHUNKS = [
+    Document(
+        "The Falcon cluster opened in 2021 with 4,000 GPUs. Its scheduler is Slurm, and jobs are queued by "
+        f"project. Researchers book time a month ahead. {DETAIL} Storage is a 20 PB Lustre file system. "
+        "Training runs are checkpointed every hour. The cluster hosts yearly open days for students.",
+        metadata={"source": "falcon", "title": "Falcon"},
+    ),
+    Document(
+        "Cooling a data centre: air cooling, liquid cooling and immersion cooling compared, with their "
+        "costs and how much water each one uses.",
+        metadata={"source": "cooling", "title": "Cooling"},
+    ),
+]
+
+
+@pytest.mark.model
+def test_a_detail_inside_a_long_chunk_scores_higher_through_its_window(encoder) -> None:
+    index = Index.build(CHUNKS, encoder)
+    index.windows = WindowVectors.embed(CHUNKS, encoder, size=3, stride=2)
+    question = "How is the Falcon cluster cooled?"
+    vector = encoder.embed([question])
+    best = index.windows.best(vector, len(index))[0]
+    assert best[0] > index.dense_score(vector[0], 0) + 0.05  # the window says it more plainly than the chunk
+    dense_only = RetrievalConfig(dense_weight=1.0, page_weight=0.0)
+    with_windows = Retriever(index, dataclasses.replace(dense_only, window_weight=1.0))
+    hits = with_windows.search(vector, [question], 2)[0]
+    assert hits[0].document.metadata["source"] == "falcon"
+    assert hits[0].score == pytest.approx(index.dense_score(vector[0], 0))  # Hit.score stays the chunk cosine
+    assert Retriever(index, dataclasses.replace(dense_only, window_weight=0.0)).windows is None
