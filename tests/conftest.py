@@ -165,3 +165,15 @@ def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_llm, llm_dir: Pa
     tiny_llm.save_pretrained(folder)
     AutoTokenizer.from_pretrained(llm_dir).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_inflight(llm_dir: Path):
+    """In-flight decode (4 requests) over its own copy of the tiny Llama: the manager switches its attention to a
+    paged one and runs a decode thread, so it shares no model with the batch-path fixtures."""
+    from ragserve.generation import Generator
+    from ragserve.inflight import InFlight
+
+    decode = InFlight(Generator(tiny_llm_config(llm_dir), model=build_tiny_llm(llm_dir, 0.5)), max_requests=4)
+    yield decode
+    decode.stop()

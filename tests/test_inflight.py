@@ -6,21 +6,19 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import build_tiny_llm, tiny_llm_config
+from conftest import tiny_llm_config
 
+from ragserve.config import ConfigError
 from ragserve.generation import Completion, Generator, Sampling
 from ragserve.inflight import InFlight
 
 PROMPTS = ["What is the capital of France?", "Name a colour.", "Write a long story about a dragon."]
 
 
-@pytest.fixture(scope="module")
-def inflight(llm_dir):
-    """A decode over its own copy of the tiny Llama (the manager switches the model's attention to a paged one)."""
-    generator = Generator(tiny_llm_config(llm_dir), model=build_tiny_llm(llm_dir, 0.5))
-    decode = InFlight(generator, max_requests=4)
-    yield decode
-    decode.stop()
+@pytest.fixture
+def inflight(tiny_inflight: InFlight) -> InFlight:
+    assert not tiny_inflight.progress  # every test leaves the decode empty
+    return tiny_inflight
 
 
 def run(decode: InFlight, keys: set[str], until: str | None = None) -> dict[str, tuple[str, Completion | None]]:
@@ -76,3 +74,10 @@ def test_settings_the_decode_cannot_honour_are_named(inflight: InFlight) -> None
     assert inflight.unsupported_field(dataclasses.replace(greedy, do_sample=True, temperature=0.7)) == "temperature"
     with pytest.raises(ValueError, match="repetition_penalty"):
         inflight.submit("bad", PROMPTS[0], dataclasses.replace(greedy, repetition_penalty=1.2))
+
+
+@pytest.mark.parametrize("key", ["repetition_penalty", "no_repeat_ngram_size", "compile"])
+def test_config_refuses_continuous_batching_with_what_it_cannot_do(llm_dir, key: str) -> None:
+    value = {"repetition_penalty": 1.05, "no_repeat_ngram_size": 3, "compile": True}[key]
+    with pytest.raises(ConfigError, match=key):
+        tiny_llm_config(llm_dir, continuous_batching=True, **{key: value})

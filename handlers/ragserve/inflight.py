@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 
 from transformers import GenerationConfig
@@ -71,6 +72,7 @@ class InFlight:
         self.supported = set(self.manager.logit_processor.supported_keys)  # e.g. {"temperature", "top_p"}
         self.progress: dict[str, _Progress] = {}
         self.manager.start()
+        self._wait_until_ready()
         logger.info("in-flight decode: %d requests, %d cache pages of %d tokens", max_requests, pages, PAGE_TOKENS)
 
     def unsupported_field(self, sampling: Sampling) -> str | None:
@@ -119,6 +121,18 @@ class InFlight:
 
     def stop(self) -> None:
         self.manager.stop(block=True, timeout=30)
+
+    def _wait_until_ready(self, timeout_s: float = 300) -> None:
+        """Return once the decode thread has built its cache, or raise if it failed.
+
+        Building it also reseeds torch's global RNG (transformers seeds its sampler with torch.manual_seed): done
+        here, inside __init__, it cannot land in the middle of someone else's seeded work (e.g. a model's init).
+        """
+        deadline = time.monotonic() + timeout_s
+        while self.manager.batch_processor is None:
+            if not self.manager.is_running() or time.monotonic() > deadline:
+                raise RuntimeError("the in-flight decode thread did not start (see the log above)")
+            time.sleep(0.01)
 
     def _update(self, output) -> Update:
         progress = self.progress[output.request_id]
