@@ -1,12 +1,13 @@
 """TorchServe adapter for the LLM endpoint: a prompt (e.g. the RAG endpoint's) in, the answer out.
 
 All work lives in the `ragserve` package shipped beside this file; TorchServe needs this file to
-define exactly one class.
+define exactly one class. Two modes: TorchServe's batches decode in turn (default), or, with
+`handler.continuous_batching: true` and the frontend's `continuousBatching: true`, every handle() call
+is one turn of an in-flight decode (ragserve.jobs): new requests join it, each request gets its news.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -18,7 +19,9 @@ from ts.handler_utils.utils import send_intermediate_predict_response
 from ts.torch_handler.base_handler import BaseHandler
 
 from ragserve.config import LLMConfig
-from ragserve.generation import Completion, Generator, Sampling
+from ragserve.generation import Completion, Generator
+from ragserve.inflight import InFlight
+from ragserve.jobs import Reply, admit, advance, answer_body, sampling_of
 from ragserve.serving import (
     LLMQuery,
     RequestError,
@@ -41,6 +44,9 @@ class LLMHandler(BaseHandler):
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         self.generator = Generator(self.cfg, device_from_properties(properties))
+        # In-flight mode: the frontend's batchSize is how many requests decode at once; context.cache holds their jobs.
+        self.inflight = InFlight(self.generator, properties["batch_size"]) if self.cfg.continuous_batching else None
+        context.cache = {}
         self.initialized = True
 
     @timed
@@ -50,28 +56,41 @@ class LLMHandler(BaseHandler):
     @timed
     def inference(self, data: list, *args, **kwargs) -> list:
         """Streamed and plain requests decode together; streamed ones send their text as it comes."""
+        if self.inflight:
+            return advance(self.inflight, self.context.cache, list(self.context.request_ids.values()), data)
         batch = [i for i, q in enumerate(data) if isinstance(q, LLMQuery)]
         for i in batch:
             if data[i].stream:
                 self.context.set_response_content_type(i, "text/plain; charset=utf-8")
         completions = self.generator.generate(
-            [data[i].prompt for i in batch], [_sampling(data[i]) for i in batch], self._sender(data, batch)
+            [data[i].prompt for i in batch], [sampling_of(data[i]) for i in batch], self._sender(data, batch)
         )
         done = dict(zip(batch, completions, strict=True))
         return [(q, "" if isinstance(q, LLMQuery) and q.stream else done.get(i)) for i, q in enumerate(data)]
 
     @timed
     def postprocess(self, data: list) -> list:
+        if self.inflight:  # ts_stream_next per request: whether more of its answer follows
+            self.context.stopping_criteria = [lambda _, more=r.more: None if more is None else not more for r in data]
+            return [self._send(i, reply) for i, reply in enumerate(data)]
         return [self._encode(i, query, result) for i, (query, result) in enumerate(data)]
 
     def _decode(self, idx: int, request: dict):
+        """A new request's LLMQuery or RequestError; None for a running in-flight request (its body is not resent)."""
+        if self.inflight and self.context.request_ids[idx] in self.context.cache:
+            return None
         content_type = body_content_type(request, lambda name: self.context.get_request_header(idx, name))
         try:
             query = decode_llm_request(request, content_type, self.cfg)
             check_prompt_tokens(self.generator.count_tokens(query.prompt), self.generator.max_input_tokens)
-            return query
+            return admit(query, self.inflight) if self.inflight else query
         except RequestError as err:
             return err
+
+    def _send(self, idx: int, reply: Reply) -> str:
+        self.context.set_response_status(reply.status, HTTPStatus(reply.status).phrase, idx)
+        self.context.set_response_content_type(idx, reply.content_type)
+        return reply.body
 
     def _sender(self, data: list, batch: list[int]) -> Callable[[int, str], None] | None:
         """on_piece for Generator.generate: a streamed request's piece goes out as an intermediate response."""
@@ -92,19 +111,9 @@ class LLMHandler(BaseHandler):
             self.context.set_response_status(query.status, HTTPStatus(query.status).phrase, idx)
             self.context.set_response_content_type(idx, "application/json")
             return json.dumps(error_body(query))
-        if isinstance(result, str) or not query.as_json:  # streamed (already sent), or plain text
+        if isinstance(result, str):  # streamed: its text has been sent already
             self.context.set_response_content_type(idx, "text/plain; charset=utf-8")
-            return result if isinstance(result, str) else result.text
-        self.context.set_response_content_type(idx, "application/json")
-        return json.dumps(
-            {
-                "answer": result.text,
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens,
-            }
-        )
-
-
-def _sampling(query: LLMQuery) -> Sampling:
-    """The query's generation settings (LLMQuery holds every Sampling field under the same name)."""
-    return Sampling(**{f.name: getattr(query, f.name) for f in dataclasses.fields(Sampling)})
+            return result
+        body, content_type = answer_body(result, query.as_json)
+        self.context.set_response_content_type(idx, content_type)
+        return body

@@ -168,6 +168,18 @@ def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_llm, llm_dir: Pa
 
 
 @pytest.fixture(scope="session")
+def tiny_inflight(llm_dir: Path):
+    """In-flight decode (4 requests) over its own copy of the tiny Llama: the manager switches its attention to a
+    paged one and runs a decode thread, so it shares no model with the batch-path fixtures."""
+    from ragserve.generation import Generator
+    from ragserve.inflight import InFlight
+
+    decode = InFlight(Generator(tiny_llm_config(llm_dir), model=build_tiny_llm(llm_dir, 0.5)), max_requests=4)
+    yield decode
+    decode.stop()
+
+
+@pytest.fixture(scope="session")
 def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
     """A random 1-layer MPNet cross-encoder (one relevance logit) with all-mpnet-base-v2's tokenizer, saved
     as a folder: no reranker weights can be downloaded here, so it tests the stage's plumbing, not quality."""

@@ -277,9 +277,20 @@ class LLMConfig:
     batch_buckets: list[int] = field(default_factory=lambda: [1, 2, 4])  # batch sizes compiled; larger batches split
     cache_buckets: list[int] = field(default_factory=lambda: [1024, 2048, 4096])  # KV cache lengths compiled (tokens)
     compile_cache_dir: str | None = "~/.cache/ragserve/inductor"  # persistent Inductor cache across restarts
+    # In-flight decode (inflight.py, transformers' continuous batching; with the frontend key continuousBatching: true):
+    continuous_batching: bool = False  # requests join a running decode; false: TorchServe's batches decode in turn
+    inflight_step_tokens: int = 256  # tokens one in-flight forward step holds: longer prompts are prefilled in pieces
 
     def __post_init__(self) -> None:
         _check(bool(self.model_path or self.model_id), "handler.model_path or handler.model_id is required")
+        _check(self.inflight_step_tokens > 0, "handler.inflight_step_tokens must be > 0")
+        if self.continuous_batching:  # transformers' continuous batching drops these logits processors
+            _check(
+                self.repetition_penalty == 1.0 and self.no_repeat_ngram_size == 0,
+                "handler.continuous_batching: transformers' in-flight decode has no repetition_penalty or "
+                "no_repeat_ngram_size; set them to 1.0 and 0, or continuous_batching: false",
+            )
+            _check(not self.compile, "handler.compile: the static-cache compiled decode is the batch path's only")
         _check(
             bool(self.batch_buckets) and all(isinstance(b, int) and b > 0 for b in self.batch_buckets),
             "handler.batch_buckets must be a list of positive integers",

@@ -74,7 +74,9 @@ class Generator:
         self.model = (model or self._load(source, device)).eval()
         self.load_s = time.perf_counter() - start
         logger.info("loaded %s (%s) in %.1f s", source, self.model.dtype, self.load_s)
-        self.compiled = cfg.compile if cfg.compile is not None else self.device.type == "cuda"
+        # The in-flight decode (inflight.py) has its own paged cache: the static-cache buckets would go unused.
+        default_compile = self.device.type == "cuda" and not cfg.continuous_batching
+        self.compiled = cfg.compile if cfg.compile is not None else default_compile
         self.warm_up_s: list[float] = []
         if self.compiled:
             self._compile_and_warm_up()
@@ -103,7 +105,7 @@ class Generator:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def count_tokens(self, prompt: str) -> int:
-        return len(self._encode_one(prompt))
+        return len(self.encode(prompt))
 
     def generate(
         self, prompts: list[str], sampling: list[Sampling], on_piece: Callable[[int, str], None] | None = None
@@ -149,14 +151,15 @@ class Generator:
         inputs = self._tokenize(texts)
         kwargs: dict[str, Any] = {**inputs, **sampling.generate_kwargs(), "pad_token_id": self.tokenizer.pad_token_id}
         if on_piece is not None:
-            kwargs["streamer"] = BatchStreamer(self.tokenizer, self._eos_ids(), members, on_piece)
+            kwargs["streamer"] = BatchStreamer(self.tokenizer, self.eos_ids(), members, on_piece)
         with torch.inference_mode():  # also around the cache: inference tensors, as in warm-up (else a recompile)
             if self.compiled:
                 kwargs.update(self._static_cache(inputs["input_ids"].shape[1] + sampling.max_new_tokens))
             output = self.model.generate(**kwargs)  # (n, prompt + new)
         new_tokens = output[: len(members), inputs["input_ids"].shape[1] :]  # (n, new), left padding aligns them
         prompt_lengths = inputs["attention_mask"][: len(members)].sum(dim=1).tolist()
-        return [self._completion(row, int(length)) for row, length in zip(new_tokens, prompt_lengths, strict=True)]
+        rows = zip(new_tokens.tolist(), prompt_lengths, strict=True)
+        return [self.completion(row, int(length)) for row, length in rows]
 
     def _static_cache(self, tokens: int) -> dict[str, Any]:
         """generate() arguments for a static KV cache of the smallest declared length >= tokens.
@@ -197,17 +200,19 @@ class Generator:
             compile_config=self._compile_config,
         )
 
-    def _completion(self, tokens: torch.Tensor, prompt_tokens: int) -> Completion:
-        eos_ids = self._eos_ids()
+    def completion(self, tokens: list[int], prompt_tokens: int) -> Completion:
+        """The answer in tokens (new tokens only), cut at the first stop token."""
+        eos_ids = self.eos_ids()
         kept = []
-        for token in tokens.tolist():
+        for token in tokens:
             if token in eos_ids:
                 break
             kept.append(token)
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
         return Completion(text.strip(), prompt_tokens, len(kept))
 
-    def _eos_ids(self) -> set[int]:
+    def eos_ids(self) -> set[int]:
+        """Every token id that ends an answer (the model's EOS ids, the tokenizer's EOS and pad)."""
         eos = self.model.generation_config.eos_token_id
         ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
         return ids | {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id} - {None}
@@ -218,7 +223,8 @@ class Generator:
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         return {k: v.to(self.device) for k, v in encoded.items()}
 
-    def _encode_one(self, prompt: str) -> list[int]:
+    def encode(self, prompt: str) -> list[int]:
+        """The prompt's token ids as the model sees them (formatted, no special tokens added twice)."""
         return self.tokenizer(self.format(prompt), add_special_tokens=False)["input_ids"]
 
 

@@ -1,6 +1,6 @@
 """Per-row incremental text of one batched generate() call: the streamer transformers calls each step.
 
-Public names: BatchStreamer.
+Public names: BatchStreamer, new_text (the text a growing token list adds, also used by inflight.py).
 transformers' generate calls put() first with the prompt ids (n, prompt_len), then once per decode
 step with the new tokens (n,); BatchStreamer decodes each row's new tokens and hands the text added
 since its last call to on_piece(index, text), index being the caller's for that row. A row sends
@@ -46,11 +46,15 @@ class BatchStreamer(BaseStreamer):
         """Nothing is held back at the end: _flush only waits for the rest of a multi-byte character."""
 
     def _flush(self, row: int) -> None:
-        # Decoding the whole row again (not the new token alone) keeps byte-level BPE characters intact.
-        text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # half of a multi-byte character: wait for its other bytes
-            return
-        piece = text[self.sent_chars[row] :]
+        piece, self.sent_chars[row] = new_text(self.tokenizer, self.tokens[row], self.sent_chars[row])
         if piece:
-            self.sent_chars[row] = len(text)
             self.on_piece(self.indices[row], piece)
+
+
+def new_text(tokenizer, tokens: list[int], sent_chars: int) -> tuple[str, int]:
+    """The text tokens decode to past its first sent_chars characters, and the new count of characters sent."""
+    # Decoding the whole row again (not the new token alone) keeps byte-level BPE characters intact.
+    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    if text.endswith("\ufffd"):  # half of a multi-byte character: wait for its other bytes
+        return "", sent_chars
+    return text[sent_chars:], max(len(text), sent_chars)

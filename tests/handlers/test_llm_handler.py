@@ -164,3 +164,25 @@ def test_bad_request_fails_alone_in_its_batch(handler: LLMHandler, llm_dir: Path
     out = handler.handle([{"body": body}, {"body": b"Say hello."}], ctx)
     assert ctx.get_response_status(0)[0] == status and json.loads(out[0])["field"] == field
     assert ctx.get_response_status(1)[0] == 200 and out[1]
+
+
+def test_in_flight_turns_give_one_reply_per_request_and_say_which_continue(tiny_llm_dir: Path) -> None:
+    """continuous_batching: TorchServe calls handle() with the same Context each turn, running requests without body."""
+    handler_yaml = {"model_path": str(tiny_llm_dir), "max_new_tokens": 8, "max_input_tokens": 256}
+    ctx = make_context(tiny_llm_dir, {**handler_yaml, "continuous_batching": True}, ["application/json"] * 2)
+    handler = LLMHandler()
+    handler.initialize(ctx)
+    try:
+        out = handler.handle([{"body": {"prompt": "Name a colour."}}, {"body": {"prompt": " "}}], ctx)
+        # The stopping criterion is the frontend's ts_stream_next: False = more follows, True = the last piece,
+        # None = one whole response.
+        stop = [criterion(reply) for criterion, reply in zip(ctx.stopping_criteria, out, strict=True)]
+        assert json.loads(out[1])["field"] == "prompt" and ctx.get_response_status(1)[0] == 400 and stop[1] is None
+        while stop[0] is False:  # the running request alone, its body not resent
+            assert out[0] == "" and ctx.get_response_status(0)[0] == 200
+            ctx.request_ids = {0: "request-0"}
+            out = handler.handle([{}], ctx)
+            stop = [ctx.stopping_criteria[0](out[0])]
+        assert json.loads(out[0])["completion_tokens"] <= 8 and not ctx.cache
+    finally:
+        handler.inflight.stop()

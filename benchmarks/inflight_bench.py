@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""A short request that arrives while a long one decodes: batch path vs in-flight, through a real TorchServe.
+
+  flock /tmp/cpu-heavy.lock .venv/bin/python benchmarks/inflight_bench.py            # SmolLM2, CPU (~2 min)
+  .venv/bin/python benchmarks/inflight_bench.py --runs 5 --long-tokens 128
+
+Per mode, one private TorchServe (ports 48200-48204, worker sockets 49200+; not beside
+tests/test_llm_inflight_server.py) serves the offline SmolLM2 with the same settings (batchSize 4, greedy,
+repetition_penalty 1.0, which the in-flight decode requires), once with TorchServe's batches
+(`batch`) and once with `continuousBatching: true` + `handler.continuous_batching: true` (`inflight`).
+Each run streams a long answer (--long-tokens); at its first piece a short streamed request
+(--short-tokens) is sent. Reported (medians over --runs): the short request's time to first piece and
+to its end, counted from its sending, and the long request's whole time. Writes inflight_bench.md under
+benchmarks/results/<date>-<host>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from tsclient import stream  # noqa: E402
+from tsserver import TorchServe, prepare_llm_archive  # noqa: E402
+
+MODEL = ROOT / "models" / "smollm2-135m-instruct"
+FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 50\nresponseTimeout: 300\n"
+LONG_PROMPT = "Write a long story about a dragon who guards a library."
+SHORT_PROMPT = "What is the capital of France? Answer in one sentence."
+
+
+def handler_yaml(inflight: bool, args: argparse.Namespace) -> str:
+    return (
+        f"  model_path: {MODEL}\n  max_new_tokens: {args.short_tokens}\n  max_new_tokens_limit: {args.long_tokens}\n"
+        f"  max_input_tokens: 512\n  repetition_penalty: 1.0\n  threads: {args.threads}\n"
+        f"  continuous_batching: {'true' if inflight else 'false'}\n"
+    )
+
+
+def timed_stream(server: TorchServe, body: dict, first: threading.Event | None = None) -> tuple[float, float]:
+    """(seconds to the first piece, seconds to the end) of one streamed request."""
+    url = f"{server.inference_url}/predictions/llm"
+    start, first_s = time.perf_counter(), None
+    for _ in stream(url, json.dumps({**body, "stream": True}).encode(), server.keys):
+        if first_s is None:
+            first_s = time.perf_counter() - start
+            if first:
+                first.set()
+    return first_s or 0.0, time.perf_counter() - start
+
+
+def one_run(server: TorchServe, args: argparse.Namespace) -> dict[str, float]:
+    started, result = threading.Event(), {}
+
+    def run_long() -> None:
+        result["long"] = timed_stream(server, {"prompt": LONG_PROMPT, "max_new_tokens": args.long_tokens}, started)
+
+    thread = threading.Thread(target=run_long)
+    thread.start()
+    started.wait(timeout=300)
+    first_s, total_s = timed_stream(server, {"prompt": SHORT_PROMPT, "max_new_tokens": args.short_tokens})
+    thread.join()
+    return {"short_first_s": first_s, "short_total_s": total_s, "long_total_s": result["long"][1]}
+
+
+def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
+    inflight = mode == "inflight"
+    with tempfile.TemporaryDirectory(prefix=f"inflight-bench-{mode}-") as tmp:
+        workdir = Path(tmp)
+        frontend = FRONTEND + ("continuousBatching: true\n" if inflight else "")
+        prepare_llm_archive(workdir, handler_yaml(inflight, args), frontend)
+        server = TorchServe(workdir, port=args.port)
+        server.start(["llm"])
+        try:
+            one_run(server, args)  # warm-up: first-request costs (allocation, tokenizer caches) out of the numbers
+            runs = [one_run(server, args) for _ in range(args.runs)]
+        finally:
+            server.stop()
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def table(rows: dict[str, dict[str, float]], description: str) -> str:
+    lines = [
+        description,
+        "",
+        "| mode | short: first piece s | short: complete s | long: complete s |",
+        "|---|---|---|---|",
+    ]
+    for mode, row in rows.items():
+        lines.append(
+            f"| {mode} | {row['short_first_s']:.2f} | {row['short_total_s']:.2f} | {row['long_total_s']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--long-tokens", type=int, default=96)
+    parser.add_argument("--short-tokens", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the worker (shared machine)")
+    parser.add_argument("--modes", nargs="+", choices=["batch", "inflight"], default=["batch", "inflight"])
+    parser.add_argument("--port", type=int, default=48200)
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / f"{date.today()}-{socket.gethostname()}"
+    )
+    args = parser.parse_args()
+    rows = {mode: measure(mode, args) for mode in args.modes}
+    description = (
+        f"SmolLM2-135M-Instruct, CPU float32, {args.threads} torch thread(s), greedy; long {args.long_tokens} new "
+        f"tokens streamed, short {args.short_tokens} new tokens sent at the long one's first piece; "
+        f"medians of {args.runs} runs after one warm-up."
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "inflight_bench.md").write_text(table(rows, description))
+    print(table(rows, description))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""In-flight decoding (transformers' continuous batching) on the tiny random Llama, CPU: the same greedy tokens as
+the batch path, requests joining a running decode, cancellation and settings the decode cannot honour."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from conftest import tiny_llm_config
+
+from ragserve.config import ConfigError
+from ragserve.generation import Completion, Generator, Sampling
+from ragserve.inflight import InFlight
+
+PROMPTS = ["What is the capital of France?", "Name a colour.", "Write a long story about a dragon."]
+
+
+@pytest.fixture
+def inflight(tiny_inflight: InFlight) -> InFlight:
+    assert not tiny_inflight.progress  # every test leaves the decode empty
+    return tiny_inflight
+
+
+def run(decode: InFlight, keys: set[str], until: str | None = None) -> dict[str, tuple[str, Completion | None]]:
+    """Poll until every key has finished (or until `until` has); returns each key's streamed text and completion."""
+    text = dict.fromkeys(keys, "")
+    done: dict[str, Completion | None] = {}
+    while (until not in done) if until else set(done) != keys:
+        for key, update in decode.poll(wait_s=30).items():
+            assert update.error is None
+            text[key] += update.piece
+            if update.completion is not None:
+                done[key] = update.completion
+    return {key: (text[key], done.get(key)) for key in keys}
+
+
+def test_inflight_greedy_answer_equals_the_batch_path(inflight: InFlight, tiny_generator: Generator) -> None:
+    sampling = Sampling(max_new_tokens=16)
+    expected = tiny_generator.generate([PROMPTS[0]], [sampling])[0]
+    inflight.submit("a", PROMPTS[0], sampling)
+    streamed, completion = run(inflight, {"a"})["a"]
+    assert completion == expected
+    assert streamed.strip() == expected.text  # the pieces add up to the answer
+
+
+def test_a_request_submitted_during_a_decode_joins_it_and_both_are_right(
+    inflight: InFlight, tiny_generator: Generator
+) -> None:
+    long, short = Sampling(max_new_tokens=64), Sampling(max_new_tokens=4)
+    inflight.submit("long", PROMPTS[2], long)
+    started = ""
+    while not started:  # wait until the long request is decoding
+        started = "".join(update.piece for update in inflight.poll(wait_s=30).values())
+    inflight.submit("short", PROMPTS[1], short)
+    results = run(inflight, {"long", "short"}, until="short")
+    assert "long" in inflight.progress  # the short one finished while the long one was still decoding
+    assert results["short"][1] == tiny_generator.generate([PROMPTS[1]], [short])[0]
+    assert run(inflight, {"long"})["long"][1] == tiny_generator.generate([PROMPTS[2]], [long])[0]
+
+
+def test_a_cancelled_request_sends_nothing_more_and_others_finish(inflight: InFlight) -> None:
+    inflight.submit("gone", PROMPTS[2], Sampling(max_new_tokens=64))
+    inflight.submit("kept", PROMPTS[0], Sampling(max_new_tokens=8))
+    inflight.cancel("gone")
+    assert "gone" not in run(inflight, {"kept"}) and "gone" not in inflight.progress
+    assert inflight.poll(wait_s=0.2) == {}  # nothing more arrives for the cancelled one
+
+
+def test_settings_the_decode_cannot_honour_are_named(inflight: InFlight) -> None:
+    greedy = Sampling(max_new_tokens=8)
+    assert inflight.unsupported_field(greedy) is None
+    assert inflight.unsupported_field(dataclasses.replace(greedy, repetition_penalty=1.2)) == "repetition_penalty"
+    assert inflight.unsupported_field(dataclasses.replace(greedy, no_repeat_ngram_size=3)) == "no_repeat_ngram_size"
+    assert inflight.unsupported_field(dataclasses.replace(greedy, do_sample=True, temperature=0.7)) == "temperature"
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        inflight.submit("bad", PROMPTS[0], dataclasses.replace(greedy, repetition_penalty=1.2))
+
+
+@pytest.mark.parametrize("key", ["repetition_penalty", "no_repeat_ngram_size", "compile"])
+def test_config_refuses_continuous_batching_with_what_it_cannot_do(llm_dir, key: str) -> None:
+    value = {"repetition_penalty": 1.05, "no_repeat_ngram_size": 3, "compile": True}[key]
+    with pytest.raises(ConfigError, match=key):
+        tiny_llm_config(llm_dir, continuous_batching=True, **{key: value})
