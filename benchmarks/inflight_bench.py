@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A short request that arrives while a long one decodes: batch path vs in-flight, through a real TorchServe.
 
-  flock /tmp/cpu-heavy.lock .venv/bin/python benchmarks/inflight_bench.py            # SmolLM2, CPU (~2 min)
+  .venv/bin/python benchmarks/inflight_bench.py            # SmolLM2, CPU (~2 min)
   .venv/bin/python benchmarks/inflight_bench.py --runs 5 --long-tokens 128
 
 Per mode, one private TorchServe (ports 48200-48204, worker sockets 49200+; not beside
