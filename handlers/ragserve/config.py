@@ -110,6 +110,7 @@ class IndexConfig:
     bm25_title: bool = True  # index each chunk's page title with its text
     bm25_metadata: bool = True  # and its page's date (as words: "April 2024", "spring 2024"), authors, tags
     mmap: bool = True  # map the vectors read-only: the workers of a node share one copy of their pages
+    search_threads: int = 1  # FAISS and numpy BLAS threads per worker (0: every core): index.set_search_threads
     # Sentence windows (windows.py; embedded with the index when retrieval.window_weight > 0, in their
     # own folder: changing these embeds the windows again, never the chunks):
     window_sentences: int = 3  # sentences per window
@@ -117,6 +118,7 @@ class IndexConfig:
 
     def __post_init__(self) -> None:
         _check(self.metric in ("cosine", "l2"), "index.metric must be 'cosine' or 'l2'")
+        _check(self.search_threads >= 0, "index.search_threads must be >= 0")
         _check(self.window_sentences >= 1, "index.window_sentences must be >= 1")
         _check(1 <= self.window_stride <= self.window_sentences, "index.window_stride must be in 1..window_sentences")
 

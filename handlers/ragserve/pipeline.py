@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import Config
 from .embeddings import Encoder
-from .index import Index
+from .index import Index, set_search_threads
 from .prompt import build_prompt, format_sources
 from .rerank import Reranker
 from .retrieval import Hit, PageIndex, Retriever
@@ -41,6 +41,7 @@ class RAGPipeline:
         self.cfg = cfg
         self.encoder = encoder
         self.index = index
+        set_search_threads(cfg.index.search_threads)
         pages = None
         if cfg.retrieval.hybrid and cfg.retrieval.page_weight > 0:
             pages = PageIndex.from_index(index)

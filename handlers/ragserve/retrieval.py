@@ -112,8 +112,10 @@ class Retriever:
             lexical_top = [i for i in _top(lexical, cfg.candidates) if lexical[i] > 0]
             page_top = self._chunks_of_best_pages(page_scores[row]) if page_scores is not None else []
             pool = list(dict.fromkeys(dense_top + window_top + lexical_top + page_top))
-            for i in pool:  # candidates FAISS did not return: score them as it would have
-                dense.setdefault(i, self.index.dense_score(vector, i))
+            missing = [
+                i for i in pool if i not in dense
+            ]  # candidates FAISS did not return: score them as it would have
+            dense.update(zip(missing, self.index.dense_scores(vector, missing).tolist(), strict=True))
             signal = dense if window_scores is None else self._with_windows(dense, window_scores[row])
             dense_ranking = sorted(dict.fromkeys(dense_top + window_top), key=lambda i: -signal[i])[: cfg.candidates]
             fused = self._fuse(signal, dense_ranking, lexical_top, {i: float(lexical[i]) for i in pool}, len(pool))

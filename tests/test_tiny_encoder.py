@@ -1,0 +1,58 @@
+"""The encoder's compile and ONNX Runtime paths on a tiny random MPNet (1 layer, hidden 32) built here:
+the same code as the real model's, in seconds instead of minutes, so they run on every `make test`.
+The tokenizer is all-mpnet-base-v2's (models/); no weights are downloaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragserve.compilation import compiled_graph_count
+from ragserve.config import CompileConfig, EmbeddingConfig
+from ragserve.embeddings import Encoder
+
+TEXTS = ["What's new with Llama 3.1?", "FAISS", "batchSize and maxBatchDelay " * 60, "one more", "a b c d e f"]
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> EmbeddingConfig:
+    import torch
+    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    config = MPNetConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=514,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-mpnet")
+    MPNetModel(config, add_pooling_layer=False).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return EmbeddingConfig(model_path=str(folder), batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def eager(tiny_cfg: EmbeddingConfig) -> np.ndarray:
+    return Encoder(tiny_cfg, CompileConfig(enabled=False)).embed(TEXTS)
+
+
+def test_tiny_compiled_encoder_equals_eager_and_never_recompiles_after_warm_up(tiny_cfg, eager) -> None:
+    compiled = Encoder(tiny_cfg, CompileConfig(cache_dir=None))
+    graphs_after_warm_up = compiled_graph_count()
+    np.testing.assert_allclose(compiled.embed(TEXTS), eager, atol=1e-5)
+    for batch in (["one"], ["two words"] * 3, ["x " * 200] * 7, TEXTS[2:3], TEXTS):
+        compiled.embed(batch)
+    assert compiled_graph_count() == graphs_after_warm_up
+
+
+def test_tiny_onnxruntime_encoder_equals_eager(tiny_cfg, eager) -> None:
+    import dataclasses
+
+    from ragserve.onnxrt import onnx_file
+
+    cfg = dataclasses.replace(tiny_cfg, backend="onnxruntime")
+    encoder = Encoder(cfg, CompileConfig())  # exports the module into the model folder first
+    assert onnx_file(cfg).is_file()
+    np.testing.assert_allclose(encoder.embed(TEXTS), eager, atol=1e-5)
