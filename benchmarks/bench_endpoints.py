@@ -62,11 +62,14 @@ PORT = 28080  # inference; management 28081, metrics 28082, gRPC 28083-28084
 MODEL = "rag"
 SEED_DESIGN = "seed-design"
 MODES = ("eager", "compile", "onnxruntime")  # torch eager, torch.compile, embedding.backend onnxruntime
+# Allocators a cell may preload into the workers (LD_PRELOAD), by the Debian/Ubuntu library name.
+ALLOCATORS = {"default": None, "jemalloc": "libjemalloc.so.2", "tcmalloc": "libtcmalloc_minimal.so.4"}
+ALLOCATOR_PACKAGES = {"jemalloc": "libjemalloc2", "tcmalloc": "libtcmalloc-minimal4"}
 HANDLER_IDS = re.compile(r"HandlerTime\.\w+:[\d.]+\|.*?requestID:(\S+?),timestamp")  # one batch's ids
 WARMUP_LIMIT_S = 30
 DEFAULT_INDUCTOR_CACHE = "~/.cache/ragserve/inductor"  # warm-up ends after warmup_requests or this many seconds
 CSV_FIELDS = [
-    "cell", "mode", "threads", "workers", "batch_size", "max_batch_delay_ms", "requests", "concurrency",
+    "cell", "mode", "allocator", "threads", "workers", "batch_size", "max_batch_delay_ms", "requests", "concurrency",
     "complete", "failed", "non_2xx", "rps", "mean_ms", "p50_ms", "p90_ms", "p99_ms",
     "handler_mean_ms", "handler_p50_ms", "handler_p99_ms", "handler_calls", "avg_batch",
     "embed_mean_ms", "ts_inference_mean_ms", "ts_queue_mean_ms",
@@ -84,6 +87,7 @@ class Cell:
     workers: int
     batch_size: int
     max_batch_delay: int  # ms
+    allocator: str = "default"  # a key of ALLOCATORS
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,10 @@ class Profile:
     threads: list[int | str]
     workers: list[int | str]
     batches: list[dict[str, int]]
+    allocators: list[str] = field(default_factory=lambda: ["default"])
+    # Instead of the product above: these cells only, each {mode, threads, workers, batchSize,
+    # maxBatchDelay, allocator} (missing keys: the first value of the lists above).
+    cell_list: list[dict[str, Any]] = field(default_factory=list)
     requests: int = 1000
     concurrency: int = 24
     warmup_requests: int = 50
@@ -116,12 +124,25 @@ class Profile:
 
     def cells(self) -> list[Cell]:
         cells = [_seed_cell()] if self.seed_design else []
+        if self.cell_list:
+            return cells + [self._listed_cell(entry) for entry in self.cell_list]
         for mode in self.modes:
             for threads in self.threads:
                 for workers in self.workers:
                     for batch in self.batches:
-                        cells.append(_matrix_cell(mode, _count(threads), _count(workers), batch))
+                        for allocator in self.allocators:
+                            cells.append(_matrix_cell(mode, _count(threads), _count(workers), batch, allocator))
         return cells
+
+    def _listed_cell(self, entry: dict[str, Any]) -> Cell:
+        batch = {k: entry.get(k, self.batches[0].get(k, 0)) for k in ("batchSize", "maxBatchDelay")}
+        return _matrix_cell(
+            entry.get("mode", self.modes[0]),
+            _count(entry.get("threads", self.threads[0])),
+            _count(entry.get("workers", self.workers[0])),
+            batch,
+            entry.get("allocator", self.allocators[0]),
+        )
 
 
 def _repo_path(path: Path) -> str:
@@ -133,14 +154,20 @@ def _count(value: int | str) -> int:
 
 
 def _seed_cell() -> Cell:
-    return Cell(SEED_DESIGN, "eager", None, os.cpu_count() or 1, 1, 0)
+    # The demo's workers took torch's default, every core each; ours share the cores out unless
+    # OMP_NUM_THREADS is set (serving.worker_threads), so the seed cell sets it to the core count.
+    cores = os.cpu_count() or 1
+    return Cell(SEED_DESIGN, "eager", cores, cores, 1, 0)
 
 
-def _matrix_cell(mode: str, threads: int, workers: int, batch: dict[str, int]) -> Cell:
+def _matrix_cell(mode: str, threads: int, workers: int, batch: dict[str, int], allocator: str = "default") -> Cell:
     if mode not in MODES:
         raise SystemExit(f"mode {mode!r}: use one of {MODES}")
+    if allocator not in ALLOCATORS:
+        raise SystemExit(f"allocator {allocator!r}: use one of {list(ALLOCATORS)}")
     size, delay = int(batch["batchSize"]), int(batch.get("maxBatchDelay", 0))
-    return Cell(f"{mode}-t{threads}-w{workers}-b{size}", mode, threads, workers, size, delay)
+    suffix = "" if allocator == "default" else f"-{allocator}"
+    return Cell(f"{mode}-t{threads}-w{workers}-b{size}{suffix}", mode, threads, workers, size, delay, allocator)
 
 
 def quick_profile(base: Profile) -> Profile:
@@ -160,8 +187,8 @@ def cell_yaml(base: dict[str, Any], cell: Cell) -> dict[str, Any]:
     doc = {**base, "minWorkers": cell.workers, "maxWorkers": cell.workers}
     doc.update(batchSize=cell.batch_size, maxBatchDelay=cell.max_batch_delay)
     handler = dict(doc.get("handler") or {})
-    if cell.mode == "onnxruntime":
-        handler["embedding"] = {**(handler.get("embedding") or {}), "backend": "onnxruntime"}
+    backend = "onnxruntime" if cell.mode == "onnxruntime" else "torch"  # never the yaml's `auto`
+    handler["embedding"] = {**(handler.get("embedding") or {}), "backend": backend}
     enabled = cell.mode == "compile"
     if isinstance(handler.get("compile"), bool):  # the demo's flat `compile: true|false`
         handler["compile"] = enabled
@@ -449,9 +476,21 @@ def cell_env(cell: Cell, base: dict[str, Any]) -> tuple[dict[str, str], tuple[st
     cache = inductor_cache(base)
     if cache and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
         extra["TORCHINDUCTOR_CACHE_DIR"] = cache
+    if cell.allocator != "default":  # the frontend (java) inherits it too; the workers are what it is for
+        extra["LD_PRELOAD"] = allocator_library(cell.allocator)
     if cell.threads is None:
         return extra, ("OMP_NUM_THREADS",)
     return {**extra, "OMP_NUM_THREADS": str(cell.threads)}, ()
+
+
+def allocator_library(allocator: str) -> str:
+    """The path of the allocator's shared library; RuntimeError naming the package when it is missing."""
+    name = ALLOCATORS[allocator]
+    for folder in (f"/usr/lib/{platform.machine()}-linux-gnu", "/usr/lib64", "/usr/lib"):
+        if (Path(folder) / name).is_file():
+            return str(Path(folder) / name)
+    package = ALLOCATOR_PACKAGES[allocator]
+    raise RuntimeError(f"{name} not found: apt-get install {package} (scripts/install_system.sh installs it)")
 
 
 def run_cell(cell: Cell, profile: Profile, base: dict[str, Any], workdir: Path, out: Path, key: str) -> dict:
@@ -464,7 +503,11 @@ def run_cell(cell: Cell, profile: Profile, base: dict[str, Any], workdir: Path, 
     row: dict[str, Any] = {**asdict(cell), "cell": cell.name, "requests": profile.requests}
     row.update(concurrency=profile.concurrency, max_batch_delay_ms=cell.max_batch_delay, error="", note="")
     row["threads"] = cell.threads or "default"
-    extra, drop = cell_env(cell, base)
+    try:
+        extra, drop = cell_env(cell, base)
+    except RuntimeError as err:
+        row["error"] = str(err)
+        return row
     server = BenchServe(workdir, port=PORT, extra_env=extra, drop_env=drop)
     shutil.rmtree(server.log_dir, ignore_errors=True)
     try:

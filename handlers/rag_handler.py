@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from http import HTTPStatus
 
+import torch
 from ts.handler_utils.timer import timed
 from ts.torch_handler.base_handler import BaseHandler
 
 from ragserve.config import Config
 from ragserve.pipeline import RAGPipeline
-from ragserve.serving import RequestError, body_content_type, decode_request, device_from_properties, error_body
+from ragserve.serving import (
+    RequestError,
+    body_content_type,
+    decode_request,
+    device_from_properties,
+    error_body,
+    worker_threads,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +35,9 @@ class RAGHandler(BaseHandler):
     def initialize(self, context) -> None:  # BaseHandler.initialize expects a serialized model: not ours
         properties = context.system_properties
         self.cfg = Config.from_mapping(context.model_yaml_config.get("handler"), properties["model_dir"])
-        logger.info("RAG config: %s", json.dumps(self.cfg.to_dict()))
+        threads = worker_threads(context.model_yaml_config, os.cpu_count() or 1, dict(os.environ))
+        torch.set_num_threads(threads)  # ONNX Runtime takes the same number (Encoder)
+        logger.info("RAG config (%d threads): %s", threads, json.dumps(self.cfg.to_dict()))
         self.pipeline = RAGPipeline.from_config(self.cfg, device_from_properties(properties))
         self.initialized = True
 

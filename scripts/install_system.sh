@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# System packages the project needs: Java 17 (TorchServe's frontend), ab (benchmarks), haproxy (the
-# gateway of make test-scale and make validate-k8s) and, where the system Python is older than 3.10
-# (Amazon Linux 2023 ships 3.9), a newer Python.
+# System packages the project needs: Java 17 (TorchServe's frontend), ab (benchmarks), jemalloc (the
+# benchmark's allocator cells), haproxy (the gateway of make test-scale and make validate-k8s) and,
+# where the system Python is older than 3.10 (Amazon Linux 2023 ships 3.9), a newer Python.
 # Debian/Ubuntu (x86_64 or arm64) through apt; Amazon Linux 2023 / Fedora-likes through dnf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
-  manager=apt java_pkg=openjdk-17-jre-headless ab_pkg=apache2-utils python_pkg=python3
+  manager=apt java_pkg=openjdk-17-jre-headless ab_pkg=apache2-utils python_pkg=python3 jemalloc_pkg=libjemalloc2
 elif command -v dnf >/dev/null 2>&1; then
   # Amazon Linux 2023 (the usual Graviton AMI): Corretto 17, httpd-tools for ab, python3.11.
-  manager=dnf java_pkg=java-17-amazon-corretto-headless ab_pkg=httpd-tools python_pkg=python3.11
+  manager=dnf java_pkg=java-17-amazon-corretto-headless ab_pkg=httpd-tools python_pkg=python3.11 jemalloc_pkg=jemalloc
 else
   echo "neither apt-get nor dnf found: install Java 17, ab, haproxy and Python >= 3.10 yourself" >&2
   exit 1
@@ -19,6 +19,7 @@ java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head
 [ "${java_major:-0}" -ge 17 ] 2>/dev/null || missing+=("$java_pkg")
 command -v ab >/dev/null 2>&1 || missing+=("$ab_pkg")
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)   # same package name on Debian and Amazon Linux
+[ -e /usr/lib/"$(uname -m)"-linux-gnu/libjemalloc.so.2 ] || [ -e /usr/lib64/libjemalloc.so.2 ] || missing+=("$jemalloc_pkg")
 scripts/find_python.sh >/dev/null 2>&1 || missing+=("$python_pkg")
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=()

@@ -56,3 +56,14 @@ def test_bad_requests_raise_an_error_naming_the_field(
         decode_request(request_, content_type, CFG)
     body = error_body(caught.value)
     assert (body["field"], body["status"]) == (field, status)
+
+
+def test_worker_threads_share_the_cores_among_workers_unless_omp_num_threads_says() -> None:
+    from ragserve.serving import worker_threads
+
+    assert worker_threads({"minWorkers": 2}, cores=2, env={}) == 1
+    assert worker_threads({"minWorkers": 1}, cores=16, env={}) == 16
+    assert worker_threads({"minWorkers": 4}, cores=2, env={}) == 1  # never 0
+    assert worker_threads({}, cores=8, env={}) == 8
+    assert worker_threads({"minWorkers": 2}, cores=2, env={"OMP_NUM_THREADS": "2"}) == 2
+    assert worker_threads({"minWorkers": 2}, cores=8, env={"OMP_NUM_THREADS": ""}) == 4
