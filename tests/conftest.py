@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,3 +197,20 @@ def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: 
     MPNetForSequenceClassification(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def assert_streamed_and_plain_answers_agree(server, prompt: str, expected_word: str) -> None:
+    """Send the prompt streamed and plain at once to server's `llm` model: both answer, and greedy decoding
+    gives the streamed pieces the plain answer's text."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tsclient import stream
+
+    url = f"{server.inference_url}/predictions/llm"
+    streamed_body = json.dumps({"prompt": prompt, "stream": True}).encode()
+    with ThreadPoolExecutor(2) as pool:
+        streamed = pool.submit(lambda: list(stream(url, streamed_body, server.keys)))
+        plain = pool.submit(server.post, "llm", prompt.encode())
+        pieces, (status, _, answer) = streamed.result(timeout=120), plain.result(timeout=120)
+    assert status == 200 and expected_word in answer
+    assert len(pieces) > 1 and "".join(pieces).strip() == answer  # greedy: the same text, piece by piece

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import LLM_DIR
+from conftest import LLM_DIR, assert_streamed_and_plain_answers_agree
 from tsclient import stream
 from tsserver import TorchServe, prepare_llm_archive
 
@@ -68,14 +68,7 @@ def test_a_request_sent_during_a_long_decode_finishes_before_it(llm_server: Torc
 
 
 def test_streamed_and_plain_requests_are_answered_together(llm_server: TorchServe) -> None:
-    url = f"{llm_server.inference_url}/predictions/llm"
-    streamed_body = json.dumps({"prompt": PROMPT, "stream": True}).encode()
-    with ThreadPoolExecutor(2) as pool:
-        streamed = pool.submit(lambda: list(stream(url, streamed_body, llm_server.keys)))
-        plain = pool.submit(llm_server.post, "llm", PROMPT.encode())
-        pieces, (status, _, answer) = streamed.result(timeout=120), plain.result(timeout=120)
-    assert status == 200 and "Paris" in answer
-    assert len(pieces) > 1 and "".join(pieces).strip() == answer  # greedy: the same text, piece by piece
+    assert_streamed_and_plain_answers_agree(llm_server, PROMPT, "Paris")
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,10 @@ Own ports (48100-48104, worker sockets 49100+), so it runs beside `make run` and
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import LLM_DIR
-from tsclient import stream
+from conftest import LLM_DIR, assert_streamed_and_plain_answers_agree
 from tsserver import TorchServe, prepare_llm_archive
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
@@ -34,14 +32,7 @@ def llm_server(llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Torch
 
 
 def test_streamed_and_plain_requests_are_answered_together(llm_server: TorchServe) -> None:
-    url = f"{llm_server.inference_url}/predictions/llm"
-    streamed_body = json.dumps({"prompt": PROMPT, "stream": True}).encode()
-    with ThreadPoolExecutor(2) as pool:
-        streamed = pool.submit(lambda: list(stream(url, streamed_body, llm_server.keys)))
-        plain = pool.submit(llm_server.post, "llm", PROMPT.encode())
-        pieces, (status, _, answer) = streamed.result(timeout=120), plain.result(timeout=120)
-    assert status == 200 and "Paris" in answer
-    assert len(pieces) > 1 and "".join(pieces).strip() == answer  # greedy: the same text, piece by piece
+    assert_streamed_and_plain_answers_agree(llm_server, PROMPT, "Paris")
 
 
 def test_bad_loop_breaker_gets_400_naming_the_field(llm_server: TorchServe) -> None:

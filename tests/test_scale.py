@@ -194,6 +194,22 @@ def test_both_replicas_serve_from_one_archive_without_writing_it(gateway: Gatewa
     print(f"\nreq/s through the gateway, ab -n 160 -c 8: one replica {one['rps']:.1f}, two replicas {two['rps']:.1f}")
 
 
+def wait_ports_free(ports: list[int], timeout_s: float = 60) -> None:
+    """Return once every port can be bound again on 127.0.0.1 (as TorchServe binds it, SO_REUSEADDR)."""
+    deadline = time.monotonic() + timeout_s
+    for port in ports:
+        while True:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+            time.sleep(0.2)
+
+
 def test_kill_9_of_a_replica_under_load_loses_no_request_and_it_rejoins(
     gateway: Gateway, replicas: list[TorchServe], payload: Path
 ) -> None:
@@ -214,6 +230,9 @@ def test_kill_9_of_a_replica_under_load_loses_no_request_and_it_rejoins(
             if worker.is_running():
                 worker.kill()
     assert int(gateway.servers()["r1"]["stot"]) == sent_while_down  # after DOWN, only the survivor gets traffic
+    # A SIGKILLed JVM releases its sockets only when its exit completes, which can lag the kill by
+    # seconds on 2 busy cores: restarting earlier failed once with "Failed to bind to address".
+    wait_ports_free([victim.port + offset for offset in range(5)])
     restart_s = victim.start(["rag"], timeout_s=600)
     rejoin_s = gateway.wait_status("r1", "UP", timeout_s=60)
     served = int(gateway.servers()["r1"]["stot"])
