@@ -62,6 +62,7 @@ PORT = 28080  # inference; management 28081, metrics 28082, gRPC 28083-28084
 MODEL = "rag"
 SEED_DESIGN = "seed-design"
 MODES = ("eager", "compile", "onnxruntime")  # torch eager, torch.compile, embedding.backend onnxruntime
+DEFAULT_BATCH_DELAY_MS = 10  # a cell with another maxBatchDelay says it in its name ("-b8d5")
 # Allocators a cell may preload into the workers (LD_PRELOAD), by the Debian/Ubuntu library name.
 ALLOCATORS = {"default": None, "jemalloc": "libjemalloc.so.2", "tcmalloc": "libtcmalloc_minimal.so.4"}
 ALLOCATOR_PACKAGES = {"jemalloc": "libjemalloc2", "tcmalloc": "libtcmalloc-minimal4"}
@@ -166,7 +167,8 @@ def _matrix_cell(mode: str, threads: int, workers: int, batch: dict[str, int], a
     if allocator not in ALLOCATORS:
         raise SystemExit(f"allocator {allocator!r}: use one of {list(ALLOCATORS)}")
     size, delay = int(batch["batchSize"]), int(batch.get("maxBatchDelay", 0))
-    suffix = "" if allocator == "default" else f"-{allocator}"
+    suffix = f"d{delay}" if delay != DEFAULT_BATCH_DELAY_MS else ""
+    suffix += "" if allocator == "default" else f"-{allocator}"
     return Cell(f"{mode}-t{threads}-w{workers}-b{size}{suffix}", mode, threads, workers, size, delay, allocator)
 
 
