@@ -18,7 +18,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from .metadata import date_terms
-from .vectorsets import VectorSet
+from .vectorsets import VectorSet, embed_with_progress
 
 if TYPE_CHECKING:
     from .embeddings import Encoder
@@ -59,8 +59,8 @@ class PageVectors(VectorSet):
     @classmethod
     def embed(cls, chunks: Sequence[Document], encoder: Encoder) -> PageVectors:
         texts = [(page, text) for page, record in enumerate(page_records(chunks)) for text in record.dense_texts()]
-        vectors = encoder.embed([text for _, text in texts]) if texts else np.empty((0, encoder.dimension), np.float32)
-        return cls(vectors.astype(np.float32), np.array([page for page, _ in texts], dtype=np.int64))
+        vectors = embed_with_progress(encoder, [text for _, text in texts], "page titles, headings and leads")
+        return cls(vectors, np.array([page for page, _ in texts], dtype=np.int64))
 
 
 def page_records(chunks: Sequence[Document]) -> list[PageRecord]:

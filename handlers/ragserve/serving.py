@@ -148,7 +148,7 @@ def worker_threads(model_yaml: dict[str, Any], cores: int, env: dict[str, str]) 
     """Compute threads for one worker: OMP_NUM_THREADS when set, else the cores shared out among minWorkers.
 
     torch and ONNX Runtime otherwise take every core in every worker; with 2 workers x 2 threads on 2
-    cores the endpoint served 53 req/s, with 2 x 1 100 (README "Threads, workers, allocator").
+    cores the endpoint served 53 req/s, with 2 x 1 100 (README "The CPU RAG endpoint").
     """
     if env.get("OMP_NUM_THREADS", "").isdigit() and int(env["OMP_NUM_THREADS"]) > 0:
         return int(env["OMP_NUM_THREADS"])

@@ -38,6 +38,11 @@ class VectorSet:
     vectors: np.ndarray
     owner: np.ndarray
 
+    def __post_init__(self) -> None:
+        # owner is ascending (vectors are embedded owner by owner): each owner's run starts once, here,
+        # not on every query
+        self._owners, self._run_starts = np.unique(self.owner, return_index=True)
+
     def save(self, folder: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "vectors.npy", self.vectors)
@@ -58,7 +63,5 @@ class VectorSet:
         if len(self.owner) == 0:
             return best
         similarity = queries @ np.asarray(self.vectors).T  # (n, vectors)
-        # owner is ascending (vectors are embedded owner by owner): one reduceat per run of an owner
-        present, starts = np.unique(self.owner, return_index=True)
-        best[:, present] = np.maximum.reduceat(similarity, starts, axis=1)
+        best[:, self._owners] = np.maximum.reduceat(similarity, self._run_starts, axis=1)
         return best
