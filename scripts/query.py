@@ -43,12 +43,22 @@ def ask(url: str, text: str, key_file: Path, timeout_s: float, content_type: str
     return body
 
 
-def rag_prompt(args: argparse.Namespace) -> str:
-    """The RAG endpoint's prompt: its own top_k, or --k chunks (a JSON request)."""
-    if args.k is None:
-        return ask(args.rag_url, args.question, args.key_file, args.timeout)
-    body = json.dumps({"question": args.question, "k": args.k})
-    return json.loads(ask(args.rag_url, body, args.key_file, args.timeout, "application/json"))["prompt"]
+def rag_prompt(args: argparse.Namespace) -> tuple[str, list[dict]]:
+    """The RAG endpoint's prompt and its sources (a JSON request): its own top_k, or --k chunks."""
+    request = {"question": args.question} if args.k is None else {"question": args.question, "k": args.k}
+    reply = json.loads(ask(args.rag_url, json.dumps(request), args.key_file, args.timeout, "application/json"))
+    return reply["prompt"], reply["sources"]
+
+
+def source_lines(sources: list[dict]) -> list[str]:
+    """What the answer rests on, one line per retrieved chunk, best first: title, where, date, score."""
+    lines = []
+    for rank, source in enumerate(sources, 1):
+        where = source.get("url") or source.get("path") or "?"
+        date = f", published {source['published']}" if source.get("published") else ""
+        score = source.get("fused_score", source["score"])  # the score the chunks are ranked by
+        lines.append(f"  [{rank}] {source.get('title') or where} ({where}{date}; score {score:.3f})")
+    return lines
 
 
 def openai_body(prompt: str, model: str, stream_reply: bool) -> bytes:
@@ -129,7 +139,7 @@ def main() -> None:
     parser.add_argument("--llm-model", default="llm", help="the OpenAI request's model (served_model_name)")
     args = parser.parse_args()
     start = time.perf_counter()
-    prompt = rag_prompt(args)
+    prompt, sources = rag_prompt(args)
     if args.rag_only:
         print(prompt)
         print(f"\n[RAG prompt in {time.perf_counter() - start:.2f} s]", file=sys.stderr)
@@ -138,6 +148,7 @@ def main() -> None:
         print(f"--- RAG prompt ---\n{prompt}\n------------------")
     print(f"Question: {args.question}")
     ask_llm(args, prompt)
+    print("Sources (the chunks the answer was given, best first):", *source_lines(sources), sep="\n")
     print(f"[round trip {time.perf_counter() - start:.2f} s]", file=sys.stderr)
 
 

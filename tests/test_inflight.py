@@ -4,6 +4,7 @@ the batch path, requests joining a running decode, cancellation and settings the
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 from conftest import tiny_llm_config
@@ -41,6 +42,23 @@ def test_inflight_greedy_answer_equals_the_batch_path(inflight: InFlight, tiny_g
     streamed, completion = run(inflight, {"a"})["a"]
     assert completion == expected
     assert streamed.strip() == expected.text  # the pieces add up to the answer
+
+
+def test_a_slow_poller_loses_no_piece(inflight: InFlight, tiny_generator: Generator) -> None:
+    """The decode outruns the poller: every step's output of one request waits in the queue at once.
+    Joined, the one update they make holds the whole answer (each output's piece follows the one before)."""
+    sampling = Sampling(max_new_tokens=16)
+    expected = tiny_generator.generate([PROMPTS[0]], [sampling])[0]
+    inflight.submit("slow", PROMPTS[0], sampling)
+    outputs = inflight.manager.output_router.output_queue  # transformers' queue of per-step outputs
+    deadline = time.monotonic() + 60
+    while not (outputs.qsize() and outputs.queue[-1].is_finished()):  # hold the poller back until the answer ends
+        assert time.monotonic() < deadline, "the in-flight decode did not finish in 60 s"
+        time.sleep(0.01)
+    assert outputs.qsize() > 1  # several steps' outputs are waiting: the case that lost pieces
+    update = inflight.poll(wait_s=0)["slow"]
+    assert update.completion == expected
+    assert update.piece.strip() == expected.text
 
 
 def test_a_request_submitted_during_a_decode_joins_it_and_both_are_right(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from query import openai_answer, openai_body, openai_deltas
+from query import openai_answer, openai_body, openai_deltas, source_lines
 
 
 def test_openai_body_is_a_chat_completion_request() -> None:
@@ -28,3 +28,14 @@ def test_openai_deltas_join_events_split_across_chunks() -> None:
     stream = event(None) + event("Llama 3 ") + event("has 8K") + event(" tokens.") + "data: [DONE]\n\n"
     chunks = [stream[i : i + 7] for i in range(0, len(stream), 7)]  # TorchServe flushes at arbitrary points
     assert "".join(openai_deltas(chunks)) == "Llama 3 has 8K tokens."
+
+
+def test_source_lines_name_each_retrieved_chunk_best_first() -> None:
+    sources = [
+        {"path": "docs/security.md", "title": "Security", "score": 0.61, "fused_score": 0.93, "text": "..."},
+        {"url": "http://x/blog/llama31", "title": "Llama 3.1", "published": "2024-07-23", "score": 0.5, "text": ""},
+    ]
+    assert source_lines(sources) == [
+        "  [1] Security (docs/security.md; score 0.930)",
+        "  [2] Llama 3.1 (http://x/blog/llama31, published 2024-07-23; score 0.500)",
+    ]

@@ -34,6 +34,10 @@ class Update:
     completion: Completion | None = None  # set once the request has finished
     error: str | None = None  # set when the decode failed this request
 
+    def then(self, later: Update) -> Update:
+        """This update followed by a later one of the same request: their pieces joined, the later's end."""
+        return Update(self.piece + later.piece, later.completion, later.error)
+
 
 @dataclass
 class _Progress:
@@ -109,7 +113,11 @@ class InFlight:
         output = self.manager.get_result(timeout=wait_s)
         while output is not None:
             if output.request_id in self.progress:  # not cancelled meanwhile
-                updates[output.request_id] = self._update(output)
+                update = self._update(output)
+                # Several outputs of one request may wait here (the decode outran the poller): each piece
+                # is new text past the previous one, so they are joined in order, never replaced.
+                earlier = updates.get(output.request_id)
+                updates[output.request_id] = earlier.then(update) if earlier else update
             output = self.manager.get_result(timeout=0)
         if not updates and self.progress and not self.manager.is_running():
             raise RuntimeError("the in-flight decode thread has stopped")
