@@ -9,7 +9,7 @@ Q ?= How do I rotate the TorchServe token?
 K ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-wheels models index archive kserve-store serve stop run ask test test-faults test-scale validate-k8s lint-docker benchmark bench-llm eval eval-answers lint format
+.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-faults test-scale validate-k8s lint-docker benchmark bench-llm eval eval-answers lint format
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,8 +33,16 @@ models: install ## fetch all-mpnet-base-v2 and SmolLM2-135M-Instruct into models
 	$(PY) scripts/fetch_models.py embedding
 	$(PY) scripts/fetch_models.py llm
 
-index: models ## build the FAISS index for RAG_CONFIG ahead of serving
+index: models ## build or refresh the index for RAG_CONFIG (embeds only new text) and publish it
 	$(PY) scripts/build_index.py --config $(RAG_CONFIG)
+
+refresh: index ## re-read RAG_CONFIG's source; running workers swap to the new version within index.follow_s
+
+rollback: ## publish the index version live before the current one (V=<version> for a named one)
+	$(PY) scripts/build_index.py --config $(RAG_CONFIG) --rollback $(V)
+
+index-status: ## the index versions of RAG_CONFIG and which one is live
+	$(PY) scripts/build_index.py --config $(RAG_CONFIG) --status
 
 ARCHIVE_FORMAT ?= no-archive
 

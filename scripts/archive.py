@@ -9,7 +9,10 @@
 hard-linked into it (no copy, no zip, nothing unpacked at registration). mar and tgz make the single
 file that KServe's TorchServe runtime and model registries expect; TorchServe unpacks it into its
 TMPDIR when the model loads. Every format ships the same files: the handler, the ragserve package and
-the yaml; for the RAG endpoint also a local corpus and the prebuilt index.
+the yaml; for the RAG endpoint also the index. The folder links the live index store
+(`<archive>/index` -> the repository's `index/`), so its workers follow each version `make refresh`
+publishes; a mar or tgz holds a copy of the live version alone (frozen: to refresh such a
+deployment, point index.dir at a shared volume, docs/indexing.md). Workers never read the corpus.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "handlers"))
 
 from ragserve.config import Config, LLMConfig  # noqa: E402
-from ragserve.index import index_key  # noqa: E402
 from ragserve.onnxrt import export, onnx_file  # noqa: E402
+from ragserve.store import CURRENT, IndexLine  # noqa: E402
 
 FORMATS = {"no-archive": "", "mar": ".mar", "tgz": ".tar.gz"}  # the file name suffix of each
 ARCHIVER_FORMAT = {"no-archive": "no-archive", "mar": "default", "tgz": "tgz"}  # torch-model-archiver's names
@@ -58,7 +61,7 @@ def archive(config: Path, name: str, endpoint: str, store: Path, root: Path, fmt
         _run_archiver(name, handler, staging, config, store, fmt)
     target = archive_path(store, name, fmt)
     if fmt == "no-archive":  # the folder exists now: hard-link the weights into it rather than copy them
-        add_files(config, target, root)
+        add_files(config, target, root, live=True)
     return target
 
 
@@ -88,10 +91,11 @@ def _run_archiver(name: str, handler: str, extra: str, config: Path, store: Path
     )
 
 
-def add_rag_files(config: Path, target: Path, root: Path) -> None:
-    """The embedding model (hard links), a local reranker and corpus, and the index the yaml will look for.
+def add_rag_files(config: Path, target: Path, root: Path, live: bool = False) -> None:
+    """The embedding model (hard links), a local reranker, and the index the yaml will look for.
 
-    Paths that are absolute in the yaml stay where they are; relative ones are shipped.
+    Paths that are absolute in the yaml stay where they are; relative ones are shipped. live: link the
+    index store (a folder archive on this host) instead of copying its live version.
     """
     cfg = Config.from_yaml(config, root=root)
     archived = Config.from_yaml(config, root=target)
@@ -106,19 +110,23 @@ def add_rag_files(config: Path, target: Path, root: Path) -> None:
     reranker = cfg.rerank.model
     if reranker and Path(reranker).is_dir() and reranker != archived.rerank.model:  # a local, relative folder
         _link_tree(Path(reranker), target / archived.rerank.model)
-    if not cfg.corpus.is_url and cfg.corpus.source != archived.corpus.source:  # relative path: ship it
-        shutil.copytree(cfg.corpus.source, archived.corpus.source, dirs_exist_ok=True)
-    built = Path(cfg.index.dir) / index_key(cfg)
+    line, archived_line = IndexLine.of(cfg), IndexLine.of(archived)
+    version = line.current()
     if cfg.index.dir == archived.index.dir:
-        print(f"index.dir is absolute: workers use {built} directly")
-    elif built.is_dir():
-        shutil.copytree(built, Path(archived.index.dir) / index_key(archived), dirs_exist_ok=True)
-        print(f"archived index {built.name}")
-    else:
-        print(f"no prebuilt index at {built}: workers will build it at startup (run `make index` first)")
+        print(f"index.dir is absolute: workers follow {line.root} directly")
+    elif version is None:
+        sys.exit(f"no index at {line.root}: run `make index` first (workers never build)")
+    elif live:  # a folder on this host: link the store, so workers follow what `make refresh` publishes
+        Path(archived.index.dir).parent.mkdir(parents=True, exist_ok=True)
+        Path(archived.index.dir).symlink_to(Path(cfg.index.dir), target_is_directory=True)
+        print(f"linked index store {cfg.index.dir} (live version {version})")
+    else:  # a file to ship: the live version alone, with its CURRENT pointer
+        shutil.copytree(line.folder(version), archived_line.folder(version))
+        (archived_line.root / CURRENT).write_text(version + "\n")
+        print(f"archived index version {version}")
 
 
-def add_llm_files(config: Path, target: Path, root: Path) -> None:
+def add_llm_files(config: Path, target: Path, root: Path, live: bool = False) -> None:
     """The causal LM's folder (hard links), unless the yaml names a hub id or an absolute path."""
     cfg = LLMConfig.from_yaml(config, root=root)
     archived = LLMConfig.from_yaml(config, root=target)

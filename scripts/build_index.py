@@ -1,28 +1,47 @@
 #!/usr/bin/env python3
-"""Build (or reuse) the FAISS index for a model yaml, ahead of serving: `make index`.
+"""Build or refresh the index of a model yaml, ahead of serving: `make index` / `make refresh`.
 
-  python scripts/build_index.py --config configs/rag-docs.yaml   # prints the index folder
+  python scripts/build_index.py --config configs/rag-docs.yaml              # refresh and publish
+  python scripts/build_index.py --config configs/rag-docs.yaml --status     # the line's versions and which is live
+  python scripts/build_index.py --config configs/rag-docs.yaml --rollback   # publish the version live before this one
+  python scripts/build_index.py --config configs/rag-docs.yaml --rollback 3f2a...   # or a named one
 
-Runs the same Index.load_or_build the handler runs, so the archive can ship the result and
-workers load it instead of crawling. Embedding runs eager here: compiling would add minutes
-and change nothing in the vectors beyond float rounding.
+A refresh re-reads the source (a crawl that revalidates known pages with conditional requests, or
+the local files), embeds only texts the embedding cache lacks and, when anything changed, writes a
+new immutable version and publishes it: running workers swap to it within index.follow_s seconds.
+The last stdout line is the live version's folder. While another refresh of the same line runs, this
+one exits at once with status 75 (EX_TEMPFAIL) and says so: safe to start from cron.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "handlers"))
 
+from ragserve.builder import RefreshBusy, refresh, rollback  # noqa: E402
 from ragserve.config import Config  # noqa: E402
 from ragserve.embeddings import Encoder  # noqa: E402
-from ragserve.index import Index, index_key  # noqa: E402
+from ragserve.store import IndexLine, read_manifest  # noqa: E402
+
+EX_TEMPFAIL = 75
+
+
+def status(line: IndexLine) -> None:
+    live = line.current()
+    print(f"line {line.root}: live version {live}")
+    for version in line.versions():
+        manifest = read_manifest(line.folder(version))
+        changes = manifest.get("changes", {})
+        counts = {name: len(changes.get(name, [])) for name in ("added", "changed", "removed")}
+        mark = "*" if version == live else " "
+        print(f"{mark} {version}  created {manifest['created']}  {manifest['count']} chunks  {json.dumps(counts)}")
 
 
 def main() -> None:
@@ -30,17 +49,31 @@ def main() -> None:
     parser.add_argument("--config", default="configs/rag-docs.yaml")
     parser.add_argument("--source", help="override corpus.source (URL or local path)")
     parser.add_argument("--root", type=Path, default=ROOT, help="resolve the yaml's relative paths here")
+    parser.add_argument("--status", action="store_true", help="list the line's versions; change nothing")
+    parser.add_argument("--rollback", nargs="?", const="", metavar="VERSION", help="publish an earlier version")
+    parser.add_argument("--no-publish", action="store_true", help="write the new version but leave CURRENT")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     cfg = Config.from_yaml(args.config, root=args.root)
     if args.source:
         cfg = dataclasses.replace(cfg, corpus=dataclasses.replace(cfg.corpus, source=args.source)).resolve(args.root)
-    start = time.perf_counter()
-    encoder = Encoder(cfg.embedding, dataclasses.replace(cfg.compile, enabled=False))
-    index = Index.load_or_build(cfg, encoder)
-    folder = Path(cfg.index.dir) / index_key(cfg)
-    print(f"index {folder}: {len(index)} chunks, ready in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    print(folder)
+    line = IndexLine.of(cfg)
+    if args.status:
+        status(line)
+        return
+    if args.rollback is not None:
+        version = rollback(line, args.rollback or None)
+        print(f"rolled back: {version} is live; workers swap within {cfg.index.follow_s} s", file=sys.stderr)
+    else:
+        # Eager: compiling would add minutes and change nothing in the vectors beyond float rounding.
+        encoder = lambda: Encoder(cfg.embedding, dataclasses.replace(cfg.compile, enabled=False))  # noqa: E731
+        try:
+            report = refresh(cfg, encoder, publish_it=not args.no_publish)
+        except RefreshBusy as err:
+            print(f"not refreshing: {err}", file=sys.stderr)
+            sys.exit(EX_TEMPFAIL)
+        print(report.summary(), file=sys.stderr)
+    print(line.folder(line.current()))
 
 
 if __name__ == "__main__":

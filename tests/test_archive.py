@@ -26,6 +26,12 @@ def archive(config: Path, store: Path, fmt: str) -> None:
     subprocess.run(cmd + ["--name", "llm", "--store", str(store), "--format", fmt], check=True, capture_output=True)
 
 
+def build_index(config: Path, root: Path) -> None:
+    """`make index` for a RAG yaml: archive.py ships (or links) the index, and workers never build one."""
+    cmd = [sys.executable, str(ROOT / "scripts/build_index.py"), "--config", str(config), "--root", str(root)]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
 def names_in(path: Path) -> set[str]:
     if path.suffix == ".mar":
         return set(zipfile.ZipFile(path).namelist())
@@ -42,7 +48,7 @@ def test_each_format_packs_handler_package_and_yaml_and_replaces_other_formats(
     archive(config, store, fmt)
     assert sorted(p.name for p in store.iterdir()) == [file_name]  # the folder is gone: one archive per name
     names = names_in(store / file_name)
-    assert {"MAR-INF/MANIFEST.json", "llm_handler.py", "ragserve/index.py", "llm.yaml"} <= names
+    assert {"MAR-INF/MANIFEST.json", "llm_handler.py", "ragserve/store.py", "llm.yaml"} <= names
 
 
 def test_kserve_store_has_the_layout_kserve_expects(config: Path, tmp_path: Path) -> None:
@@ -74,6 +80,7 @@ def test_a_rag_archive_ships_the_onnx_export_only_for_that_backend(
         f"handler:\n  corpus: {{source: docs}}\n  embedding: {{model_path: models/mpnet, backend: {backend}}}\n"
     )
     store = tmp_path / "model_store"
+    build_index(config, tmp_path)
     cmd = [sys.executable, str(ROOT / "scripts/archive.py"), "--config", str(config), "--name", "rag"]
     subprocess.run(cmd + ["--root", str(tmp_path), "--store", str(store)], check=True, capture_output=True)
     shipped = {str(p.relative_to(store / "rag")) for p in (store / "rag" / "models").rglob("*.onnx")}
@@ -97,6 +104,35 @@ def test_a_rag_archive_ships_a_local_reranker_folder(model_dir: Path, tmp_path: 
         "  rerank: {model: models/reranker}\n"
     )
     store = tmp_path / "model_store"
+    build_index(config, tmp_path)
     cmd = [sys.executable, str(ROOT / "scripts/archive.py"), "--config", str(config), "--name", "rag"]
     subprocess.run(cmd + ["--root", str(tmp_path), "--store", str(store)], check=True, capture_output=True)
     assert (store / "rag" / "models" / "reranker" / "config.json").read_text() == "{}"
+
+
+@pytest.mark.model
+def test_a_folder_archive_links_the_live_store_and_a_mar_holds_the_live_version_alone(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    shutil.copytree(model_dir, tmp_path / "models" / "mpnet", copy_function=lambda s, d: Path(d).hardlink_to(s))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\nSome text.\n")
+    config = tmp_path / "rag.yaml"
+    config.write_text("handler:\n  corpus: {source: docs}\n  embedding: {model_path: models/mpnet, backend: torch}\n")
+    build_index(config, tmp_path)
+    (tmp_path / "docs" / "a.md").write_text("# A\nOther text.\n")
+    build_index(config, tmp_path)  # a second version: the mar ships only the live one
+    store = tmp_path / "model_store"
+    cmd = [sys.executable, str(ROOT / "scripts/archive.py"), "--config", str(config), "--name", "rag"]
+    subprocess.run(cmd + ["--root", str(tmp_path), "--store", str(store)], check=True, capture_output=True)
+    assert (store / "rag" / "index").resolve() == (tmp_path / "index").resolve()  # linked: workers follow refreshes
+    assert not (store / "rag" / "docs").exists()  # workers never read the corpus
+    subprocess.run(cmd + ["--root", str(tmp_path), "--store", str(store), "--format", "mar"], check=True)
+    names = names_in(store / "rag.mar")
+    versions = {name.split("/")[3] for name in names if name.startswith("index/") and "/versions/" in name}
+    (line,) = {name.split("/")[1] for name in names if name.startswith("index/")}
+    assert len(versions) == 1 and f"index/{line}/CURRENT" in names
+    live = (tmp_path / "index" / line / "CURRENT").read_text().strip()
+    assert versions == {live}

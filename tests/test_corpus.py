@@ -6,8 +6,9 @@ import pytest
 from langchain_core.documents import Document
 from transformers import AutoTokenizer
 
+from ragserve.builder import content_sha256
 from ragserve.config import CorpusConfig
-from ragserve.corpus import CorpusError, fingerprint, load_documents, split
+from ragserve.corpus import CorpusError, load_documents, read_pages, split
 
 DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
 
@@ -20,7 +21,9 @@ def test_local_folder_gives_sorted_documents_with_relative_paths_and_titles() ->
 
 def test_crawled_site_becomes_documents_with_url_and_title(site_url: str) -> None:
     documents = load_documents(CorpusConfig(source=site_url + "/guide/", max_depth=1))
+    fetched = documents[0].metadata.pop("fetched")  # when the text was downloaded, ISO 8601 UTC
     assert documents[0].metadata == {"source": site_url + "/guide", "title": "The Guide"}
+    assert fetched.endswith("+00:00") and fetched[:4].isdigit()
 
 
 def test_split_keeps_source_title_and_position_and_overlaps() -> None:
@@ -53,12 +56,15 @@ def test_missing_or_empty_local_source_is_an_error(tmp_path: Path) -> None:
         load_documents(CorpusConfig(source=str(tmp_path)))
 
 
-def test_fingerprint_changes_when_a_file_changes(tmp_path: Path) -> None:
+def test_a_file_edit_changes_its_content_hash_and_no_other(tmp_path: Path) -> None:
     (tmp_path / "a.md").write_text("# A\nfirst")
+    (tmp_path / "b.md").write_text("# B\nsame")
     cfg = CorpusConfig(source=str(tmp_path))
-    before = fingerprint(cfg)
+    before = {page.url: content_sha256(page) for page in read_pages(cfg)}
     (tmp_path / "a.md").write_text("# A\nsecond")
-    assert fingerprint(cfg) != before
+    after = {page.url: content_sha256(page) for page in read_pages(cfg)}
+    name = tmp_path.name
+    assert after[f"{name}/a.md"] != before[f"{name}/a.md"] and after[f"{name}/b.md"] == before[f"{name}/b.md"]
 
 
 def test_sections_split_at_headings_and_chunks_carry_title_and_section() -> None:

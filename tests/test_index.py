@@ -1,3 +1,5 @@
+"""The read side (store.py) over versions the write side (builder.py) made: loading, checks, memory maps, search."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,9 +10,10 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from ragserve.config import Config, RetrievalConfig
-from ragserve.index import Index, IndexError_, index_key
+from ragserve.builder import build_in_memory, refresh
+from ragserve.config import Config, IndexConfig, RetrievalConfig
 from ragserve.retrieval import Retriever
+from ragserve.store import Index, IndexError_, IndexLine, load_current
 
 DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
 pytestmark = pytest.mark.model
@@ -18,6 +21,17 @@ pytestmark = pytest.mark.model
 
 def dense(index: Index, vectors: np.ndarray, k: int) -> list:
     return Retriever(index, RetrievalConfig(hybrid=False)).search(vectors, [], k)
+
+
+def build(cfg: Config, encoder) -> Index:
+    """`make index` for cfg, then what a worker loads."""
+    refresh(cfg, lambda: encoder)
+    return load_current(cfg, encoder)
+
+
+def live_folder(cfg: Config) -> Path:
+    line = IndexLine.of(cfg)
+    return line.folder(line.current())
 
 
 @pytest.fixture
@@ -33,7 +47,7 @@ def cfg(tmp_path: Path, model_dir: Path) -> Config:
 
 
 def test_search_finds_the_answering_chunk_for_each_query_in_one_call(cfg: Config, encoder) -> None:
-    index = Index.load_or_build(cfg, encoder)
+    index = build(cfg, encoder)
     questions = ["How do I rotate the inference token?", "What is the mascot called?"]
     results = dense(index, encoder.embed(questions), 2)
     assert [len(hits) for hits in results] == [2, 2]
@@ -42,22 +56,25 @@ def test_search_finds_the_answering_chunk_for_each_query_in_one_call(cfg: Config
     assert results[0][0].score >= results[0][1].score  # cosine, best first
 
 
-def test_saved_index_loads_identically_without_pickles(cfg: Config, encoder) -> None:
-    built = Index.load_or_build(cfg, encoder)
-    folder = Path(cfg.index.dir) / index_key(cfg)
+def test_a_saved_version_loads_like_the_index_built_in_memory_without_pickles(cfg: Config, encoder) -> None:
+    loaded = build(cfg, encoder)
+    folder = live_folder(cfg)
     saved = sorted(p.name for p in folder.iterdir())
-    assert saved == ["bm25-numbers-title-meta", "chunks.jsonl", "index.faiss", "manifest.json", "pages", "windows-3-2"]
+    assert saved == [
+        "bm25-numbers-title-meta", "chunks.jsonl", "index.faiss", "manifest.json",
+        "pages", "sources.jsonl", "windows-3-2",
+    ]  # fmt: skip
     assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle")]
-    loaded = Index.load(folder, index_key(cfg), encoder)
+    built, _ = build_in_memory(loaded.documents(), encoder, cfg)
     query = encoder.embed(["workers and batch size"])
     assert [h.document for h in dense(loaded, query, 3)[0]] == [h.document for h in dense(built, query, 3)[0]]
 
 
 def test_loaded_vectors_are_memory_mapped_and_score_like_a_copy(cfg: Config, encoder) -> None:
-    Index.load_or_build(cfg, encoder)
-    folder = Path(cfg.index.dir) / index_key(cfg)
-    mapped = Index.load(folder, index_key(cfg), encoder, mmap=True)
-    copied = Index.load(folder, index_key(cfg), encoder, mmap=False)
+    build(cfg, encoder)
+    folder = live_folder(cfg)
+    mapped = Index.load(folder, cfg, encoder, mmap=True)
+    copied = Index.load(folder, cfg, encoder, mmap=False)
     maps = Path("/proc/self/maps").read_text()
     assert str(folder / "index.faiss") in maps  # shared page cache, not a private copy
     query = encoder.embed(["How do I rotate the inference token?"])
@@ -67,39 +84,35 @@ def test_loaded_vectors_are_memory_mapped_and_score_like_a_copy(cfg: Config, enc
     assert mapped.dense_score(query[0], 0) == pytest.approx(copied.dense_score(query[0], 0))
 
 
-def test_published_index_loads_without_writing_anything(cfg: Config, encoder) -> None:
-    Index.load_or_build(cfg, encoder)
-    parent = Path(cfg.index.dir)
-    for lock in parent.glob("*.lock"):
-        lock.unlink()
-    before = {p: p.stat().st_mtime_ns for p in parent.rglob("*")}
-    assert len(Index.load_or_build(cfg, encoder)) > 0
-    assert {p: p.stat().st_mtime_ns for p in parent.rglob("*")} == before  # no lock file, nothing rewritten
+def test_a_worker_load_writes_nothing_and_takes_no_lock(cfg: Config, encoder) -> None:
+    build(cfg, encoder)
+    root = Path(cfg.index.dir)
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    assert len(load_current(cfg, encoder)) > 0
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before  # no lock file, nothing rewritten
 
 
-def test_second_load_or_build_reuses_the_folder(cfg: Config, encoder, monkeypatch) -> None:
-    Index.load_or_build(cfg, encoder)
-    monkeypatch.setattr(Index, "_build_and_save", classmethod(lambda *a: pytest.fail("rebuilt")))
-    assert len(Index.load_or_build(cfg, encoder)) > 0
+def test_without_a_built_index_a_worker_says_what_to_run(cfg: Config, encoder) -> None:
+    with pytest.raises(IndexError_, match="make index"):
+        load_current(cfg, encoder)
 
 
-def test_corrupted_index_is_detected_and_rebuilt(cfg: Config, encoder) -> None:
-    Index.load_or_build(cfg, encoder)
-    folder = Path(cfg.index.dir) / index_key(cfg)
+def test_a_corrupted_or_foreign_version_is_never_loaded(cfg: Config, encoder) -> None:
+    build(cfg, encoder)
+    folder = live_folder(cfg)
     chunks = folder / "chunks.jsonl"
     chunks.write_text(chunks.read_text().replace("Quilla", "Evil!"))
     with pytest.raises(IndexError_, match="sha256 mismatch"):
-        Index.load(folder, index_key(cfg), encoder)
-    with pytest.raises(IndexError_, match="another config"):
-        Index.load(folder, "0" * 16, encoder)
-    rebuilt = Index.load_or_build(cfg, encoder)
-    assert any("Quilla" in rebuilt.document(i).page_content for i in range(len(rebuilt)))
-    assert json.loads((folder / "manifest.json").read_text())["count"] == len(rebuilt)
+        Index.load(folder, cfg, encoder)
+    other = dataclasses.replace(cfg, embedding=dataclasses.replace(cfg.embedding, max_seq_length=128))
+    with pytest.raises(IndexError_, match="another config .*max_seq_length"):
+        Index.load(folder, other, encoder)
 
 
 def test_l2_metric_returns_distances_smallest_first(encoder) -> None:
     chunks = [Document(t, metadata={"source": "s"}) for t in ["cats sleep a lot", "the stock market fell"]]
-    index = Index.build(chunks, encoder, metric="l2")
+    l2 = Config(index=IndexConfig(metric="l2"))
+    index, _ = build_in_memory(chunks, encoder, l2)
     hits = dense(index, encoder.embed(["do cats sleep?"]), 2)[0]
     assert hits[0].document.page_content == "cats sleep a lot" and hits[0].score < hits[1].score
     assert np.isclose(
@@ -110,7 +123,7 @@ def test_l2_metric_returns_distances_smallest_first(encoder) -> None:
 
 
 def test_hybrid_search_finds_exact_terms_and_keeps_dense_scores(cfg: Config, encoder) -> None:
-    index = Index.load_or_build(cfg, encoder)
+    index = build(cfg, encoder)
     question = "Quilla"
     vectors = encoder.embed([question])
     hybrid = Retriever(index, cfg.retrieval).search(vectors, [question], 3)[0]
@@ -120,33 +133,25 @@ def test_hybrid_search_finds_exact_terms_and_keeps_dense_scores(cfg: Config, enc
 
 
 def test_a_tampered_bm25_file_is_detected(cfg: Config, encoder) -> None:
-    Index.load_or_build(cfg, encoder)
-    folder = Path(cfg.index.dir) / index_key(cfg)
-    vocab = folder / "bm25-numbers-title-meta" / "vocab.index.json"
+    build(cfg, encoder)
+    vocab = live_folder(cfg) / "bm25-numbers-title-meta" / "vocab.index.json"
     vocab.write_text(vocab.read_text() + " ")
     with pytest.raises(IndexError_, match="vocab.index.json is corrupted"):
-        Index.load(folder, index_key(cfg), encoder)
+        load_current(cfg, encoder)
 
 
-def test_another_bm25_scheme_is_derived_from_the_saved_chunks_without_re_embedding(
-    cfg: Config, encoder, monkeypatch
-) -> None:
-    Index.load_or_build(cfg, encoder)
-    folder = Path(cfg.index.dir) / index_key(cfg)
+def test_another_bm25_scheme_is_its_own_version_built_from_the_embedding_cache(cfg: Config, encoder) -> None:
+    build(cfg, encoder)
     plain = dataclasses.replace(cfg.index, bm25_numbers=False, bm25_title=False, bm25_metadata=False)
     words = dataclasses.replace(cfg, index=plain)
-    assert index_key(words) == index_key(cfg)  # same vectors, same folder
-    monkeypatch.setattr(type(encoder), "embed", lambda *a: pytest.fail("re-embedded"))
-    index = Index.load_or_build(words, encoder)
-    assert index.lexical.scheme.folder == "bm25-words"
-    manifest = json.loads((folder / "manifest.json").read_text())
-    derived = {name.split("/")[0] for name in manifest["sha256"] if "/" in name}
-    assert derived == {"bm25-numbers-title-meta", "bm25-words", "pages", "windows-3-2"}
-    assert Index.load(folder, index_key(cfg), encoder).lexical.scheme.folder == "bm25-numbers-title-meta"
+    report = refresh(words, lambda: pytest.fail("loaded the encoder: something was re-embedded"))
+    assert report.written and report.embedded == {"chunks": 0, "page records": 0, "sentence windows": 0}
+    assert load_current(words, encoder).lexical.scheme.folder == "bm25-words"
+    assert load_current(cfg, encoder).lexical.scheme.folder == "bm25-numbers-title-meta"  # its own line, untouched
 
 
 def test_hybrid_fusions_put_the_exact_term_chunk_first(cfg: Config, encoder) -> None:
-    index = Index.load_or_build(cfg, encoder)
+    index = build(cfg, encoder)
     question = "Quilla"
     for fusion in ("convex", "rrf"):
         retrieval = dataclasses.replace(cfg.retrieval, fusion=fusion)
@@ -154,18 +159,15 @@ def test_hybrid_fusions_put_the_exact_term_chunk_first(cfg: Config, encoder) -> 
         assert "Quilla" in hits[0].document.page_content, fusion
 
 
-def test_sentence_windows_are_added_to_an_index_saved_without_them(cfg: Config, encoder, monkeypatch) -> None:
+def test_turning_sentence_windows_on_embeds_the_windows_and_no_chunk(cfg: Config, encoder, monkeypatch) -> None:
     no_windows = dataclasses.replace(cfg, retrieval=dataclasses.replace(cfg.retrieval, window_weight=0.0))
-    assert Index.load_or_build(no_windows, encoder).windows is None
-    folder = Path(cfg.index.dir) / index_key(cfg)
-    assert not (folder / "windows-3-2").exists()
-    vectors_before = (folder / "index.faiss").read_bytes()
+    assert build(no_windows, encoder).windows is None
     embedded: list[str] = []
     embed = type(encoder).embed
     monkeypatch.setattr(type(encoder), "embed", lambda self, texts: embedded.extend(texts) or embed(self, texts))
-    index = Index.load_or_build(cfg, encoder)
+    index = build(cfg, encoder)
     assert index.windows is not None and set(index.windows.owner.tolist()) == set(range(len(index)))
-    assert embedded and max(len(text) for text in embedded) < cfg.corpus.chunk_size  # windows, not chunks
-    assert (folder / "index.faiss").read_bytes() == vectors_before
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert "windows-3-2/vectors.npy" in manifest["sha256"] and manifest["derived_s"]["windows-3-2"] >= 0
+    chunk_texts = {doc.page_content for doc in index.documents()}
+    assert embedded and not chunk_texts & set(embedded)  # windows (and nothing else) reached the encoder
+    manifest = json.loads((live_folder(cfg) / "manifest.json").read_text())
+    assert "windows-3-2/vectors.npy" in manifest["sha256"] and manifest["changes"]["embedded"]["chunks"] == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from langchain_core.documents import Document
 
+from ragserve.builder import refresh
 from ragserve.config import Config, ConfigError, RerankConfig
 from ragserve.pipeline import RAGPipeline
 from ragserve.retrieval import Hit
@@ -39,7 +40,7 @@ def test_the_cross_encoder_scores_order_the_hits_and_k_cuts_them(tiny_cross_enco
 
 
 def test_the_pipeline_reranks_its_candidates_and_reports_the_score(
-    tiny_cross_encoder_dir: Path, model_dir: Path, tmp_path: Path
+    tiny_cross_encoder_dir: Path, model_dir: Path, tmp_path: Path, encoder
 ) -> None:
     cfg = Config.from_mapping(
         {
@@ -51,6 +52,7 @@ def test_the_pipeline_reranks_its_candidates_and_reports_the_score(
         },
         tmp_path,
     )
+    refresh(cfg, lambda: encoder)
     pipeline = RAGPipeline.from_config(cfg)
     question = "How do I rotate the inference token?"
     candidates = pipeline.retriever.search(pipeline.encoder.embed([question]), [question], 6)[0]

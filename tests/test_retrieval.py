@@ -7,9 +7,8 @@ import dataclasses
 import pytest
 from langchain_core.documents import Document
 
-from ragserve.config import RetrievalConfig
-from ragserve.index import Index
-from ragserve.lexical import LexicalScheme
+from ragserve.builder import build_in_memory
+from ragserve.config import Config, IndexConfig, RetrievalConfig
 from ragserve.pages import PageVectors, page_records
 from ragserve.retrieval import PageIndex, Retriever
 
@@ -58,8 +57,8 @@ def test_page_vectors_round_trip_through_numpy_files(tmp_path) -> None:
 
 @pytest.mark.model
 def test_a_question_that_describes_a_page_by_date_reaches_its_chunk(encoder) -> None:
-    index = Index.build(CHUNKS, encoder, scheme=LexicalScheme(metadata=False))  # dates only in the page records
-    index.pages = PageVectors.embed(CHUNKS, encoder)
+    no_dates = Config(index=IndexConfig(bm25_metadata=False), retrieval=RetrievalConfig(window_weight=0.0))
+    index, _ = build_in_memory(CHUNKS, encoder, no_dates)  # dates only in the page records
     question = "Which languages are supported by the spring 2024 model?"
     vectors = encoder.embed([question])
     pages = PageIndex.from_index(index)
@@ -73,7 +72,7 @@ def test_a_question_that_describes_a_page_by_date_reaches_its_chunk(encoder) -> 
 
 @pytest.mark.model
 def test_dense_only_retrieval_orders_by_cosine(encoder) -> None:
-    index = Index.build(CHUNKS, encoder)
+    index, _ = build_in_memory(CHUNKS, encoder)
     retriever = Retriever(index, dataclasses.replace(RetrievalConfig(), hybrid=False))
     hits = retriever.search(encoder.embed(["Which languages does Otter support?"]), [], 4)[0]
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True) and hits[0].fused is None

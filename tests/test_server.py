@@ -29,7 +29,7 @@ def server(hf_site_url: str, model_dir: Path, llm_dir: Path, tmp_path_factory) -
         "  corpus: {max_depth: 1, max_pages: 2, chunk_size: 1000, chunk_overlap: 100}\n"
     )
     archive = prepare_rag_archive(workdir, handler_yaml, FRONTEND)
-    assert len(list((archive / "index").glob("*/manifest.json"))) == 1  # the index ships in the archive
+    assert len(list((archive / "index").glob("*/CURRENT"))) == 1  # the archive links the built index line
     llm_yaml = f"  model_path: {LLM_DIR}\n  max_new_tokens: 48\n  max_new_tokens_limit: 64\n  threads: 1\n"
     prepare_llm_archive(workdir, llm_yaml, FRONTEND)
     # Keys expire every 15 s (TorchServe's default is 60 min): every client path here meets expiry and renews.
@@ -63,6 +63,8 @@ def test_json_question_returns_prompt_and_scored_sources(server) -> None:
     fused = [source["fused_score"] for source in reply["sources"]]  # hybrid: ordered by fusion score
     assert fused == sorted(fused, reverse=True) and all(-1 <= source["score"] <= 1 for source in reply["sources"])
     assert all(source["text"] in reply["prompt"] for source in reply["sources"])
+    assert all(source["fetched"] <= reply["index"]["created"] for source in reply["sources"])  # when crawled
+    assert len(reply["index"]["version"]) == 16  # the index version that answered
 
 
 @pytest.mark.parametrize(

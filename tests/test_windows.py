@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
+from ragserve.builder import build_in_memory
 from ragserve.config import ConfigError, IndexConfig, RetrievalConfig
-from ragserve.index import Index
 from ragserve.retrieval import Retriever
 from ragserve.vectorsets import VectorSet
 from ragserve.windows import WindowVectors, sentence_windows
@@ -63,8 +63,7 @@ CHUNKS = [
 
 @pytest.mark.model
 def test_a_detail_inside_a_long_chunk_scores_higher_through_its_window(encoder) -> None:
-    index = Index.build(CHUNKS, encoder)
-    index.windows = WindowVectors.embed(CHUNKS, encoder, size=3, stride=2)
+    index, _ = build_in_memory(CHUNKS, encoder)  # the default config: windows of 3 sentences, every 2
     question = "How is the Falcon cluster cooled?"
     vector = encoder.embed([question])
     best = index.windows.best(vector, len(index))[0]

@@ -1,7 +1,9 @@
 """ragserve: retrieval-augmented prompts and LLM answers, importable and testable without TorchServe.
 
 Modules: config (typed yaml), crawl and corpus (documents -> chunks), embeddings and compilation
-(the encoder), index and lexical (FAISS + BM25), prompt, pipeline (the RAG endpoint's work),
+(the encoder), builder (the offline write side: refresh, embedding cache in embedcache, publish,
+rollback), store (the read side: immutable index versions, FAISS + BM25 in lexical) and follow (a
+worker's swap to a newly published version), prompt, pipeline (the RAG endpoint's work),
 generation (the LLM endpoint's work), serving (request decoding). The TorchServe handlers in
 handlers/ are thin adapters over these.
 """

@@ -112,25 +112,29 @@ class CompileConfig:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """Where the FAISS index lives: `<dir>/<key>/`, key = hash of what it was built from."""
+    """Where the index versions live (`<dir>/<line>/versions/`, store.py) and how workers read them."""
 
     dir: str = "index"
+    follow_s: float = 2.0  # workers check the line's CURRENT this often and swap to a new version (0: never)
+    keep_versions: int = 3  # versions a refresh keeps on disk (the live one, and the rest for rollback)
     metric: str = "cosine"  # "cosine" (inner product of unit vectors) or "l2" (the demo's)
-    # BM25 terms (each setting has its own folder in the index; changing it re-derives BM25 in
-    # seconds from the saved chunks, never re-embeds):
+    # BM25 terms (each setting is a line of its own: a refresh builds it from the embedding cache in
+    # seconds, embedding nothing):
     bm25_numbers: bool = True  # keep numbers/versions ("3.1", "8B", "128,256"); false: bm25s' 2+ letter words
     bm25_title: bool = True  # index each chunk's page title with its text
     bm25_metadata: bool = True  # and its page's date (as words: "April 2024", "spring 2024"), authors, tags
     mmap: bool = True  # map the vectors read-only: the workers of a node share one copy of their pages
     search_threads: int = 1  # FAISS and numpy BLAS threads per worker (0: every core): index.set_search_threads
-    # Sentence windows (windows.py; embedded with the index when retrieval.window_weight > 0, in their
-    # own folder: changing these embeds the windows again, never the chunks):
+    # Sentence windows (windows.py; embedded with the index when retrieval.window_weight > 0: changing
+    # these embeds the new windows, never the chunks, which the embedding cache holds):
     window_sentences: int = 3  # sentences per window
     window_stride: int = 2  # a new window every this many sentences
 
     def __post_init__(self) -> None:
         _check(self.metric in ("cosine", "l2"), "index.metric must be 'cosine' or 'l2'")
         _check(self.search_threads >= 0, "index.search_threads must be >= 0")
+        _check(self.follow_s >= 0, "index.follow_s must be >= 0 (0: workers never swap)")
+        _check(self.keep_versions >= 2, "index.keep_versions must be >= 2 (the live version and one to roll back to)")
         _check(self.window_sentences >= 1, "index.window_sentences must be >= 1")
         _check(1 <= self.window_stride <= self.window_sentences, "index.window_stride must be in 1..window_sentences")
 

@@ -1,8 +1,11 @@
-"""Corpus loading and chunking: a crawled site or local files -> ordered LangChain Documents.
+"""Corpus loading and chunking: a crawled site or local files -> ordered pages -> LangChain Documents.
 
-Public names: load_documents, split, fingerprint.
-Every Document carries metadata `source` (URL or path), `title`, for HTML pages that state them
-`published` (YYYY-MM-DD), `authors` and `tags`, and, after split, `chunk` (its position in the source).
+Public names: read_pages, documents, load_documents, split, CorpusError.
+read_pages gives crawl.Page records (for a file, `url` is its path relative to the corpus folder's
+parent), revalidating an earlier read's pages where the source allows (crawl.py). Every Document
+carries metadata `source` (URL or path), `title`, for HTML pages that state them `published`
+(YYYY-MM-DD), `authors` and `tags`, for crawled pages `fetched` (when the text was downloaded), and,
+after split, `chunk` (its position in the source).
 Output order is deterministic: pages in crawl order, files sorted by path.
 Splitting is LangChain's RecursiveCharacterTextSplitter (chunk_size counted in characters, or in
 tokens of the embedding model's tokenizer with chunk_unit "tokens").
@@ -10,9 +13,9 @@ tokens of the embedding model's tokenizer with chunk_unit "tokens").
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bs4 import BeautifulSoup
@@ -21,7 +24,7 @@ from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharac
 from transformers import AutoTokenizer
 
 from .config import CorpusConfig
-from .crawl import crawl, html_to_text
+from .crawl import Page, crawl, html_to_text
 from .metadata import page_metadata
 
 logger = logging.getLogger(__name__)
@@ -35,19 +38,30 @@ class CorpusError(RuntimeError):
     """The source gave no usable text; the message names the source."""
 
 
-def load_documents(cfg: CorpusConfig) -> list[Document]:
-    """Crawl cfg.source when it is a URL, else read the local file or folder."""
+def read_pages(cfg: CorpusConfig, known: Mapping[str, Page] | None = None) -> list[Page]:
+    """Crawl cfg.source when it is a URL (revalidating known pages), else read the local file or folder."""
     if cfg.is_url:
-        pages = crawl(cfg.source, cfg.max_depth, cfg.max_pages, cfg.max_page_bytes, cfg.timeout_s, cfg.extract)
-        return [
-            Document(page.text, metadata={"source": page.url, "title": page.title, **page.metadata}) for page in pages
-        ]
+        return crawl(cfg.source, cfg.max_depth, cfg.max_pages, cfg.max_page_bytes, cfg.timeout_s, cfg.extract, known)
     root = Path(cfg.source)
-    documents = [_read_file(path, root.parent, cfg.extract) for path in _local_files(root)]
-    documents = [doc for doc in documents if doc.page_content]
-    if not documents:
+    pages = [_read_file(path, root.parent, cfg.extract) for path in _local_files(root)]
+    pages = [page for page in pages if page.text]
+    if not pages:
         raise CorpusError(f"no .md/.txt/.html text found in {cfg.source}")
-    return documents
+    return pages
+
+
+def documents(pages: Sequence[Page]) -> list[Document]:
+    """One Document per page: its text, with source, title, page metadata and (crawled pages) fetch time."""
+    fetched = [{"fetched": page.fetched} if page.fetched else {} for page in pages]
+    return [
+        Document(page.text, metadata={"source": page.url, "title": page.title, **page.metadata, **when})
+        for page, when in zip(pages, fetched, strict=True)
+    ]
+
+
+def load_documents(cfg: CorpusConfig) -> list[Document]:
+    """read_pages as Documents."""
+    return documents(read_pages(cfg))
 
 
 def split(documents: list[Document], cfg: CorpusConfig, tokenizer_path: str | None = None) -> list[Document]:
@@ -101,21 +115,6 @@ def _sections(document: Document, by_heading: bool) -> list[tuple[str, str]]:
     return sections
 
 
-def fingerprint(cfg: CorpusConfig) -> str:
-    """Content hash of a local source (names and bytes), so edited docs get a fresh index.
-
-    A URL is keyed on the URL alone: knowing its content would take a crawl.
-    """
-    if cfg.is_url:
-        return cfg.source
-    root = Path(cfg.source)
-    digest = hashlib.sha256()
-    for path in _local_files(root):
-        digest.update(str(path.relative_to(root.parent)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _local_files(source: Path) -> list[Path]:
     if not source.exists():
         raise CorpusError(f"corpus.source {source} does not exist")
@@ -123,7 +122,7 @@ def _local_files(source: Path) -> list[Path]:
     return [p for p in candidates if p.suffix.lower() in TEXT_SUFFIXES | HTML_SUFFIXES]
 
 
-def _read_file(path: Path, base: Path, extract: str) -> Document:
+def _read_file(path: Path, base: Path, extract: str) -> Page:
     raw = path.read_text(encoding="utf-8", errors="replace")
     if path.suffix.lower() in HTML_SUFFIXES:
         soup = BeautifulSoup(raw, "lxml")
@@ -136,7 +135,7 @@ def _read_file(path: Path, base: Path, extract: str) -> Document:
         title = _markdown_title(text) or path.stem
         metadata = {}
     # A path relative to the corpus folder's parent ("docs/x.md") reads the same on every machine.
-    return Document(text, metadata={"source": str(path.relative_to(base)), "title": title, **metadata})
+    return Page(str(path.relative_to(base)), title, text, metadata)
 
 
 def _markdown_title(text: str) -> str | None:

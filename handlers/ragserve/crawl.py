@@ -1,6 +1,10 @@
 """Deterministic same-site web crawler: start URL -> list of (url, title, text) pages.
 
 Public names: crawl, Page, CrawlError, html_to_text.
+A crawl can revalidate an earlier one: given its pages (`known`), each request carries their
+validators (If-None-Match / If-Modified-Since); a 304 reuses the known page, its text and its links,
+without a download. A known page the server cannot give now (a timeout, a 5xx) is kept as it was,
+with a warning; one that is gone (404, 410) or out of reach of the links is dropped.
 Breadth-first, links visited in document order, one page per normalised URL, so the same site
 gives the same pages in the same order on every run. We do not use LangChain's
 RecursiveUrlLoader: from a page linking many others it visits a different subset each run
@@ -11,11 +15,14 @@ private or loopback addresses only when the start URL itself is one; no TorchSer
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import socket
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -45,12 +52,26 @@ class Page:
     title: str
     text: str
     metadata: dict[str, str] = field(default_factory=dict)  # published, authors, tags (metadata.py)
+    links: tuple[str, ...] = ()  # in-scope links in document order (what a revalidated page still links to)
+    etag: str | None = None  # the response's validators, sent back on the next crawl
+    last_modified: str | None = None
+    fetched: str | None = None  # when this text was downloaded (UTC, ISO 8601)
+    revalidated: bool = False  # True: this crawl got 304 (or kept it through an error) and reused it
 
 
 def crawl(
-    start_url: str, max_depth: int, max_pages: int, max_page_bytes: int, timeout_s: float, extract: str = "main"
+    start_url: str,
+    max_depth: int,
+    max_pages: int,
+    max_page_bytes: int,
+    timeout_s: float,
+    extract: str = "main",
+    known: Mapping[str, Page] | None = None,
 ) -> list[Page]:
-    """Fetch start_url and the pages it links to, up to max_depth hops, in a stable order."""
+    """Fetch start_url and the pages it links to, up to max_depth hops, in a stable order.
+
+    known: an earlier crawl's pages by URL, revalidated instead of downloaded where the server allows."""
+    known = known or {}
     start = normalise_url(start_url)
     prefix = _scope_prefix(start)
     scope = _Scope(prefix, allow_private=_is_private(urlsplit(start).hostname or ""))
@@ -63,18 +84,19 @@ def crawl(
         while queue and len(pages) < max_pages:
             url, depth = queue.popleft()
             try:
-                response_url, html = _fetch_html(session, url, scope, max_page_bytes, timeout_s)
+                page = _fetch_page(session, url, scope, max_page_bytes, timeout_s, extract, known)
             except _SkipPage as err:
-                logger.warning("skipping %s: %s", url, err)
-                errors.append(f"{url}: {err}")
-                continue
-            soup = BeautifulSoup(html, "lxml")
-            links = [] if depth >= max_depth else _links(soup, response_url, scope)
-            page = _to_page(normalise_url(response_url), soup, extract)
+                if err.transient and url in known:
+                    page = dataclasses.replace(known[url], revalidated=True)
+                    logger.warning("%s: %s; keeping the copy fetched %s", url, err, page.fetched)
+                else:
+                    logger.warning("skipping %s: %s", url, err)
+                    errors.append(f"{url}: {err}")
+                    continue
             if page.text:
                 pages.append(page)
-                logger.info("fetched page %d: %s", len(pages), page.url)
-            for link in links:
+                logger.info("%s page %d: %s", "revalidated" if page.revalidated else "fetched", len(pages), page.url)
+            for link in page.links if depth < max_depth else ():
                 if link not in seen:
                     seen.add(link)
                     queue.append((link, depth + 1))
@@ -128,7 +150,9 @@ def _mark_blocks(root: Tag) -> None:
 
 
 class _SkipPage(Exception):
-    pass
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient  # the page may be back later (timeout, 5xx): keep a known copy
 
 
 @dataclass(frozen=True)
@@ -155,40 +179,65 @@ def _is_private(host: str) -> bool:
     return any(a.is_private or a.is_loopback or a.is_link_local or a.is_reserved for a in addresses)
 
 
-def _fetch_html(
-    session: requests.Session, url: str, scope: _Scope, max_bytes: int, timeout_s: float
-) -> tuple[str, str]:
-    """Follow up to MAX_REDIRECTS redirects by hand, so each hop is checked against the scope."""
+def _fetch_page(
+    session: requests.Session,
+    url: str,
+    scope: _Scope,
+    max_bytes: int,
+    timeout_s: float,
+    extract: str,
+    known: Mapping[str, Page],
+) -> Page:
+    """Follow up to MAX_REDIRECTS redirects by hand, so each hop is checked against the scope.
+
+    Each hop whose URL was known carries its validators; a 304 answers with the known page."""
     for _ in range(MAX_REDIRECTS + 1):
-        scope.check(normalise_url(url))
-        response = _get(session, url, timeout_s)
+        hop = normalise_url(url)
+        scope.check(hop)
+        response = _get(session, url, timeout_s, _validators(known.get(hop)))
+        if response.status_code == 304 and hop in known:
+            response.close()
+            return dataclasses.replace(known[hop], revalidated=True)
         if not response.is_redirect:
-            return _read_html(response, max_bytes, timeout_s)
+            response_url, html = _read_html(response, max_bytes)
+            soup = BeautifulSoup(html, "lxml")
+            links = tuple(_links(soup, response_url, scope))
+            validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
+            return _to_page(normalise_url(response_url), soup, extract, links, validators)
         response.close()
         url = urljoin(url, response.headers["Location"])
     raise _SkipPage(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _get(session: requests.Session, url: str, timeout_s: float) -> requests.Response:
+def _validators(page: Page | None) -> dict[str, str]:
+    headers = {}
+    if page and page.etag:
+        headers["If-None-Match"] = page.etag
+    if page and page.last_modified:
+        headers["If-Modified-Since"] = page.last_modified
+    return headers
+
+
+def _get(session: requests.Session, url: str, timeout_s: float, headers: dict[str, str]) -> requests.Response:
     try:
-        return session.get(url, timeout=timeout_s, stream=True, allow_redirects=False)
+        return session.get(url, timeout=timeout_s, stream=True, allow_redirects=False, headers=headers)
     except requests.RequestException as err:
-        raise _SkipPage(f"{type(err).__name__}: {err}") from err
+        raise _SkipPage(f"{type(err).__name__}: {err}", transient=True) from err
 
 
-def _read_html(response: requests.Response, max_bytes: int, timeout_s: float) -> tuple[str, str]:
+def _read_html(response: requests.Response, max_bytes: int) -> tuple[str, str]:
     with response:
         if response.status_code != 200:
-            raise _SkipPage(f"HTTP {response.status_code}")
+            raise _SkipPage(f"HTTP {response.status_code}", transient=response.status_code >= 500)
         content_type = response.headers.get("Content-Type", "")
         if "html" not in content_type.lower():
             raise _SkipPage(f"not HTML ({content_type or 'no Content-Type'})")
-        body = _read_limited(response, max_bytes, timeout_s)
+        body = _read_limited(response, max_bytes)
         encoding = response.encoding or response.apparent_encoding or "utf-8"
         return response.url, body.decode(encoding, errors="replace")
 
 
-def _read_limited(response: requests.Response, max_bytes: int, timeout_s: float) -> bytes:
+def _read_limited(response: requests.Response, max_bytes: int) -> bytes:
     chunks, total = [], 0
     try:
         for chunk in response.iter_content(64 * 1024):
@@ -197,7 +246,7 @@ def _read_limited(response: requests.Response, max_bytes: int, timeout_s: float)
                 raise _SkipPage(f"larger than max_page_bytes={max_bytes}")
             chunks.append(chunk)
     except requests.RequestException as err:
-        raise _SkipPage(f"{type(err).__name__}: {err}") from err
+        raise _SkipPage(f"{type(err).__name__}: {err}", transient=True) from err
     return b"".join(chunks)
 
 
@@ -220,12 +269,16 @@ def _links(soup: BeautifulSoup, base_url: str, scope: _Scope) -> list[str]:
     return links
 
 
-def _to_page(url: str, soup: BeautifulSoup, extract: str) -> Page:
+def _to_page(
+    url: str, soup: BeautifulSoup, extract: str, links: tuple[str, ...], validators: tuple[str | None, str | None]
+) -> Page:
     title_tag = soup.find("title")
     heading = soup.find("h1")
     title = (title_tag or heading).get_text(" ", strip=True) if (title_tag or heading) else url
     metadata = page_metadata(soup)  # before html_to_text, which drops the byline block
-    return Page(url=url, title=title, text=html_to_text(soup, extract), metadata=metadata)
+    fetched = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    text = html_to_text(soup, extract)
+    return Page(url, title, text, metadata, links, *validators, fetched=fetched)
 
 
 def _clean_lines(text: str) -> str:

@@ -29,6 +29,8 @@ def format_sources(hits: list[Hit]) -> list[dict[str, Any]]:
         entry = {where: source, "title": hit.document.metadata.get("title", ""), "score": round(hit.score, 6)}
         if published := hit.document.metadata.get("published"):
             entry["published"] = published
+        if fetched := hit.document.metadata.get("fetched"):  # crawled pages: when this text was downloaded
+            entry["fetched"] = fetched
         if hit.fused is not None:
             entry["fused_score"] = round(hit.fused, 6)
         if hit.rerank is not None:

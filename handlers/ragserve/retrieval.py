@@ -1,7 +1,7 @@
 """Retrieval over an Index: dense and BM25 candidates, their fusion, and page-level scoring.
 
 Public names: Retriever, PageIndex, Hit.
-index.py stores chunks, vectors and BM25; this module decides what a question retrieves:
+store.py holds chunks, vectors and BM25; this module decides what a question retrieves:
 1. candidates: the top `candidates` chunks by FAISS, by their best sentence window and by BM25,
    plus every chunk of the `page_candidates` best pages;
 2. chunk score: the convex (or RRF) fusion of the dense and BM25 scores over that pool; with
@@ -30,7 +30,7 @@ from .lexical import Lexical, LexicalScheme
 from .pages import PageRecord, PageVectors, page_records
 
 if TYPE_CHECKING:
-    from .index import Index
+    from .store import Index
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class PageIndex:
     def from_index(cls, index: Index) -> PageIndex:
         """Records from the index's chunks, their BM25 (milliseconds), the vectors the index saved."""
         if index.pages is None:
-            raise ValueError("the index has no page vectors: load it with Index.load_or_build")
+            raise ValueError("the index has no page vectors: build it with builder.build_in_memory or load a version")
         records = page_records(index.documents())
         page_scheme = LexicalScheme(numbers=index.lexical.scheme.numbers, title=False)
         lexical = Lexical.build([r.lexical_text() for r in records], [""] * len(records), page_scheme)

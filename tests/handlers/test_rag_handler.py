@@ -9,24 +9,33 @@ import pytest
 from fake_context import make_context
 from rag_handler import RAGHandler
 
+from ragserve.builder import refresh
+from ragserve.config import Config
+
 DOCS = Path(__file__).resolve().parent.parent / "fixtures" / "docs"
 pytestmark = pytest.mark.model
 
 
-def rag_context(model_dir: Path, index_dir: Path, content_types: list[str]):
-    handler_yaml = {
+def handler_section(model_dir: Path, index_dir: Path) -> dict:
+    return {
         "corpus": {"source": str(DOCS), "chunk_size": 300, "chunk_overlap": 30},
         "embedding": {"model_path": str(model_dir)},
         "compile": {"enabled": False},
-        "index": {"dir": str(index_dir)},
+        "index": {"dir": str(index_dir), "follow_s": 0},
         "profile": True,
     }
-    return make_context(index_dir, handler_yaml, content_types)
+
+
+def rag_context(model_dir: Path, index_dir: Path, content_types: list[str]):
+    return make_context(index_dir, handler_section(model_dir, index_dir), content_types)
 
 
 @pytest.fixture(scope="module")
-def index_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("index")
+def index_dir(tmp_path_factory, model_dir: Path, encoder) -> Path:
+    """The index a worker loads, built ahead as `make index` does (workers never build)."""
+    folder = tmp_path_factory.mktemp("index")
+    refresh(Config.from_mapping(handler_section(model_dir, folder), folder), lambda: encoder)
+    return folder
 
 
 @pytest.fixture(scope="module")
