@@ -1,4 +1,5 @@
-"""`make test-scale`: two TorchServe replicas of one archive behind haproxy, one killed under load.
+"""`make test-scale`: two TorchServe replicas of one archive behind haproxy, one killed under load, then
+both moved to a refreshed index version under load.
 
 The local proof of docs/scaling.md: replicas on 127.0.0.1:38200 and :38210 (token auth off, as
 inside the cluster network), serving the same model store and index without writing to it; haproxy
@@ -17,6 +18,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import ROOT
 from tsclient import is_ready, request, server_pid, wait_ready
 from tsserver import TorchServe, prepare_rag_archive
 
@@ -92,6 +96,10 @@ def ab(gateway: Gateway, requests: int, concurrency: int, payload: Path) -> dict
         found = re.search(rf"^{label}[^:]*:\s+(\d+)", text, re.M)
         figures[name] = int(found.group(1)) if found else 0  # ab omits Non-2xx when there are none
     figures["rps"] = float(re.search(r"^Requests per second:\s+([\d.]+)", text, re.M).group(1))
+    # ab also counts as failed a response whose length differs from the first one's ("Length"): not a
+    # failure when the content may change (a new index version), so it is reported apart.
+    length = re.search(r"Length: (\d+)", text)
+    figures["length"] = int(length.group(1)) if length else 0
     return figures
 
 
@@ -99,9 +107,10 @@ def ab(gateway: Gateway, requests: int, concurrency: int, payload: Path) -> dict
 def store(tmp_path_factory, model_dir: Path) -> Path:
     """One archive and index, built once; the replicas only read it."""
     workdir = tmp_path_factory.mktemp("scale")
+    shutil.copytree(FIXTURES / "docs", workdir / "docs")  # a copy: the refresh test edits it
     rag_yaml = (
-        f"  corpus: {{source: {FIXTURES / 'docs'}, chunk_size: 300, chunk_overlap: 30}}\n"
-        f"  model_path: {model_dir}\n  compile: false\n"
+        "  corpus: {source: docs, chunk_size: 300, chunk_overlap: 30}\n"
+        f"  model_path: {model_dir}\n  compile: false\n  index: {{follow_s: 0.5}}\n"
     )
     prepare_rag_archive(workdir, rag_yaml, FRONTEND)
     return workdir / "model_store"
@@ -246,3 +255,51 @@ def test_kill_9_of_a_replica_under_load_loses_no_request_and_it_rejoins(
     assert figures["complete"] == 300
     assert after["failed"] == after["non2xx"] == 0
     assert int(gateway.servers()["r1"]["stot"]) > served  # the restarted replica takes traffic again
+
+
+def test_both_replicas_move_to_a_refreshed_version_under_load_with_no_failed_request(
+    gateway: Gateway, replicas: list[TorchServe], store: Path, payload: Path
+) -> None:
+    """The replicas read one index store (a shared volume in a cluster): `make refresh` publishes a version
+    and each replica's workers swap to it between batches, while ab keeps asking through the gateway."""
+    for name in ("r1", "r2"):
+        gateway.wait_status(name, "UP")
+    sentence = "The zebra server was renamed Okapi in the autumn release."
+    question = b"What was the zebra server renamed to in the autumn release?"
+    urls = [f"http://127.0.0.1:{server.port}/predictions/rag" for server in replicas]  # no key inside the cluster
+    assert all(sentence not in request(url, question)[2] for url in urls)
+    workdir = store.parent
+    swapped = threading.Event()
+
+    def load() -> list[dict[str, float]]:
+        """Rounds of ab -n 100 -c 4 until both replicas have swapped, and one more round after."""
+        rounds = [ab(gateway, 100, 4, payload)]
+        while not swapped.is_set():
+            rounds.append(ab(gateway, 100, 4, payload))
+        return [*rounds, ab(gateway, 100, 4, payload)]
+
+    with ThreadPool(1) as pool:
+        result = pool.apply_async(load)
+        time.sleep(2)  # the load is flowing to both replicas
+        tokens = workdir / "docs" / "tokens.md"
+        tokens.write_text(tokens.read_text() + f"\n{sentence}\n")
+        build = [sys.executable, str(ROOT / "scripts/build_index.py"), "--config", str(workdir / "rag-test.yaml")]
+        subprocess.run(build + ["--root", str(workdir)], check=True, capture_output=True, timeout=300)
+        published, waits = time.monotonic(), []
+        try:
+            for url in urls:
+                while sentence not in request(url, question)[2]:
+                    assert time.monotonic() - published < 60, f"{url} did not swap within 60 s"
+                    time.sleep(0.2)
+                waits.append(time.monotonic() - published)
+        finally:
+            swapped.set()
+        rounds = result.get(timeout=300)
+    total = {name: sum(r[name] for r in rounds) for name in ("complete", "failed", "length", "non2xx")}
+    failed = total["failed"] - total["length"]  # connect, receive and exception failures
+    print(
+        f"\nrefresh under ab -c 4 through the gateway: {total['complete']} complete, {failed} failed, "
+        f"{total['non2xx']} non-2xx ({total['length']} of another length than the first: the new version's "
+        f"prompt); the new sentence served by both replicas {max(waits):.2f} s after publish"
+    )
+    assert failed == total["non2xx"] == 0 and total["complete"] == 100 * len(rounds) >= 300
