@@ -41,7 +41,9 @@ def archive_path(store: Path, name: str, fmt: str) -> Path:
     return store / f"{name}{FORMATS[fmt]}"
 
 
-def archive(config: Path, name: str, endpoint: str, store: Path, root: Path, fmt: str = "no-archive") -> Path:
+def archive(
+    config: Path, name: str, endpoint: str, store: Path, root: Path, fmt: str = "no-archive", link_index: bool = True
+) -> Path:
     """Run torch-model-archiver on the handler, the ragserve package and the endpoint's files."""
     # One archive per name: TorchServe would otherwise serve whichever format `--models` names.
     for other in FORMATS:
@@ -61,7 +63,7 @@ def archive(config: Path, name: str, endpoint: str, store: Path, root: Path, fmt
         _run_archiver(name, handler, staging, config, store, fmt)
     target = archive_path(store, name, fmt)
     if fmt == "no-archive":  # the folder exists now: hard-link the weights into it rather than copy them
-        add_files(config, target, root, live=True)
+        add_files(config, target, root, live=link_index)
     return target
 
 
@@ -164,8 +166,16 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=ROOT / "model_store")
     parser.add_argument("--root", type=Path, default=ROOT, help="resolve the yaml's relative paths here")
     parser.add_argument("--format", choices=list(FORMATS), default="no-archive", help="folder, .mar or .tar.gz")
+    parser.add_argument(
+        "--copy-index",
+        action="store_true",
+        help="folder format: copy the live index version instead of linking the store (an image build)",
+    )
     args = parser.parse_args()
-    target = archive(args.config.resolve(), args.name, args.endpoint, args.store, args.root.resolve(), args.format)
+    root = args.root.resolve()
+    target = archive(
+        args.config.resolve(), args.name, args.endpoint, args.store, root, args.format, not args.copy_index
+    )
     print(f"archived {target}")
 
 

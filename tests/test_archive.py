@@ -129,6 +129,9 @@ def test_a_folder_archive_links_the_live_store_and_a_mar_holds_the_live_version_
     subprocess.run(cmd + ["--root", str(tmp_path), "--store", str(store)], check=True, capture_output=True)
     assert (store / "rag" / "index").resolve() == (tmp_path / "index").resolve()  # linked: workers follow refreshes
     assert not (store / "rag" / "docs").exists()  # workers never read the corpus
+    subprocess.run(cmd + ["--root", str(tmp_path), "--store", str(store), "--copy-index"], check=True)
+    copied = [p for p in (store / "rag" / "index").rglob("manifest.json")]
+    assert not (store / "rag" / "index").is_symlink() and len(copied) == 1  # an image build: the live version
     subprocess.run(cmd + ["--root", str(tmp_path), "--store", str(store), "--format", "mar"], check=True)
     names = names_in(store / "rag.mar")
     versions = {name.split("/")[3] for name in names if name.startswith("index/") and "/versions/" in name}

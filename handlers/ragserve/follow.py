@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Generic, NamedTuple, TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from .store import IndexLine
 
@@ -25,7 +26,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Live(NamedTuple, Generic[T]):
+@dataclass(frozen=True)
+class Live(Generic[T]):
+    """A loaded index version: replaced whole, never changed in place."""
+
     version: str | None
     value: T
 
