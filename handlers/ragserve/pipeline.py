@@ -18,6 +18,7 @@ from typing import Any
 
 from .config import Config
 from .embeddings import Encoder
+from .filters import Filter
 from .follow import Follower, Live
 from .prompt import build_prompt, format_sources
 from .rerank import Reranker
@@ -90,20 +91,27 @@ class RAGPipeline:
             return []
         retriever = self.retriever  # one version for the whole batch, even if a swap lands meanwhile
         questions, k = [query.question for query in queries], max(query.k for query in queries)
-        hits_per_query = self.retrieve(questions, k, retriever)
+        hits_per_query = self.retrieve(questions, k, retriever, [query.filter for query in queries])
         version = {"version": retriever.index.version, "created": retriever.index.manifest.get("created")}
         return [
             self._respond(query, hits[: query.k], version) for query, hits in zip(queries, hits_per_query, strict=True)
         ]
 
-    def retrieve(self, questions: list[str], k: int, retriever: Retriever | None = None) -> list[list[Hit]]:
-        """The top-k chunks for each question, best first (from the live version unless retriever is given)."""
+    def retrieve(
+        self,
+        questions: list[str],
+        k: int,
+        retriever: Retriever | None = None,
+        filters: list[Filter | None] | None = None,
+    ) -> list[list[Hit]]:
+        """The top-k chunks for each question, best first (from the live version unless retriever is given);
+        filters[i]: the chunks question i may retrieve."""
         retriever = retriever or self.retriever
         start = time.perf_counter()
         vectors = self.encoder.embed(questions)  # (n, dim)
         embedded = time.perf_counter()
         depth = max(k, self.cfg.rerank.candidates) if self.reranker else k
-        hits = retriever.search(vectors, questions, depth)
+        hits = retriever.search(vectors, questions, depth, filters)
         searched = time.perf_counter()
         if self.reranker:
             hits = self.reranker.rerank(questions, hits, k)

@@ -18,6 +18,8 @@ No faiss or torch import here: the index and the encoder are passed in.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from .config import RetrievalConfig
+from .filters import ChunkTable, Filter
 from .fusion import convex_combination, min_max, reciprocal_rank_fusion
 from .lexical import Lexical, LexicalScheme
 from .pages import PageRecord, PageVectors, page_records
@@ -83,35 +86,67 @@ class Retriever:
         self.chunk_page = self.pages.page_of_chunks(len(index)) if self.pages else None
         self.windows = index.windows if cfg.hybrid and cfg.window_weight > 0 else None
 
-    def search(self, vectors: np.ndarray, questions: list[str], k: int) -> list[list[Hit]]:
-        """The top-k hits for each question, best first."""
+    def search(
+        self, vectors: np.ndarray, questions: list[str], k: int, filters: Sequence[Filter | None] | None = None
+    ) -> list[list[Hit]]:
+        """The top-k hits for each question, best first; filters[i]: which chunks question i may retrieve."""
+        masks = [self.table.mask(f) if f else None for f in filters] if filters else [None] * len(vectors)
         if not self.cfg.hybrid:
-            return self.dense(vectors, k)
-        return self.hybrid(vectors, questions, k)
+            return self.dense(vectors, k, masks)
+        return self.hybrid(vectors, questions, k, masks)
 
-    def dense(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
+    @functools.cached_property
+    def table(self) -> ChunkTable:
+        """The chunks' filterable metadata (built on the first filtered question)."""
+        return ChunkTable(self.index.documents())
+
+    def dense(self, vectors: np.ndarray, k: int, masks: Sequence[np.ndarray | None] = ()) -> list[list[Hit]]:
         """FAISS alone (the original demo's retrieval)."""
-        scores, ids = self.index.dense_search(vectors, k)
+        scores, ids = self._dense_search(vectors, k, masks)
         return [
             [Hit(self.index.document(int(i)), float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
             for row_s, row_i in zip(scores, ids, strict=True)
         ]
 
-    def hybrid(self, vectors: np.ndarray, questions: list[str], k: int) -> list[list[Hit]]:
+    def _dense_search(
+        self, vectors: np.ndarray, k: int, masks: Sequence[np.ndarray | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One FAISS search for the batch; a filtered row searches again among its allowed chunks only."""
+        scores, ids = self.index.dense_search(vectors, k)
+        for row, mask in enumerate(masks):
+            if mask is not None:
+                row_scores, row_ids = self.index.dense_search(vectors[row : row + 1], k, np.flatnonzero(mask))
+                scores[row], ids[row] = row_scores[0], row_ids[0]
+        return scores, ids
+
+    def hybrid(
+        self, vectors: np.ndarray, questions: list[str], k: int, masks: Sequence[np.ndarray | None] = ()
+    ) -> list[list[Hit]]:
         """Dense and BM25 candidates fused; with page_weight, each chunk's page score mixed in."""
         cfg = self.cfg
-        dense_hits, dense_ids = self.index.dense_search(vectors, cfg.candidates)  # (n, candidates)
+        masks = list(masks) or [None] * len(vectors)
+        dense_hits, dense_ids = self._dense_search(vectors, cfg.candidates, masks)  # (n, candidates)
         lexical_scores = self.index.lexical.scores(questions)  # (n, chunks)
         page_scores = self.pages.scores(vectors, questions, cfg.page_dense_weight) if self.pages else None
         window_scores = self.windows.best(vectors, len(self.index)) if self.windows is not None else None
         results = []
         for row, (vector, lexical) in enumerate(zip(vectors, lexical_scores, strict=True)):
+            mask = masks[row]
+            if mask is not None:  # a chunk outside the filter is no candidate of any ranking
+                lexical = np.where(mask, lexical, 0.0)
+                if window_scores is not None:
+                    window_scores[row] = np.where(mask, window_scores[row], -1.0)
             dense = {int(i): float(s) for s, i in zip(dense_hits[row], dense_ids[row], strict=True) if i >= 0}
             dense_top = list(dense)
             window_top = _top(window_scores[row], cfg.candidates) if window_scores is not None else []
+            window_top = [i for i in window_top if mask is None or mask[i]]
             lexical_top = [i for i in _top(lexical, cfg.candidates) if lexical[i] > 0]
             page_top = self._chunks_of_best_pages(page_scores[row]) if page_scores is not None else []
+            page_top = [i for i in page_top if mask is None or mask[i]]
             pool = list(dict.fromkeys(dense_top + window_top + lexical_top + page_top))
+            if not pool:
+                results.append([])
+                continue
             missing = [
                 i for i in pool if i not in dense
             ]  # candidates FAISS did not return: score them as it would have

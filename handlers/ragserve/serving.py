@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .config import LLMConfig, RetrievalConfig
+from .filters import Filter
 
-JSON_FIELDS = {"question", "k"}
+JSON_FIELDS = {"question", "k", "filter"}
+FILTER_FIELDS = {"source_prefix", "published_after", "published_before", "tags"}
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 LLM_FIELDS = {
     "prompt",
     "max_new_tokens",
@@ -44,6 +48,7 @@ class Query:
     question: str
     k: int
     as_json: bool  # reply with {"prompt", "sources"} instead of the bare prompt text
+    filter: Filter | None = None  # which chunks it may retrieve (None: all)
 
 
 def body_content_type(request: dict[str, Any], part_headers: Callable[[str], dict | None]) -> str | None:
@@ -96,7 +101,7 @@ def decode_llm_request(request: dict[str, Any], content_type: str | None, cfg: L
     check_fields(payload, LLM_FIELDS)
     if "prompt" not in payload:
         raise RequestError("JSON body needs a 'prompt' string", "prompt")
-    temperature = _number_field(payload, "temperature", cfg.temperature, 0.0, 2.0)
+    temperature = number_field(payload, "temperature", cfg.temperature, 0.0, 2.0)
     stream = payload.get("stream", False)
     if not isinstance(stream, bool):
         raise RequestError(f"'stream' must be true or false, got {stream!r}", "stream")
@@ -105,8 +110,8 @@ def decode_llm_request(request: dict[str, Any], content_type: str | None, cfg: L
         max_new_tokens=integer_field(payload, "max_new_tokens", cfg.max_new_tokens, cfg.max_new_tokens_limit),
         do_sample=temperature > 0 if "temperature" in payload else cfg.do_sample,
         temperature=temperature or cfg.temperature,
-        top_p=_number_field(payload, "top_p", cfg.top_p, 1e-6, 1.0),
-        repetition_penalty=_number_field(
+        top_p=number_field(payload, "top_p", cfg.top_p, 1e-6, 1.0),
+        repetition_penalty=number_field(
             payload, "repetition_penalty", cfg.repetition_penalty, 1.0, cfg.repetition_penalty_limit
         ),
         no_repeat_ngram_size=integer_field(
@@ -161,7 +166,35 @@ def _json_query(payload: Any, cfg: RetrievalConfig) -> Query:
     if "question" not in payload:
         raise RequestError("JSON body needs a 'question' string", "question")
     k = integer_field(payload, "k", cfg.top_k, cfg.max_k)
-    return _query(payload["question"], k, True, cfg)
+    where = decode_filter(payload["filter"]) if "filter" in payload else None
+    return dataclasses.replace(_query(payload["question"], k, True, cfg), filter=where)
+
+
+def decode_filter(value: Any, field: str = "filter") -> Filter:
+    """{"source_prefix": str | [str], "published_after"/"published_before": "YYYY-MM-DD", "tags": [str]}."""
+    if not isinstance(value, dict):
+        raise RequestError(f"'{field}' must be an object with fields {sorted(FILTER_FIELDS)}", field)
+    unknown = sorted(set(value) - FILTER_FIELDS)
+    if unknown:
+        raise RequestError(
+            f"unknown filter field(s) {unknown}; allowed: {sorted(FILTER_FIELDS)}", f"{field}.{unknown[0]}"
+        )
+    dates = {}
+    for name in ("published_after", "published_before"):
+        date = value.get(name)
+        if date is not None and not (isinstance(date, str) and DATE.fullmatch(date)):
+            raise RequestError(f"'{field}.{name}' must be a date YYYY-MM-DD, got {date!r}", f"{field}.{name}")
+        dates[name] = date
+    return Filter(_strings(value, "source_prefix", field), tags=_strings(value, "tags", field), **dates)
+
+
+def _strings(value: dict[str, Any], name: str, field: str) -> tuple[str, ...]:
+    """A string or a list of non-empty strings, as a tuple."""
+    items = value.get(name, [])
+    items = [items] if isinstance(items, str) else items
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        raise RequestError(f"'{field}.{name}' must be a string or a list of non-empty strings", f"{field}.{name}")
+    return tuple(items)
 
 
 def check_fields(payload: Any, allowed: set[str]) -> None:
@@ -180,7 +213,7 @@ def integer_field(payload: dict[str, Any], name: str, default: int, maximum: int
     return value
 
 
-def _number_field(payload: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+def number_field(payload: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
     value = payload.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise RequestError(f"'{name}' must be a number in {low:g}..{high:g}, got {value!r}", name)

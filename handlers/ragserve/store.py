@@ -170,9 +170,16 @@ class Index:
     def metric(self) -> str:
         return "cosine" if self.store.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT else "l2"
 
-    def dense_search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS's (scores, positions), each (n, k), for all (n, dim) query vectors at once; -1 pads."""
-        return self.store.index.search(_as_float32(vectors), k)
+    def dense_search(
+        self, vectors: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's (scores, positions), each (n, k), for all (n, dim) query vectors at once; -1 pads.
+
+        allowed: the only positions that may be returned (FAISS's IDSelectorBatch), None for all."""
+        if allowed is None:
+            return self.store.index.search(_as_float32(vectors), k)
+        selector = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
+        return self.store.index.search(_as_float32(vectors), k, params=selector)
 
     def dense_score(self, vector: np.ndarray, position: int) -> float:
         """What FAISS would have scored this chunk: cosine, or squared L2 distance."""
