@@ -1,4 +1,4 @@
-"""TorchServe adapter for the LLM endpoint: a prompt (e.g. the RAG endpoint's) in, the answer out.
+"""TorchServe adapter for the LLM endpoint: a prompt (e.g. the RAG endpoint's) or an OpenAI chat in, the answer out.
 
 All work lives in the `ragserve` package shipped beside this file; TorchServe needs this file to
 define exactly one class. Two modes: TorchServe's batches decode in turn (default), or, with
@@ -21,18 +21,13 @@ from ts.torch_handler.base_handler import BaseHandler
 from ragserve.config import LLMConfig
 from ragserve.generation import Completion, Generator
 from ragserve.inflight import InFlight
-from ragserve.jobs import Reply, admit, advance, answer_body, sampling_of
-from ragserve.serving import (
-    LLMQuery,
-    RequestError,
-    body_content_type,
-    check_prompt_tokens,
-    decode_llm_request,
-    device_from_properties,
-    error_body,
-)
+from ragserve.jobs import Reply, advance, answer_body, sampling_of
+from ragserve.llm_requests import LLMRequests
+from ragserve.openai_api import ChatQuery, ChatReply, OpenAIError, error_json
+from ragserve.serving import LLMQuery, RequestError, body_content_type, device_from_properties, error_body
 
 logger = logging.getLogger(__name__)
+TEXT = "text/plain; charset=utf-8"
 
 
 class LLMHandler(BaseHandler):
@@ -46,6 +41,7 @@ class LLMHandler(BaseHandler):
         self.generator = Generator(self.cfg, device_from_properties(properties))
         # In-flight mode: the frontend's batchSize is how many requests decode at once; context.cache holds their jobs.
         self.inflight = InFlight(self.generator, properties["batch_size"]) if self.cfg.continuous_batching else None
+        self.requests = LLMRequests(self.cfg, self.generator, context.model_name, self.inflight)
         context.cache = {}
         self.initialized = True
 
@@ -59,31 +55,31 @@ class LLMHandler(BaseHandler):
         if self.inflight:
             return advance(self.inflight, self.context.cache, list(self.context.request_ids.values()), data)
         batch = [i for i, q in enumerate(data) if isinstance(q, LLMQuery)]
+        chats = {i: ChatReply(data[i], _sources(data[i])) for i in batch if isinstance(data[i], ChatQuery)}
         for i in batch:
             if data[i].stream:
-                self.context.set_response_content_type(i, "text/plain; charset=utf-8")
+                self.context.set_response_content_type(i, chats[i].content_type if i in chats else TEXT)
         completions = self.generator.generate(
-            [data[i].prompt for i in batch], [sampling_of(data[i]) for i in batch], self._sender(data, batch)
+            [data[i].prompt for i in batch], [sampling_of(data[i]) for i in batch], self._sender(data, batch, chats)
         )
         done = dict(zip(batch, completions, strict=True))
-        return [(q, "" if isinstance(q, LLMQuery) and q.stream else done.get(i)) for i, q in enumerate(data)]
+        return [(q, done.get(i), chats.get(i)) for i, q in enumerate(data)]
 
     @timed
     def postprocess(self, data: list) -> list:
         if self.inflight:  # ts_stream_next per request: whether more of its answer follows
             self.context.stopping_criteria = [lambda _, more=r.more: None if more is None else not more for r in data]
             return [self._send(i, reply) for i, reply in enumerate(data)]
-        return [self._encode(i, query, result) for i, (query, result) in enumerate(data)]
+        return [self._send(i, _final(*item)) for i, item in enumerate(data)]
 
     def _decode(self, idx: int, request: dict):
-        """A new request's LLMQuery or RequestError; None for a running in-flight request (its body is not resent)."""
+        """A new request's query, finished reply or RequestError; None for a running in-flight request."""
         if self.inflight and self.context.request_ids[idx] in self.context.cache:
             return None
-        content_type = body_content_type(request, lambda name: self.context.get_request_header(idx, name))
+        header = lambda name: self.context.get_request_header(idx, name)  # noqa: E731
         try:
-            query = decode_llm_request(request, content_type, self.cfg)
-            check_prompt_tokens(self.generator.count_tokens(query.prompt), self.generator.max_input_tokens)
-            return admit(query, self.inflight) if self.inflight else query
+            return self.requests.decode(request, body_content_type(request, header), header("url_path"),
+                                        header("Authorization") or header("authorization"))  # fmt: skip
         except RequestError as err:
             return err
 
@@ -92,8 +88,8 @@ class LLMHandler(BaseHandler):
         self.context.set_response_content_type(idx, reply.content_type)
         return reply.body
 
-    def _sender(self, data: list, batch: list[int]) -> Callable[[int, str], None] | None:
-        """on_piece for Generator.generate: a streamed request's piece goes out as an intermediate response."""
+    def _sender(self, data: list, batch: list[int], chats: dict[int, ChatReply]) -> Callable[[int, str], None] | None:
+        """on_piece for Generator.generate: a streamed request's piece (or chat events) as an intermediate response."""
         streamed = {j: i for j, i in enumerate(batch) if data[i].stream}
         if not streamed:
             return None
@@ -101,19 +97,28 @@ class LLMHandler(BaseHandler):
         def send(j: int, piece: str) -> None:
             if j in streamed:
                 i = streamed[j]
-                send_intermediate_predict_response({i: piece}, {i: self.context.request_ids[i]}, "", 200, self.context)
+                body = chats[i].piece(piece) if i in chats else piece
+                if body:
+                    send_intermediate_predict_response(
+                        {i: body}, {i: self.context.request_ids[i]}, "", 200, self.context
+                    )
 
         return send
 
-    def _encode(self, idx: int, query, result: Completion | str | None) -> str:
-        """The final response: an error's JSON, "" after a stream, the answer as text or JSON."""
-        if isinstance(query, RequestError):
-            self.context.set_response_status(query.status, HTTPStatus(query.status).phrase, idx)
-            self.context.set_response_content_type(idx, "application/json")
-            return json.dumps(error_body(query))
-        if isinstance(result, str):  # streamed: its text has been sent already
-            self.context.set_response_content_type(idx, "text/plain; charset=utf-8")
-            return result
-        body, content_type = answer_body(result, query.as_json)
-        self.context.set_response_content_type(idx, content_type)
-        return body
+
+def _sources(query: ChatQuery) -> list | None:
+    return list(query.sources) if query.sources is not None else None
+
+
+def _final(query, completion: Completion | None, chat: ChatReply | None) -> Reply:
+    """The last (or only) response of a request in the batch path."""
+    if isinstance(query, RequestError):
+        body = error_json(query) if isinstance(query, OpenAIError) else error_body(query)
+        return Reply(json.dumps(body), "application/json", query.status)
+    if isinstance(query, dict):  # a finished reply (GET v1/models)
+        return Reply(json.dumps(query), "application/json")
+    if chat is not None:
+        return Reply(chat.end(completion), chat.content_type)
+    if query.stream:  # its text has been sent already
+        return Reply("", TEXT)
+    return Reply(*answer_body(completion, query.as_json))

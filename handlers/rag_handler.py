@@ -10,21 +10,18 @@ import json
 import logging
 import os
 from http import HTTPStatus
+from pathlib import Path
 
 import torch
 from ts.handler_utils.timer import timed
 from ts.torch_handler.base_handler import BaseHandler
 
 from ragserve.config import Config
+from ragserve.openai_api import EmbeddingsQuery, OpenAIError, RetrievalQuery, decode_rag_request, error_json
 from ragserve.pipeline import RAGPipeline
-from ragserve.serving import (
-    RequestError,
-    body_content_type,
-    decode_request,
-    device_from_properties,
-    error_body,
-    worker_threads,
-)
+from ragserve.serving import Query, RequestError, body_content_type, device_from_properties, error_body, worker_threads
+
+QUERIES = (Query, RetrievalQuery, EmbeddingsQuery)
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +36,7 @@ class RAGHandler(BaseHandler):
         torch.set_num_threads(threads)  # ONNX Runtime takes the same number (Encoder)
         logger.info("RAG config (%d threads): %s", threads, json.dumps(self.cfg.to_dict()))
         self.pipeline = RAGPipeline.from_config(self.cfg, device_from_properties(properties))
+        self.models = (context.model_name, Path(self.cfg.embedding.model_path).name)  # the v1 routes' model ids
         self.initialized = True
 
     @timed
@@ -47,30 +45,32 @@ class RAGHandler(BaseHandler):
 
     @timed
     def inference(self, data: list, *args, **kwargs) -> list:
-        valid = [item for item in data if not isinstance(item, RequestError)]
+        valid = [item for item in data if isinstance(item, QUERIES)]  # not an error or a finished reply
         answers = iter(self.pipeline.answer(valid))
         times = self.pipeline.last_times
         self.context.metrics.add_time("RAGEmbedTime", times.embed_ms, None, "ms")
         self.context.metrics.add_time("RAGSearchTime", times.search_ms, None, "ms")
         if self.pipeline.reranker:
             self.context.metrics.add_time("RAGRerankTime", times.rerank_ms, None, "ms")
-        return [item if isinstance(item, RequestError) else next(answers) for item in data]
+        return [next(answers) if isinstance(item, QUERIES) else item for item in data]
 
     @timed
     def postprocess(self, data: list) -> list:
         return [self._encode(i, item) for i, item in enumerate(data)]
 
     def _decode(self, idx: int, request: dict):
-        content_type = body_content_type(request, lambda name: self.context.get_request_header(idx, name))
+        """A query, a finished reply (GET v1/models) or the RequestError to answer with."""
+        header = lambda name: self.context.get_request_header(idx, name)  # noqa: E731
+        content_type = body_content_type(request, header)
         try:
-            return decode_request(request, content_type, self.cfg.retrieval)
+            return decode_rag_request(request, content_type, header("url_path"), self.cfg, self.models)
         except RequestError as err:
             return err
 
     def _encode(self, idx: int, item) -> str:
         if isinstance(item, RequestError):
             self.context.set_response_status(item.status, HTTPStatus(item.status).phrase, idx)
-            item = error_body(item)
+            item = error_json(item) if isinstance(item, OpenAIError) else error_body(item)
         is_json = not isinstance(item, str)
         self.context.set_response_content_type(idx, "application/json" if is_json else "text/plain; charset=utf-8")
         return json.dumps(item) if is_json else item

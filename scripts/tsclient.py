@@ -4,10 +4,11 @@
   python scripts/tsclient.py wait rag [llm]     # block until each model has a READY worker
   python scripts/tsclient.py key                # print a valid inference key (renewed if it expired)
   python scripts/tsclient.py ready rag          # exit 0 if rag has a READY worker (no key: token auth off)
+  python scripts/tsclient.py rotate             # mint a new inference key (the old one stops working), print it
 
 TorchServe writes its keys to key_file.json in the directory it was started from. Inference and
-management keys expire (`token_expiration_min`, 60 by default): the clients here renew a refused
-key with the API key and retry once.
+management keys expire (`token_expiration_min`: 1500 in config.properties, 60 by TorchServe's default):
+the clients here renew a refused key with the API key and retry once.
 """
 
 from __future__ import annotations
@@ -287,6 +288,9 @@ def main() -> None:
         print(f"ready: {', '.join(sys.argv[2:] or ['rag'])} after {waited:.1f} s")
     elif len(sys.argv) == 2 and sys.argv[1] == "key":
         print(fresh_key())
+    elif len(sys.argv) == 2 and sys.argv[1] == "rotate":  # a new inference key; the old one stops working
+        keys = Keys()
+        print(keys.renew("inference", keys.get("inference")))
     elif len(sys.argv) >= 3 and sys.argv[1] == "ready":  # a pod's readiness probe: exit status only
         sys.exit(0 if all(is_ready(model) for model in sys.argv[2:]) else 1)
     else:

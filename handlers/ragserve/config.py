@@ -298,10 +298,19 @@ class LLMConfig:
     # In-flight decode (inflight.py, transformers' continuous batching; with the frontend key continuousBatching: true):
     continuous_batching: bool = False  # requests join a running decode; false: TorchServe's batches decode in turn
     inflight_step_tokens: int = 256  # tokens one in-flight forward step holds: longer prompts are prefilled in pieces
+    # Chat grounded on retrieval (the OpenAI route's `<model>-rag` model or `rag` field; ragclient.py):
+    rag_url: str | None = None  # the RAG endpoint's JSON contract, e.g. http://rag-host:8080/predictions/rag; None: off
+    rag_key_file: str | None = None  # its TorchServe key_file.json (or the key alone); None: forward the caller's key
+    rag_timeout_s: float = 30.0  # per RAG request
 
     def __post_init__(self) -> None:
         _check(bool(self.model_path or self.model_id), "handler.model_path or handler.model_id is required")
         _check(self.inflight_step_tokens > 0, "handler.inflight_step_tokens must be > 0")
+        _check(
+            self.rag_url is None or self.rag_url.startswith(("http://", "https://")),
+            "handler.rag_url must be an http(s) URL of the RAG endpoint",
+        )
+        _check(self.rag_timeout_s > 0, "handler.rag_timeout_s must be > 0")
         if self.continuous_batching:  # transformers' continuous batching drops these logits processors
             _check(
                 self.repetition_penalty == 1.0 and self.no_repeat_ngram_size == 0,
@@ -339,6 +348,8 @@ class LLMConfig:
             cfg = dataclasses.replace(cfg, model_path=_absolute(cfg.model_path, Path(root)))
         if cfg.compile_cache_dir:
             cfg = dataclasses.replace(cfg, compile_cache_dir=_absolute(cfg.compile_cache_dir, Path(root)))
+        if cfg.rag_key_file:
+            cfg = dataclasses.replace(cfg, rag_key_file=_absolute(cfg.rag_key_file, Path(root)))
         return cfg
 
     @classmethod

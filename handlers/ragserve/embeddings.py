@@ -79,6 +79,11 @@ class Encoder(Embeddings):
             vectors[batch] = self._forward([texts[i] for i in batch])
         return vectors
 
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens the model reads of each text (special tokens included, cut at max_seq_length)."""
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.cfg.max_seq_length)
+        return [len(ids) for ids in encoded["input_ids"]]
+
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.embed(texts).tolist()
 

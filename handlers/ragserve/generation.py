@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from .config import ConfigError, LLMConfig
 from .streaming import BatchStreamer
 
 logger = logging.getLogger(__name__)
+Prompt = str | Sequence[dict[str, str]]  # a text prompt (one user message) or a chat's messages
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Sampling:
     top_p: float = 1.0
     repetition_penalty: float = 1.0  # 1 = off
     no_repeat_ngram_size: int = 0  # 0 = off
+    stop: tuple[str, ...] = ()  # generation ends once the text holds one of these (the caller cuts it off)
 
     def generate_kwargs(self) -> dict:
         kwargs = {
@@ -50,6 +52,8 @@ class Sampling:
         }
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        if self.stop:  # transformers' StopStringCriteria (generate also needs the tokenizer)
+            kwargs["stop_strings"] = list(self.stop)
         return kwargs
 
 
@@ -96,19 +100,25 @@ class Generator:
     def max_input_tokens(self) -> int:
         return self.cfg.max_input_tokens or int(self.model.config.max_position_embeddings)
 
-    def format(self, prompt: str) -> str:
-        """The text the model sees: the prompt as a chat user message, or unchanged."""
+    def format(self, prompt: Prompt) -> str:
+        """The text the model sees: the prompt as a chat user message (or a whole chat: a sequence of
+        {"role", "content"} messages) through the tokenizer's chat template; a text prompt unchanged without one."""
+        chat = not isinstance(prompt, str)
         if not (self.cfg.use_chat_template and self.tokenizer.chat_template):
-            return prompt
-        messages = [{"role": "system", "content": self.cfg.system_prompt}] if self.cfg.system_prompt else []
-        messages.append({"role": "user", "content": prompt})
+            if not chat:
+                return prompt
+            lines = [f"{m['role'].capitalize()}: {m['content']}" for m in prompt]  # no template: a plain transcript
+            return "\n".join([*lines, "Assistant:"])
+        messages = list(prompt) if chat else [{"role": "user", "content": prompt}]
+        if self.cfg.system_prompt and messages[0]["role"] != "system":
+            messages.insert(0, {"role": "system", "content": self.cfg.system_prompt})
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def count_tokens(self, prompt: str) -> int:
+    def count_tokens(self, prompt: Prompt) -> int:
         return len(self.encode(prompt))
 
     def generate(
-        self, prompts: list[str], sampling: list[Sampling], on_piece: Callable[[int, str], None] | None = None
+        self, prompts: list[Prompt], sampling: list[Sampling], on_piece: Callable[[int, str], None] | None = None
     ) -> list[Completion]:
         """One decode per distinct sampling setting; results in the order of prompts.
 
@@ -143,13 +153,15 @@ class Generator:
         return max(self.cfg.batch_buckets) if self.compiled else 1 << 30
 
     def _decode(
-        self, prompts: list[str], members: list[int], sampling: Sampling, on_piece: Callable[[int, str], None] | None
+        self, prompts: list[Prompt], members: list[int], sampling: Sampling, on_piece: Callable[[int, str], None] | None
     ) -> list[Completion]:
         texts = [prompts[i] for i in members]
         if self.compiled:  # duplicates fill the batch bucket: the same work, their results are dropped
             texts += texts[:1] * (_bucket(len(texts), self.cfg.batch_buckets) - len(texts))
         inputs = self._tokenize(texts)
         kwargs: dict[str, Any] = {**inputs, **sampling.generate_kwargs(), "pad_token_id": self.tokenizer.pad_token_id}
+        if sampling.stop:
+            kwargs["tokenizer"] = self.tokenizer
         if on_piece is not None:
             kwargs["streamer"] = BatchStreamer(self.tokenizer, self.eos_ids(), members, on_piece)
         with torch.inference_mode():  # also around the cache: inference tensors, as in warm-up (else a recompile)
@@ -217,13 +229,13 @@ class Generator:
         ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
         return ids | {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id} - {None}
 
-    def _tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+    def _tokenize(self, prompts: list[Prompt]) -> dict[str, torch.Tensor]:
         # The chat template already holds the special tokens: do not add them twice.
         texts = [self.format(p) for p in prompts]
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         return {k: v.to(self.device) for k, v in encoded.items()}
 
-    def encode(self, prompt: str) -> list[int]:
+    def encode(self, prompt: Prompt) -> list[int]:
         """The prompt's token ids as the model sees them (formatted, no special tokens added twice)."""
         return self.tokenizer(self.format(prompt), add_special_tokens=False)["input_ids"]
 

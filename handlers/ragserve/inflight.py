@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from transformers import GenerationConfig
 from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
-from .generation import Completion, Generator, Sampling
+from .generation import Completion, Generator, Prompt, Sampling
 from .streaming import new_text
 
 logger = logging.getLogger(__name__)
@@ -88,12 +88,14 @@ class InFlight:
             return "repetition_penalty"
         if sampling.no_repeat_ngram_size != 0:
             return "no_repeat_ngram_size"
+        if sampling.stop:
+            return "stop"
         for name in ("temperature", "top_p"):
             if self.sampling and name not in self.supported and getattr(sampling, name) != getattr(cfg, name):
                 return name
         return None
 
-    def submit(self, key: str, prompt: str, sampling: Sampling) -> None:
+    def submit(self, key: str, prompt: Prompt, sampling: Sampling) -> None:
         """Queue prompt under key (unique among running requests); it joins the decode at its next step."""
         unsupported = self.unsupported_field(sampling)
         if unsupported:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .generation import Completion, Sampling
 from .inflight import InFlight, Update
+from .openai_api import ChatQuery, ChatReply, OpenAIError, error_json
 from .serving import LLMQuery, RequestError, error_body
 
 POLL_S = 1.0  # longest wait for news in one turn; a turn returns as soon as any request has news
@@ -29,6 +30,7 @@ class Job:
     stream: bool
     as_json: bool
     responded: bool = False  # the frontend has sent this request's status and headers
+    chat: ChatReply | None = None  # an OpenAI chat completion: its events or JSON
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ def admit(query: LLMQuery, inflight: InFlight) -> LLMQuery:
 def advance(inflight: InFlight, jobs: dict[str, Job], request_ids: list[str], queries: list) -> list[Reply]:
     """Submit the new queries, wait for news, and return one Reply per request id.
 
-    queries[i]: an LLMQuery (new), a RequestError (new, refused) or None (running, its body not resent).
+    queries[i]: an LLMQuery (new), a RequestError (new, refused), a finished reply (dict: GET v1/models)
+    or None (running, its body not resent).
     """
     for key in set(jobs) - set(request_ids):  # the frontend dropped it: its client has gone
         inflight.cancel(key)
@@ -67,7 +70,8 @@ def advance(inflight: InFlight, jobs: dict[str, Job], request_ids: list[str], qu
     for key, query in zip(request_ids, queries, strict=True):
         if isinstance(query, LLMQuery):
             inflight.submit(key, query.prompt, sampling_of(query))
-            jobs[key] = Job(query.stream, query.as_json)
+            chat = ChatReply(query, query.sources and list(query.sources)) if isinstance(query, ChatQuery) else None
+            jobs[key] = Job(query.stream, query.as_json, chat=chat)
     updates = inflight.poll(POLL_S) if jobs else {}
     return [_reply(jobs, key, query, updates.get(key)) for key, query in zip(request_ids, queries, strict=True)]
 
@@ -82,7 +86,10 @@ def answer_body(completion: Completion, as_json: bool) -> tuple[str, str]:
 
 def _reply(jobs: dict[str, Job], key: str, query, update: Update | None) -> Reply:
     if isinstance(query, RequestError):
-        return Reply(json.dumps(error_body(query)), "application/json", query.status)
+        body = error_json(query) if isinstance(query, OpenAIError) else error_body(query)
+        return Reply(json.dumps(body), "application/json", query.status)
+    if isinstance(query, dict):
+        return Reply(json.dumps(query), "application/json")
     job = jobs[key]
     update = update or Update("")
     done = update.completion is not None or update.error is not None
@@ -93,6 +100,10 @@ def _reply(jobs: dict[str, Job], key: str, query, update: Update | None) -> Repl
     if update.error is not None:  # mid-answer the status is already sent: the error ends the body
         body = json.dumps({"error": f"generation failed: {update.error}", "status": 500})
         return Reply(body, "application/json", 500 if first else 200, more)
+    if job.chat is not None:
+        body = job.chat.piece(update.piece) if job.stream else ""
+        body += job.chat.end(update.completion) if done else ""
+        return Reply(body, job.chat.content_type, more=more)
     if job.stream:
         return Reply(update.piece, TEXT, more=more)
     if not done:

@@ -1,7 +1,8 @@
 """OpenAI-compatible routes: request decoding, response bodies and server-sent events, for both endpoints.
 
-Public names: OpenAIError, route_of, EmbeddingsQuery, RetrievalQuery, ChatQuery, decode_embeddings,
-decode_retrieval, decode_chat, embeddings_body, retrieval_body, models_body, ChatReply, error_json.
+Public names: OpenAIError, route_of, decode_rag_request, EmbeddingsQuery, RetrievalQuery, ChatQuery,
+decode_embeddings, decode_retrieval, decode_chat, embeddings_body, retrieval_body, models_body, ChatReply,
+DeltaText, error_json.
 TorchServe hands a request to /predictions/<model>/<version>/v1/... to the handler with the rest of the
 path in the `url_path` header (TorchServe's own vllm_handler routes the same way); route_of reads it.
 RAG endpoint: POST v1/embeddings (OpenAI's schema), POST v1/retrieval (ours: the top-k chunks with
@@ -21,18 +22,31 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import LLMConfig, RetrievalConfig
+from .config import Config, LLMConfig, RetrievalConfig
 from .filters import Filter
-from .generation import Completion
-from .serving import LLMQuery, RequestError, check_text, decode_filter, integer_field, number_field
+from .serving import (
+    LLMQuery,
+    Query,
+    RequestError,
+    check_text,
+    decode_filter,
+    decode_request,
+    integer_field,
+    number_field,
+    read_payload,
+)
+
+if TYPE_CHECKING:
+    from .generation import Completion
 
 ROUTES = ("v1/embeddings", "v1/retrieval", "v1/chat/completions", "v1/models")
 ROLES = ("system", "developer", "user", "assistant")
 MAX_EMBEDDING_INPUTS = 2048  # OpenAI's own limit per request
+MAX_INPUT_CHARS = 100_000  # per embedding input; the model reads its first max_seq_length tokens
 MAX_STOPS = 4  # OpenAI's limit
 EVENT_STREAM = "text/event-stream"
 DONE = "data: [DONE]\n\n"
@@ -194,6 +208,27 @@ def models_body(models: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def decode_rag_request(
+    request: dict[str, Any], content_type: str | None, url_path: str | None, cfg: Config, models: Sequence[str]
+) -> Query | RetrievalQuery | EmbeddingsQuery | dict[str, Any]:
+    """A RAG endpoint request by its route: the JSON/text contract, v1/embeddings, v1/retrieval, or the
+    finished reply of GET v1/models. Errors of a v1 route come in OpenAI's shape."""
+    route = route_of(url_path)
+    if route is None:
+        return decode_request(request, content_type, cfg.retrieval)
+    if route == "v1/models":
+        return models_body(models)
+    try:
+        payload = read_payload(request, content_type, "input")
+    except RequestError as err:
+        raise _openai(err) from err
+    if route == "v1/embeddings":
+        return decode_embeddings(payload, models, MAX_INPUT_CHARS)
+    if route == "v1/retrieval":
+        return decode_retrieval(payload, models, cfg.retrieval)
+    raise OpenAIError(f"{route} is served by the LLM endpoint, not this one", None, 404)
+
+
 # ----------------------------------------------------------------------------- LLM endpoint
 
 
@@ -210,9 +245,9 @@ class ChatQuery(LLMQuery):
     """An LLMQuery whose prompt is a chat (messages), with what the OpenAI reply needs."""
 
     model: str = ""
-    stop: tuple[str, ...] = ()
     include_usage: bool = False
     grounding: Grounding | None = None
+    sources: tuple[dict[str, Any], ...] | None = None  # grounded: what the RAG endpoint retrieved
 
 
 def decode_chat(payload: Any, cfg: LLMConfig, models: Sequence[str], rag_model: str | None) -> ChatQuery:

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .config import Config
 from .embeddings import Encoder
 from .filters import Filter
 from .follow import Follower, Live
+from .openai_api import EmbeddingsQuery, RetrievalQuery, embeddings_body, retrieval_body
 from .prompt import build_prompt, format_sources
 from .rerank import Reranker
 from .retrieval import Hit, PageIndex, Retriever
@@ -85,16 +89,33 @@ class RAGPipeline:
         )
         return Retriever(index, self.cfg.retrieval, pages)
 
-    def answer(self, queries: list[Query]) -> list[str | dict[str, Any]]:
-        """One embedding forward and one index search for the whole batch."""
+    def answer(self, queries: Sequence[Query | RetrievalQuery | EmbeddingsQuery]) -> list[str | dict[str, Any]]:
+        """One embedding forward for every text of the batch (questions and embedding inputs alike) and one
+        index search for its questions; one response per query: a prompt, or a JSON-ready dict."""
         if not queries:
             return []
         retriever = self.retriever  # one version for the whole batch, even if a swap lands meanwhile
-        questions, k = [query.question for query in queries], max(query.k for query in queries)
-        hits_per_query = self.retrieve(questions, k, retriever, [query.filter for query in queries])
+        texts = [text for query in queries for text in _texts(query)]
+        start = time.perf_counter()
+        vectors = self.encoder.embed(texts)  # (texts, dim)
+        embed_ms = (time.perf_counter() - start) * 1e3
+        rows = np.cumsum([0] + [len(_texts(query)) for query in queries])  # each query's first row
+        asking = [i for i, query in enumerate(queries) if not isinstance(query, EmbeddingsQuery)]
+        hits: dict[int, list[Hit]] = {}
+        if asking:
+            found = self._search(
+                vectors[[rows[i] for i in asking]],
+                [queries[i].question for i in asking],
+                max(queries[i].k for i in asking),
+                retriever,
+                [queries[i].filter for i in asking],
+            )
+            hits = dict(zip(asking, found, strict=True))
+        self.last_times.embed_ms = embed_ms
         version = {"version": retriever.index.version, "created": retriever.index.manifest.get("created")}
         return [
-            self._respond(query, hits[: query.k], version) for query, hits in zip(queries, hits_per_query, strict=True)
+            self._respond(query, hits.get(i, []), version, vectors[rows[i] : rows[i + 1]])
+            for i, query in enumerate(queries)
         ]
 
     def retrieve(
@@ -106,21 +127,45 @@ class RAGPipeline:
     ) -> list[list[Hit]]:
         """The top-k chunks for each question, best first (from the live version unless retriever is given);
         filters[i]: the chunks question i may retrieve."""
-        retriever = retriever or self.retriever
         start = time.perf_counter()
         vectors = self.encoder.embed(questions)  # (n, dim)
-        embedded = time.perf_counter()
+        embed_ms = (time.perf_counter() - start) * 1e3
+        hits = self._search(vectors, questions, k, retriever or self.retriever, filters)
+        self.last_times.embed_ms = embed_ms
+        return hits
+
+    def _search(
+        self,
+        vectors: np.ndarray,
+        questions: list[str],
+        k: int,
+        retriever: Retriever,
+        filters: list[Filter | None] | None,
+    ) -> list[list[Hit]]:
+        start = time.perf_counter()
         depth = max(k, self.cfg.rerank.candidates) if self.reranker else k
         hits = retriever.search(vectors, questions, depth, filters)
         searched = time.perf_counter()
         if self.reranker:
             hits = self.reranker.rerank(questions, hits, k)
         done = time.perf_counter()
-        self.last_times = StageTimes((embedded - start) * 1e3, (searched - embedded) * 1e3, (done - searched) * 1e3)
+        self.last_times = StageTimes(0.0, (searched - start) * 1e3, (done - searched) * 1e3)
         return hits
 
-    def _respond(self, query: Query, hits: list[Hit], version: dict[str, Any]) -> str | dict[str, Any]:
+    def _respond(
+        self, query: Query | RetrievalQuery | EmbeddingsQuery, hits: list[Hit], version: dict, vectors: np.ndarray
+    ) -> str | dict[str, Any]:
+        if isinstance(query, EmbeddingsQuery):
+            return embeddings_body(query, vectors, sum(self.encoder.count_tokens(list(query.texts))))
+        hits = hits[: query.k]
+        if isinstance(query, RetrievalQuery):
+            return retrieval_body(query, format_sources(hits), version)
         prompt = build_prompt(query.question, hits, self.cfg.retrieval.template)
         if not query.as_json:
             return prompt
         return {"prompt": prompt, "sources": format_sources(hits), "index": version}
+
+
+def _texts(query: Query | RetrievalQuery | EmbeddingsQuery) -> tuple[str, ...]:
+    """The texts a query needs embedded: its question, or its embedding inputs."""
+    return query.texts if isinstance(query, EmbeddingsQuery) else (query.question,)

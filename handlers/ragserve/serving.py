@@ -80,6 +80,7 @@ class LLMQuery:
     no_repeat_ngram_size: int  # 0 = off
     stream: bool  # send the answer piece by piece (TorchServe intermediate responses)
     as_json: bool  # reply {"answer", "prompt_tokens", "completion_tokens"}
+    stop: tuple[str, ...] = ()  # stop strings (OpenAI chat requests)
 
 
 def decode_llm_request(request: dict[str, Any], content_type: str | None, cfg: LLMConfig) -> LLMQuery:

@@ -1,0 +1,113 @@
+"""openai_api.py without a server: request checks, the text a client sees (stops, whitespace), the bodies and
+events of a chat completion, and an OpenAI chat through the in-flight decode's turns (tiny Llama)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_jobs import turns
+
+from ragserve.config import LLMConfig
+from ragserve.generation import Completion, Generator
+from ragserve.inflight import InFlight
+from ragserve.jobs import Job, sampling_of
+from ragserve.openai_api import ChatReply, DeltaText, OpenAIError, decode_chat, decode_embeddings, error_json
+
+MODELS = ["llm", "llm-rag"]
+
+
+def chat(cfg: LLMConfig, **body) -> object:
+    return decode_chat(
+        {"model": "llm", "messages": [{"role": "user", "content": "Hi"}], **body}, cfg, MODELS, "llm-rag"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"n": 3}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"tools": [{"type": "function"}]}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"temperature": 3}, "temperature"),
+        ({"frobnicate": 1}, "frobnicate"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content"),
+        ({"messages": []}, "messages"),
+        ({"rag": {"k": 0}}, "rag.k"),
+        ({"rag": {"filter": {"published_after": "May"}}}, "rag.filter.published_after"),
+    ],
+)
+def test_what_the_model_cannot_honour_is_refused_by_name(body: dict, param: str) -> None:
+    with pytest.raises(OpenAIError) as err:
+        chat(LLMConfig(model_path="m"), **body)
+    assert err.value.status == 400 and error_json(err.value)["error"]["param"] == param
+
+
+def test_neutral_values_and_the_rag_model_are_accepted() -> None:
+    query = chat(LLMConfig(model_path="m"), n=1, presence_penalty=0, logprobs=False, user="u", seed=None)
+    assert query.grounding is None and query.prompt == ({"role": "user", "content": "Hi"},)
+    messages = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    grounded = decode_chat({"model": "llm-rag", "messages": messages}, LLMConfig(model_path="m"), MODELS, "llm-rag")
+    assert grounded.grounding is not None and grounded.prompt[0]["role"] == "system"
+
+
+def test_embeddings_requests_are_checked() -> None:
+    query = decode_embeddings({"model": "m", "input": ["a", "b"], "encoding_format": "base64"}, ["m"], 100)
+    assert query.texts == ("a", "b") and query.as_base64
+    with pytest.raises(OpenAIError, match="does not exist") as err:
+        decode_embeddings({"model": "other", "input": "a"}, ["m"], 100)
+    assert err.value.status == 404 and error_json(err.value)["error"]["code"] == "model_not_found"
+    with pytest.raises(OpenAIError) as err:
+        decode_embeddings({"model": "m", "input": "x" * 101}, ["m"], 100)
+    assert err.value.status == 413
+
+
+@pytest.mark.parametrize(
+    ("pieces", "stops", "expected"),
+    [
+        ([" Hel", "lo", " wor", "ld ", "\n"], (), "Hello world"),
+        (["The answer", " is 4", "2.\nQ", ": next"], ("\nQ:",), "The answer is 42."),
+        (["a", "b", "STO", "P", "c"], ("STOP",), "ab"),
+        (["x\n", "\ny"], ("\n\n",), "x"),
+    ],
+)
+def test_streamed_deltas_add_up_to_the_whole_answer_cut_at_a_stop(
+    pieces: list[str], stops: tuple, expected: str
+) -> None:
+    streamed = DeltaText(stops)
+    text = "".join(streamed.feed(piece) for piece in pieces) + streamed.finish()
+    assert text == expected == DeltaText(stops).whole("".join(pieces).strip())
+    assert streamed.stopped == (expected != "".join(pieces).strip())
+
+
+def test_a_chat_reply_streams_events_then_usage_sources_and_done(llm_dir) -> None:
+    query = chat(LLMConfig(model_path="m"), stream=True, stream_options={"include_usage": True})
+    reply = ChatReply(query, sources=[{"path": "docs/a.md", "title": "A", "score": 0.5}])
+    events = reply.piece("Hel") + reply.piece("lo") + reply.end(Completion("Hello", 5, 2))
+    data = [json.loads(e.removeprefix("data: ")) for e in events.split("\n\n") if e and e != "data: [DONE]"]
+    assert events.endswith("data: [DONE]\n\n") and data[0]["choices"][0]["delta"] == {
+        "role": "assistant",
+        "content": "",
+    }
+    assert "".join(d["choices"][0]["delta"].get("content", "") for d in data if d["choices"]) == "Hello"
+    assert data[-2]["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    assert data[-1]["sources"][0]["path"] == "docs/a.md" and data[-1]["choices"] == []  # the last before [DONE]
+    plain = json.loads(ChatReply(chat(LLMConfig(model_path="m"), max_tokens=16)).end(Completion("Hello", 5, 16)))
+    assert plain["choices"][0]["message"]["content"] == "Hello" and plain["choices"][0]["finish_reason"] == "length"
+
+
+def test_an_openai_chat_through_in_flight_turns_equals_the_batch_path(
+    tiny_inflight: InFlight, tiny_generator: Generator
+) -> None:
+    cfg = tiny_inflight.generator.cfg
+    streamed = decode_chat({"model": "llm", "messages": [{"role": "user", "content": "Name a colour."}],
+                            "max_tokens": 12, "stream": True}, cfg, MODELS, None)  # fmt: skip
+    expected = tiny_generator.generate([streamed.prompt], [sampling_of(streamed)])[0]
+    jobs: dict[str, Job] = {}
+    replies = turns(tiny_inflight, jobs, {"s": streamed})
+    events = "".join(r.body for r in replies["s"])
+    data = [json.loads(e.removeprefix("data: ")) for e in events.split("\n\n") if e and e != "data: [DONE]"]
+    assert events.endswith("data: [DONE]\n\n") and replies["s"][-1].content_type == "text/event-stream"
+    assert "".join(d["choices"][0]["delta"].get("content", "") for d in data if d["choices"]) == expected.text

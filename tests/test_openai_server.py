@@ -1,0 +1,161 @@
+"""The OpenAI-compatible routes through a real TorchServe, used by clients nobody here wrote: the `openai` SDK
+and LangChain (`langchain-openai`). RAG over the fixture docs (torch backend, eager) and SmolLM2 (greedy), both
+in one server on its own ports (48400-48404); grounded chat goes from the LLM worker to the RAG endpoint over
+HTTP with the caller's key."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+from conftest import FIXTURES, LLM_DIR, MODEL_DIR
+from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+from tsclient import request
+from tsserver import TorchServe, prepare_llm_archive, prepare_rag_archive
+
+pytestmark = [pytest.mark.server, pytest.mark.model]
+
+PORT = 48400
+FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 20\nresponseTimeout: 120\n"
+QUESTION = "How do I rotate the inference token?"
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path, llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TorchServe:
+    workdir = tmp_path_factory.mktemp("torchserve-openai")
+    rag_yaml = (
+        f"  corpus: {{source: {FIXTURES / 'docs'}, chunk_size: 300, chunk_overlap: 30}}\n"
+        f"  embedding: {{model_path: {MODEL_DIR}, backend: torch}}\n  compile: false\n"
+    )
+    prepare_rag_archive(workdir, rag_yaml, FRONTEND)
+    llm_yaml = (
+        f"  model_path: {LLM_DIR}\n  max_new_tokens: 24\n  max_new_tokens_limit: 64\n  threads: 1\n"
+        f"  rag_url: http://127.0.0.1:{PORT}/predictions/rag\n"
+    )
+    prepare_llm_archive(workdir, llm_yaml, FRONTEND)
+    ts = TorchServe(workdir, port=PORT)
+    ts.start(["rag", "llm"])
+    yield ts
+    ts.stop()
+
+
+def client(server: TorchServe, model: str) -> openai.OpenAI:
+    base_url = f"{server.inference_url}/predictions/{model}/1.0/v1"
+    return openai.OpenAI(base_url=base_url, api_key=server.keys.get("inference"), max_retries=0, timeout=120)
+
+
+def test_sdk_embeddings_equal_the_encoder_for_a_string_and_a_list(server: TorchServe, encoder) -> None:
+    rag = client(server, "rag")
+    texts = ["How do I rotate the inference token?", "Workers read their vocabulary.", "Quilla"]
+    one = rag.embeddings.create(model="all-mpnet-base-v2", input=texts[0])  # the SDK asks for base64
+    many = rag.embeddings.create(model="all-mpnet-base-v2", input=texts, encoding_format="float")
+    expected = encoder.embed(texts)
+    assert np.abs(np.array(one.data[0].embedding) - expected[0]).max() < 1e-6
+    assert [d.index for d in many.data] == [0, 1, 2]
+    assert np.abs(np.array([d.embedding for d in many.data]) - expected).max() < 1e-6
+    assert many.usage.prompt_tokens == sum(encoder.count_tokens(texts)) and many.model == "all-mpnet-base-v2"
+
+
+def test_sdk_chat_plain_and_streamed_give_the_same_greedy_text(server: TorchServe) -> None:
+    llm = client(server, "llm")
+    messages = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Name a colour."}]
+    plain = llm.chat.completions.create(model="llm", messages=messages, temperature=0, max_tokens=16)
+    chunks = list(llm.chat.completions.create(model="llm", messages=messages, temperature=0, max_tokens=16,
+                                              stream=True, stream_options={"include_usage": True}))  # fmt: skip
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    text = plain.choices[0].message.content
+    assert text and streamed == text
+    assert plain.choices[0].finish_reason in ("stop", "length") and plain.usage.total_tokens > plain.usage.prompt_tokens
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == plain.choices[0].finish_reason
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens  # the usage chunk, last
+    stop = text[2:4]
+    stopped = llm.chat.completions.create(model="llm", messages=messages, temperature=0, max_tokens=16, stop=[stop])
+    assert stopped.choices[0].message.content == text[: text.index(stop)].rstrip()
+    assert stopped.choices[0].finish_reason == "stop"
+
+
+def test_sdk_lists_the_models(server: TorchServe) -> None:
+    assert [m.id for m in client(server, "llm").models.list()] == ["llm", "llm-rag"]
+    assert "all-mpnet-base-v2" in [m.id for m in client(server, "rag").models.list()]
+
+
+def test_langchain_embeddings_and_chat(server: TorchServe, encoder) -> None:
+    key = server.keys.get("inference")
+    embeddings = OpenAIEmbeddings(
+        model="all-mpnet-base-v2",
+        base_url=f"{server.inference_url}/predictions/rag/1.0/v1",
+        api_key=key,
+        check_embedding_ctx_length=False,  # else it tokenizes with tiktoken and sends OpenAI token ids
+    )
+    vectors = embeddings.embed_documents(["Quilla", "the zebra server"])
+    assert np.abs(np.array(vectors) - encoder.embed(["Quilla", "the zebra server"])).max() < 1e-6
+    chat = ChatOpenAI(model="llm", base_url=f"{server.inference_url}/predictions/llm/1.0/v1", api_key=key,
+                      temperature=0, max_tokens=12, max_retries=0)  # fmt: skip
+    answer = chat.invoke("Name a colour.").content
+    streamed = "".join(chunk.content for chunk in chat.stream("Name a colour."))
+    assert answer and streamed == answer
+
+
+def test_grounded_chat_carries_its_sources_and_a_filter_excludes_a_source(server: TorchServe) -> None:
+    llm = client(server, "llm")
+    messages = [{"role": "user", "content": QUESTION}]
+    reply = llm.chat.completions.create(model="llm-rag", messages=messages, temperature=0, max_tokens=16)
+    sources = reply.model_extra["sources"]
+    assert sources and sources[0]["path"] == "docs/tokens.md" and {"title", "score", "text"} <= set(sources[0])
+    only_workers = {"rag": {"k": 2, "filter": {"source_prefix": "docs/workers"}}}
+    chunks = list(llm.chat.completions.create(model="llm", messages=messages, temperature=0, max_tokens=8,
+                                              stream=True, extra_body=only_workers))  # fmt: skip
+    last = chunks[-1].model_extra["sources"]  # the last event before [DONE]
+    assert last and all(s["path"].startswith("docs/workers") for s in last) and len(last) <= 2
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_retrieval_route_and_json_contract_filter_before_top_k(server: TorchServe) -> None:
+    body = {"model": "rag", "query": QUESTION, "k": 2, "filter": {"source_prefix": ["docs/workers", "docs/notes"]}}
+    status, _, text = server.post("rag/1.0/v1/retrieval", json.dumps(body).encode(), "application/json")
+    data = json.loads(text)["data"]
+    assert status == 200 and len(data) == 2 and all(d["path"].startswith(("docs/workers", "docs/notes")) for d in data)
+    none = {"question": QUESTION, "filter": {"published_after": "2030-01-01"}}
+    status, _, text = server.post("rag", json.dumps(none).encode(), "application/json")
+    assert status == 200 and json.loads(text)["sources"] == []  # nothing matches: an empty list, not an error
+
+
+@pytest.mark.parametrize(
+    ("call", "status", "param"),
+    [
+        (lambda llm, rag: llm.chat.completions.create(model="llm", messages=[{"role": "user", "content": "x"}], n=2),
+         400, "n"),
+        (lambda llm, rag: llm.chat.completions.create(model="llm", messages=[{"role": "user", "content": "x"}],
+                                                      presence_penalty=0.5), 400, "presence_penalty"),
+        (lambda llm, rag: llm.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}]),
+         404, "model"),
+        (lambda llm, rag: llm.chat.completions.create(model="llm", messages=[{"role": "robot", "content": "x"}]),
+         400, "messages[0].role"),
+        (lambda llm, rag: llm.chat.completions.create(model="llm", messages=[{"role": "user", "content": "x"}],
+                                                      max_tokens=100000), 400, "max_tokens"),
+        (lambda llm, rag: rag.embeddings.create(model="all-mpnet-base-v2", input=[[1, 2, 3]]), 400, "input"),
+        (lambda llm, rag: rag.embeddings.create(model="all-mpnet-base-v2", input="x", dimensions=64), 400,
+         "dimensions"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_openai_errors_and_the_workers_stay_up(server: TorchServe, call, status: int, param) -> None:
+    llm, rag = client(server, "llm"), client(server, "rag")
+    with pytest.raises(openai.APIStatusError) as err:
+        call(llm, rag)
+    assert err.value.status_code == status
+    assert err.value.body["param"] == param and err.value.body["type"] == "invalid_request_error"
+    assert llm.chat.completions.create(model="llm", messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+
+
+def test_a_missing_or_wrong_key_is_refused_and_keys_last_a_day(server: TorchServe) -> None:
+    url = f"{server.inference_url}/predictions/llm/1.0/v1/models"
+    assert request(url, key=None)[0] == 400 and request(url, key="not-the-key")[0] == 400  # InvalidKeyException
+    with pytest.raises(openai.BadRequestError):
+        openai.OpenAI(base_url=url.rsplit("/", 1)[0], api_key="not-the-key", max_retries=0).models.list()
+    expires = json.loads(server.key_file.read_text())["inference"]["expiration time"]
+    lifetime = datetime.fromisoformat(expires[:26].rstrip("Z") + "+00:00") - datetime.now(timezone.utc)
+    assert lifetime > timedelta(hours=24)  # config.properties: token_expiration_min=1500
