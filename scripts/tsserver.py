@@ -13,6 +13,8 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,6 +146,17 @@ class TorchServe:
     def worker_pids(self, model: str) -> list[int]:
         _, _, text = call(f"{self.management_url}/models/{model}", keys=self.keys, kind="management")
         return sorted(w["pid"] for entry in json.loads(text) for w in entry["workers"])
+
+
+@contextmanager
+def running(workdir: Path, models: list[str], port: int, **settings: dict[str, str]) -> Iterator[TorchServe]:
+    """A TorchServe on workdir's model store and these ports, started and (whatever happens) stopped."""
+    server = TorchServe(workdir, port, **settings)
+    server.start(models)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def model_file(store: Path, name: str) -> str:

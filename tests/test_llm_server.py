@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LLM_DIR, assert_streamed_and_plain_answers_agree
-from tsserver import TorchServe, prepare_llm_archive
+from tsserver import TorchServe, prepare_llm_archive, running
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
@@ -25,10 +25,8 @@ def llm_server(llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Torch
     workdir = tmp_path_factory.mktemp("torchserve-llm")
     handler_yaml = f"  model_path: {LLM_DIR}\n  max_new_tokens: 24\n  max_new_tokens_limit: 32\n  threads: 1\n"
     prepare_llm_archive(workdir, handler_yaml, FRONTEND)
-    ts = TorchServe(workdir, port=PORT)
-    ts.start(["llm"])
-    yield ts
-    ts.stop()
+    with running(workdir, ["llm"], PORT) as server:
+        yield server
 
 
 def test_streamed_and_plain_requests_are_answered_together(llm_server: TorchServe) -> None:

@@ -15,7 +15,7 @@ import pytest
 from conftest import FIXTURES, LLM_DIR, MODEL_DIR
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from tsclient import request
-from tsserver import TorchServe, prepare_llm_archive, prepare_rag_archive
+from tsserver import TorchServe, prepare_llm_archive, prepare_rag_archive, running
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
@@ -37,10 +37,8 @@ def server(model_dir: Path, llm_dir: Path, tmp_path_factory: pytest.TempPathFact
         f"  rag_url: http://127.0.0.1:{PORT}/predictions/rag\n"
     )
     prepare_llm_archive(workdir, llm_yaml, FRONTEND)
-    ts = TorchServe(workdir, port=PORT)
-    ts.start(["rag", "llm"])
-    yield ts
-    ts.stop()
+    with running(workdir, ["rag", "llm"], PORT) as server:
+        yield server
 
 
 def client(server: TorchServe, model: str) -> openai.OpenAI:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import HF_SITE, MODEL_DIR, ROOT, serve_directory
-from tsserver import TorchServe, prepare_rag_archive
+from tsserver import TorchServe, prepare_rag_archive, running
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
@@ -51,10 +51,8 @@ def server(site, model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         "  index: {follow_s: 0.5}\n"
     )
     prepare_rag_archive(workdir, handler_yaml, FRONTEND)
-    ts = TorchServe(workdir, port=PORT)
-    ts.start(["rag"])
-    yield ts
-    ts.stop()
+    with running(workdir, ["rag"], PORT) as server:
+        yield server
 
 
 def ask(server: TorchServe) -> dict:

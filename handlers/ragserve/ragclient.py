@@ -54,7 +54,8 @@ class RAGClient:
     def _key(self) -> str | None:
         if self.key_file is None:
             return None
-        text = self.key_file.read_text().strip()
-        if text.startswith("{"):  # TorchServe's key_file.json
-            return json.loads(text)["inference"]["key"]
-        return text
+        try:
+            text = self.key_file.read_text().strip()
+            return json.loads(text)["inference"]["key"] if text.startswith("{") else text  # key_file.json, or a key
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise OpenAIError(f"cannot read the RAG endpoint's key from {self.key_file}: {err!r}", None, 502) from err
