@@ -9,7 +9,7 @@ Q ?= How do I rotate the TorchServe token?
 K ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-faults test-scale validate-k8s lint-docker benchmark bench-llm bench-refresh eval eval-answers lint format
+.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-faults test-scale validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh eval eval-answers lint format
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ benchmark: models ## throughput matrix through TorchServe (ab) and the embedder 
 
 bench-llm: models ## LLM decode eager vs compiled: tok/s per batch, TTFT, memory (CUDA: Llama-3-8B shape; CPU: SmolLM2 shape)
 	$(PY) benchmarks/llm_bench.py
+
+bench-openai: models ## OpenAI routes under ab beside the JSON contract; chat time to first token, plain and streamed
+	$(PY) benchmarks/openai_bench.py
 
 bench-refresh: models ## refresh cost on the blog mirror: nothing changed, one page edited, a swap under ab load
 	$(PY) benchmarks/refresh_bench.py

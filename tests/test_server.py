@@ -111,6 +111,16 @@ def test_odd_but_valid_text_is_just_a_question(server, body, content_type) -> No
     assert prompt.endswith(f"Question: {body.decode()}\nHelpful Answer:")
 
 
+def test_the_original_demos_requests_post_gets_the_same_prompt_as_text(server) -> None:
+    """The demo's client: `requests.post(RAG_EP, data=prompt)` (no Content-Type), plus the key."""
+    import requests
+
+    question = "What vocabulary size does the new Llama 3 tokenizer have?"
+    headers = {"Authorization": f"Bearer {server.keys.get('inference')}"}
+    response = requests.post(f"{server.inference_url}/predictions/rag", data=question, headers=headers, timeout=120)
+    assert response.status_code == 200 and response.text == server.post("rag", question.encode())[2]
+
+
 def test_one_bad_request_in_a_concurrent_batch_fails_alone(server) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
