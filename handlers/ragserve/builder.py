@@ -186,6 +186,7 @@ def write_version(folder: Path, index: Index, pages: Sequence[Page], manifest: d
     manifest = {**manifest, "count": len(index), "metric": index.metric}
     manifest["sha256"] = {name: sha256_file(staging / name) for name in files}
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)  # a folder without a manifest: a crash left it, nobody reads it
     staging.replace(folder)
 
 
