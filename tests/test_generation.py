@@ -142,12 +142,15 @@ def test_compiled_decode_equals_eager_with_loop_breakers(tiny_compiled_generator
 @pytest.mark.compile
 def test_nothing_recompiles_after_warm_up(tiny_compiled_generator) -> None:
     before = compiled_graph_count()
+    caches = dict(tiny_compiled_generator._caches)  # warm-up built one per (batch, cache length) bucket
+    assert len(caches) == 4
     for size in (1, 2, 3):  # batch buckets 1 and 2 (3 = 2 + 1), both cache buckets, sampling on and off
         tiny_compiled_generator.generate(TINY_PROMPTS[:size], [TINY] * size)
         tiny_compiled_generator.generate(["word " * 150], [Sampling(50, do_sample=True, temperature=0.7, top_p=0.9)])
     pieces: list[str] = []
     tiny_compiled_generator.generate(TINY_PROMPTS[:2], [TINY] * 2, lambda i, piece: pieces.append(piece))
     assert pieces and compiled_graph_count() == before
+    assert tiny_compiled_generator._caches == caches  # the same cache objects: static inputs never move
 
 
 @pytest.mark.compile

@@ -47,6 +47,7 @@ def decode_compile_config(mode: str | None, graphs: int, cache_dir: str | None) 
 
 def _use_cache_dir(cache_dir: str | None) -> None:
     if cache_dir:
+        cache_dir = os.path.expanduser(cache_dir)  # a config built in code may still hold "~/..."
         # Inductor reads this at compile time; a shared persistent cache lets a restarted or
         # second worker reuse compiled kernels instead of paying the 1-2 minute cold compile.
         # Set, not setdefault: importing sentence_transformers fills it with /tmp/torchinductor_<user>.
