@@ -55,7 +55,7 @@ class LLMHandler(BaseHandler):
         if self.inflight:
             return advance(self.inflight, self.context.cache, list(self.context.request_ids.values()), data)
         batch = [i for i, q in enumerate(data) if isinstance(q, LLMQuery)]
-        chats = {i: ChatReply(data[i], _sources(data[i])) for i in batch if isinstance(data[i], ChatQuery)}
+        chats = {i: ChatReply(data[i]) for i in batch if isinstance(data[i], ChatQuery)}
         for i in batch:
             if data[i].stream:
                 self.context.set_response_content_type(i, chats[i].content_type if i in chats else TEXT)
@@ -104,10 +104,6 @@ class LLMHandler(BaseHandler):
                     )
 
         return send
-
-
-def _sources(query: ChatQuery) -> list | None:
-    return list(query.sources) if query.sources is not None else None
 
 
 def _final(query, completion: Completion | None, chat: ChatReply | None) -> Reply:

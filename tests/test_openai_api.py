@@ -3,6 +3,7 @@ events of a chat completion, and an OpenAI chat through the in-flight decode's t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -84,7 +85,7 @@ def test_streamed_deltas_add_up_to_the_whole_answer_cut_at_a_stop(
 
 def test_a_chat_reply_streams_events_then_usage_sources_and_done(llm_dir) -> None:
     query = chat(LLMConfig(model_path="m"), stream=True, stream_options={"include_usage": True})
-    reply = ChatReply(query, sources=[{"path": "docs/a.md", "title": "A", "score": 0.5}])
+    reply = ChatReply(dataclasses.replace(query, sources=({"path": "docs/a.md", "title": "A", "score": 0.5},)))
     events = reply.piece("Hel") + reply.piece("lo") + reply.end(Completion("Hello", 5, 2))
     data = [json.loads(e.removeprefix("data: ")) for e in events.split("\n\n") if e and e != "data: [DONE]"]
     assert events.endswith("data: [DONE]\n\n") and data[0]["choices"][0]["delta"] == {

@@ -16,7 +16,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,15 +28,19 @@ if TYPE_CHECKING:
 LOOKUP_ROWS = 500  # keys per SELECT ... IN (...): SQLite allows 999 parameters by default
 
 
-def cache_key(cfg: EmbeddingConfig) -> str:
+def model_identity(cfg: EmbeddingConfig) -> dict[str, Any]:
+    """Everything that changes a vector: the model, its weights' size, max_seq_length, pooling."""
     weights = Path(cfg.model_path) / "model.safetensors"
-    identity = {
+    return {
         "model": Path(cfg.model_path).name,
         "weights_bytes": weights.stat().st_size if weights.exists() else None,
         "max_seq_length": cfg.max_seq_length,
         "pooling": cfg.pooling,
     }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_key(cfg: EmbeddingConfig) -> str:
+    return hashlib.sha256(json.dumps(model_identity(cfg), sort_keys=True).encode()).hexdigest()[:16]
 
 
 class EmbeddingCache:

@@ -70,7 +70,7 @@ def advance(inflight: InFlight, jobs: dict[str, Job], request_ids: list[str], qu
     for key, query in zip(request_ids, queries, strict=True):
         if isinstance(query, LLMQuery):
             inflight.submit(key, query.prompt, sampling_of(query))
-            chat = ChatReply(query, query.sources and list(query.sources)) if isinstance(query, ChatQuery) else None
+            chat = ChatReply(query) if isinstance(query, ChatQuery) else None
             jobs[key] = Job(query.stream, query.as_json, chat=chat)
     updates = inflight.poll(POLL_S) if jobs else {}
     return [_reply(jobs, key, query, updates.get(key)) for key, query in zip(request_ids, queries, strict=True)]

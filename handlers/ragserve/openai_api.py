@@ -402,8 +402,7 @@ class DeltaText:
 class ChatReply:
     """One chat completion's bodies: chunk events while streaming, then the end (or the whole JSON)."""
 
-    query: ChatQuery
-    sources: list[dict[str, Any]] | None = None
+    query: ChatQuery  # its sources (grounded chat) end the reply
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
     started: bool = False
@@ -431,15 +430,17 @@ class ChatReply:
             finish = self._finish_reason(completion)
             body = {**self._head("chat.completion"), "choices": [{"index": 0, "message": message, "logprobs": None,
                     "finish_reason": finish}], "usage": usage}  # fmt: skip
-            return json.dumps({**body, **({"sources": self.sources} if self.sources is not None else {})})
+            sources = self.query.sources
+            return json.dumps({**body, **({"sources": list(sources)} if sources is not None else {})})
         events = self.piece("")  # the role chunk, if nothing was streamed yet
         rest = self.delta.finish()
         events += self._chunk({"content": rest}) if rest else ""
         events += self._chunk({}, self._finish_reason(completion))
         if self.query.include_usage:
             events += _sse({**self._head("chat.completion.chunk"), "choices": [], "usage": usage})
-        if self.sources is not None:  # the last event before [DONE]
-            events += _sse({**self._head("chat.completion.chunk"), "choices": [], "sources": self.sources})
+        if self.query.sources is not None:  # the last event before [DONE]
+            sources = list(self.query.sources)
+            events += _sse({**self._head("chat.completion.chunk"), "choices": [], "sources": sources})
         return events + DONE
 
     @property

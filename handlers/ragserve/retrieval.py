@@ -111,12 +111,18 @@ class Retriever:
     def _dense_search(
         self, vectors: np.ndarray, k: int, masks: Sequence[np.ndarray | None]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One FAISS search for the batch; a filtered row searches again among its allowed chunks only."""
-        scores, ids = self.index.dense_search(vectors, k)
+        """One FAISS search for the unfiltered rows together; each filtered row among its allowed chunks only."""
+        masks = list(masks) or [None] * len(vectors)
+        scores = np.full((len(vectors), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(vectors), k), -1, dtype=np.int64)
+        plain = [row for row, mask in enumerate(masks) if mask is None]
+        if plain:
+            scores[plain], ids[plain] = self.index.dense_search(vectors[plain], k)
         for row, mask in enumerate(masks):
             if mask is not None:
-                row_scores, row_ids = self.index.dense_search(vectors[row : row + 1], k, np.flatnonzero(mask))
-                scores[row], ids[row] = row_scores[0], row_ids[0]
+                scores[row : row + 1], ids[row : row + 1] = self.index.dense_search(
+                    vectors[row : row + 1], k, np.flatnonzero(mask)
+                )
         return scores, ids
 
     def hybrid(

@@ -38,6 +38,7 @@ from langchain_core.documents import Document
 from threadpoolctl import threadpool_limits
 
 from .config import Config
+from .embedcache import model_identity
 from .lexical import Lexical, LexicalScheme
 from .pages import PageVectors
 from .windows import WindowVectors, windows_folder
@@ -71,17 +72,13 @@ def windows_of(cfg: Config) -> str | None:
 
 def identity(cfg: Config) -> dict[str, Any]:
     """Everything that changes what an index holds but the source's content (which the version id adds)."""
-    weights = Path(cfg.embedding.model_path) / "model.safetensors"
     corpus = dataclasses.asdict(cfg.corpus)
     # A local folder is named by its name alone: the same yaml resolves it under the repo or the archive.
     corpus["source"] = cfg.corpus.source if cfg.corpus.is_url else Path(cfg.corpus.source).name
     corpus.pop("timeout_s")
     return {
         "corpus": corpus,
-        "model": Path(cfg.embedding.model_path).name,
-        "weights_bytes": weights.stat().st_size if weights.exists() else None,
-        "max_seq_length": cfg.embedding.max_seq_length,
-        "pooling": cfg.embedding.pooling,
+        **model_identity(cfg.embedding),
         "metric": cfg.index.metric,
         "bm25": scheme_of(cfg).folder,
         "windows": windows_of(cfg),
