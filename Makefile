@@ -16,12 +16,13 @@ help: ## list the targets
 
 TORCH ?= auto
 
-.venv/.installed: requirements.txt
+.venv/.installed: requirements.txt pyproject.toml
 	scripts/install_system.sh
 	test -x $(PY) || "$$(scripts/find_python.sh)" -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
 	scripts/install_torch.sh $(TORCH)
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .  # ragserve importable everywhere (handlers/ragserve, editable)
 	touch $@
 
 install: .venv/.installed ## venv (Python >= 3.10), torch (TORCH=auto|cpu|cuda), pinned requirements, Java 17, ab

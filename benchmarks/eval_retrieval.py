@@ -38,13 +38,12 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "handlers"))
 
-from ragserve.builder import refresh  # noqa: E402
 from ragserve.config import CompileConfig, Config  # noqa: E402
-from ragserve.embeddings import Encoder  # noqa: E402
-from ragserve.pipeline import RAGPipeline  # noqa: E402
-from ragserve.store import load_current  # noqa: E402
+from ragserve.embedding.encoder import Encoder  # noqa: E402
+from ragserve.index.builder import refresh  # noqa: E402
+from ragserve.index.store import load_current  # noqa: E402
+from ragserve.retrieval.pipeline import RAGPipeline  # noqa: E402
 
 MRR_DEPTH = 10
 HIT_KS = (1, 3, 5, 10)

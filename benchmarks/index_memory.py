@@ -23,11 +23,11 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from archive_formats import prepare_workdir, stop_and_wait, write_config  # noqa: E402
 from sysinfo import cpu_model  # noqa: E402
-from tsserver import TorchServe  # noqa: E402
+
+from ragserve.ops.server import TorchServe  # noqa: E402
 
 PORT = 38150
 WORKDIR = ROOT / "build" / "bench-archive"

@@ -20,7 +20,6 @@ import argparse
 import json
 import socket
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -28,10 +27,9 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
-from tsclient import stream  # noqa: E402
-from tsserver import TorchServe, prepare_llm_archive  # noqa: E402
+from ragserve.ops.client import stream  # noqa: E402
+from ragserve.ops.server import TorchServe, prepare_llm_archive  # noqa: E402
 
 MODEL = ROOT / "models" / "smollm2-135m-instruct"
 FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 50\nresponseTimeout: 300\n"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""LLM decode speed, eager vs compiled, through ragserve.generation.Generator: `make bench-llm`.
+"""LLM decode speed, eager vs compiled, through ragserve.llm.generation.Generator: `make bench-llm`.
 
   .venv/bin/python benchmarks/llm_bench.py                  # CUDA: Llama-3-8B shape, fp16; CPU: SmolLM2 shape
   .venv/bin/python benchmarks/llm_bench.py --shape tiny --batches 1 4 --prompt-tokens 128 --new-tokens 16
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import resource
 import socket
-import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -27,10 +26,9 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "handlers"))
 
 from ragserve.config import LLMConfig  # noqa: E402
-from ragserve.generation import Generator, Sampling  # noqa: E402
+from ragserve.llm.generation import Generator, Sampling  # noqa: E402
 
 TOKENIZER = ROOT / "models" / "smollm2-135m-instruct"
 SHAPES = {  # (layers, hidden, heads, kv heads, MLP)

@@ -20,7 +20,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -29,11 +28,11 @@ import openai
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from sysinfo import cpu_model  # noqa: E402
-from tsclient import fresh_key  # noqa: E402
-from tsserver import TorchServe, prepare_llm_archive, prepare_rag_archive  # noqa: E402
+
+from ragserve.ops.client import fresh_key  # noqa: E402
+from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive  # noqa: E402
 
 PORT = 28480
 QUESTION = "How do I rotate the TorchServe token?"

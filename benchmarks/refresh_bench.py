@@ -34,11 +34,11 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from sysinfo import cpu_model  # noqa: E402
-from tsclient import fresh_key  # noqa: E402
-from tsserver import TorchServe  # noqa: E402
+
+from ragserve.ops.client import fresh_key  # noqa: E402
+from ragserve.ops.server import TorchServe  # noqa: E402
 
 SITE = ROOT.parent / "shared" / "corpus" / "hf-blog" / "site"
 PORT = 28380  # TorchServe's (28380-28384): beside `make run` and the tests

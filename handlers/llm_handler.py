@@ -3,7 +3,7 @@
 All work lives in the `ragserve` package shipped beside this file; TorchServe needs this file to
 define exactly one class. Two modes: TorchServe's batches decode in turn (default), or, with
 `handler.continuous_batching: true` and the frontend's `continuousBatching: true`, every handle() call
-is one turn of an in-flight decode (ragserve.jobs): new requests join it, each request gets its news.
+is one turn of an in-flight decode (ragserve.llm.turns): new requests join it, each request gets its news.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from ts.handler_utils.timer import timed
 from ts.handler_utils.utils import send_intermediate_predict_response
 from ts.torch_handler.base_handler import BaseHandler
 
+from ragserve.api.llm_requests import LLMRequests
+from ragserve.api.openai_api import ChatQuery, ChatReply, OpenAIError, error_json
+from ragserve.api.requests import LLMQuery, RequestError, body_content_type, device_from_properties, error_body
 from ragserve.config import LLMConfig
-from ragserve.generation import Completion, Generator
-from ragserve.inflight import InFlight
-from ragserve.jobs import Reply, advance, answer_body, sampling_of
-from ragserve.llm_requests import LLMRequests
-from ragserve.openai_api import ChatQuery, ChatReply, OpenAIError, error_json
-from ragserve.serving import LLMQuery, RequestError, body_content_type, device_from_properties, error_body
+from ragserve.llm.generation import Completion, Generator
+from ragserve.llm.inflight import InFlight
+from ragserve.llm.turns import Reply, advance, answer_body, sampling_of
 
 logger = logging.getLogger(__name__)
 TEXT = "text/plain; charset=utf-8"

@@ -16,10 +16,17 @@ import torch
 from ts.handler_utils.timer import timed
 from ts.torch_handler.base_handler import BaseHandler
 
+from ragserve.api.openai_api import EmbeddingsQuery, OpenAIError, RetrievalQuery, decode_rag_request, error_json
+from ragserve.api.requests import (
+    Query,
+    RequestError,
+    body_content_type,
+    device_from_properties,
+    error_body,
+    worker_threads,
+)
 from ragserve.config import Config
-from ragserve.openai_api import EmbeddingsQuery, OpenAIError, RetrievalQuery, decode_rag_request, error_json
-from ragserve.pipeline import RAGPipeline
-from ragserve.serving import Query, RequestError, body_content_type, device_from_properties, error_body, worker_threads
+from ragserve.retrieval.pipeline import RAGPipeline
 
 QUERIES = (Query, RetrievalQuery, EmbeddingsQuery)
 

@@ -22,13 +22,12 @@ import logging
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "handlers"))
+from ragserve.config import Config
+from ragserve.embedding.encoder import Encoder
+from ragserve.index.builder import RefreshBusy, refresh, rollback
+from ragserve.index.store import IndexLine, read_manifest
 
-from ragserve.builder import RefreshBusy, refresh, rollback  # noqa: E402
-from ragserve.config import Config  # noqa: E402
-from ragserve.embeddings import Encoder  # noqa: E402
-from ragserve.store import IndexLine, read_manifest  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 EX_TEMPFAIL = 75
 

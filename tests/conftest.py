@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ragserve.config import CompileConfig, EmbeddingConfig
-
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-MODEL_DIR = ROOT / "models" / "all-mpnet-base-v2"
-SHARED = ROOT.parent / "shared"
-HF_SITE = SHARED / "corpus" / "hf-blog" / "site"
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def serve_directory(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    """Serve directory on 127.0.0.1 (a free port) from a daemon thread; returns (server, base URL)."""
-    handler = functools.partial(QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+from ragserve.testing import FIXTURES, HF_SITE, LLM_DIR, MODEL_DIR, build_tiny_llm, serve_directory, tiny_llm_config
 
 
 @pytest.fixture(scope="session")
@@ -66,12 +44,9 @@ def embedding_cfg(model_dir: Path) -> EmbeddingConfig:
 @pytest.fixture(scope="session")
 def encoder(embedding_cfg: EmbeddingConfig):
     """The real all-mpnet-base-v2, eager (loaded once per session)."""
-    from ragserve.embeddings import Encoder
+    from ragserve.embedding.encoder import Encoder
 
     return Encoder(embedding_cfg, CompileConfig(enabled=False))
-
-
-LLM_DIR = ROOT / "models" / "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="session")
@@ -85,33 +60,9 @@ def llm_dir() -> Path:
 def generator(llm_dir: Path):
     """The real SmolLM2-135M-Instruct on CPU, float32, greedy (loaded once per session)."""
     from ragserve.config import LLMConfig
-    from ragserve.generation import Generator
+    from ragserve.llm.generation import Generator
 
     return Generator(LLMConfig(model_path=str(llm_dir), max_input_tokens=512))
-
-
-def build_tiny_llm(llm_dir: Path, initializer_range: float):
-    """A random 2-layer Llama (hidden 64) over SmolLM2's vocabulary, float32: built in a second, no weights."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(llm_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        initializer_range=initializer_range,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval()
 
 
 @pytest.fixture(scope="session")
@@ -128,18 +79,10 @@ def looping_llm(llm_dir: Path):
     return build_tiny_llm(llm_dir, 0.02)
 
 
-def tiny_llm_config(llm_dir: Path, **overrides):
-    """The LLM endpoint config the tiny-model tests use: short limits, eager unless overridden."""
-    from ragserve.config import LLMConfig
-
-    values = {"model_path": str(llm_dir), "max_input_tokens": 192, "max_new_tokens": 16, "max_new_tokens_limit": 64}
-    return LLMConfig(**{**values, "compile": False, **overrides})
-
-
 @pytest.fixture(scope="session")
 def tiny_generator(llm_dir: Path, tiny_llm):
     """Eager Generator over the tiny random Llama (SmolLM2's tokenizer and chat template)."""
-    from ragserve.generation import Generator
+    from ragserve.llm.generation import Generator
 
     return Generator(tiny_llm_config(llm_dir), model=tiny_llm)
 
@@ -151,7 +94,7 @@ def tiny_compiled_generator(llm_dir: Path, tiny_llm):
     compile_cache_dir None leaves Inductor's own cache (as tests/test_embeddings.py does): no process-wide
     TORCHINDUCTOR_CACHE_DIR change, and a second run reuses the kernels (about 150 s cold on 2 busy cores).
     """
-    from ragserve.generation import Generator
+    from ragserve.llm.generation import Generator
 
     cfg = tiny_llm_config(llm_dir, compile=True, batch_buckets=[1, 2], cache_buckets=[128, 256], compile_cache_dir=None)
     return Generator(cfg, model=tiny_llm)
@@ -172,8 +115,8 @@ def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_llm, llm_dir: Pa
 def tiny_inflight(llm_dir: Path):
     """In-flight decode (4 requests) over its own copy of the tiny Llama: the manager switches its attention to a
     paged one and runs a decode thread, so it shares no model with the batch-path fixtures."""
-    from ragserve.generation import Generator
-    from ragserve.inflight import InFlight
+    from ragserve.llm.generation import Generator
+    from ragserve.llm.inflight import InFlight
 
     decode = InFlight(Generator(tiny_llm_config(llm_dir), model=build_tiny_llm(llm_dir, 0.5)), max_requests=4)
     yield decode
@@ -197,20 +140,3 @@ def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: 
     MPNetForSequenceClassification(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
-
-
-def assert_streamed_and_plain_answers_agree(server, prompt: str, expected_word: str) -> None:
-    """Send the prompt streamed and plain at once to server's `llm` model: both answer, and greedy decoding
-    gives the streamed pieces the plain answer's text."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tsclient import stream
-
-    url = f"{server.inference_url}/predictions/llm"
-    streamed_body = json.dumps({"prompt": prompt, "stream": True}).encode()
-    with ThreadPoolExecutor(2) as pool:
-        streamed = pool.submit(lambda: list(stream(url, streamed_body, server.keys)))
-        plain = pool.submit(server.post, "llm", prompt.encode())
-        pieces, (status, _, answer) = streamed.result(timeout=120), plain.result(timeout=120)
-    assert status == 200 and expected_word in answer
-    assert len(pieces) > 1 and "".join(pieces).strip() == answer  # greedy: the same text, piece by piece

@@ -48,7 +48,8 @@ def test_each_format_packs_handler_package_and_yaml_and_replaces_other_formats(
     archive(config, store, fmt)
     assert sorted(p.name for p in store.iterdir()) == [file_name]  # the folder is gone: one archive per name
     names = names_in(store / file_name)
-    assert {"MAR-INF/MANIFEST.json", "llm_handler.py", "ragserve/store.py", "llm.yaml"} <= names
+    assert {"MAR-INF/MANIFEST.json", "llm_handler.py", "ragserve/index/store.py", "llm.yaml"} <= names
+    assert not any(n.startswith(("ragserve/ops/", "ragserve/testing")) for n in names)  # tooling stays out
 
 
 def test_kserve_store_has_the_layout_kserve_expects(config: Path, tmp_path: Path) -> None:
@@ -69,7 +70,7 @@ def test_a_rag_archive_ships_the_onnx_export_only_for_that_backend(
 
     sys.path.insert(0, str(ROOT / "handlers"))
     from ragserve.config import EmbeddingConfig
-    from ragserve.onnxrt import onnx_file
+    from ragserve.embedding.onnxrt import onnx_file
 
     weights = tmp_path / "models" / "mpnet"
     shutil.copytree(model_dir, weights, copy_function=lambda src, dst: Path(dst).hardlink_to(src))

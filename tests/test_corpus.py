@@ -6,9 +6,9 @@ import pytest
 from langchain_core.documents import Document
 from transformers import AutoTokenizer
 
-from ragserve.builder import content_sha256
 from ragserve.config import CorpusConfig
-from ragserve.corpus import CorpusError, load_documents, read_pages, split
+from ragserve.index.builder import content_sha256
+from ragserve.ingest.corpus import CorpusError, load_documents, read_pages, split
 
 DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.crawl import CrawlError, crawl, normalise_url
+from ragserve.ingest.crawl import CrawlError, crawl, normalise_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,7 +70,7 @@ def test_unreachable_start_url_fails_naming_url_and_cause() -> None:
 
 def test_crawl_is_the_same_whatever_the_hash_seed(site_url: str) -> None:
     code = (
-        "import json, sys; from ragserve.crawl import crawl; "
+        "import json, sys; from ragserve.ingest.crawl import crawl; "
         "pages = crawl(sys.argv[1], 2, 50, 1_000_000, 5); print(json.dumps([(p.url, p.text) for p in pages]))"
     )
     runs = []

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ragserve.crawl import CrawlError, crawl
+from ragserve.ingest.crawl import CrawlError, crawl
 
 LINKS = [
     "/site/b",
@@ -92,7 +92,7 @@ def faulty_url() -> Iterator[str]:
 
 
 def test_bad_pages_are_skipped_with_a_warning_and_good_ones_kept(faulty_url: str, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="ragserve.crawl")
+    caplog.set_level(logging.WARNING, logger="ragserve.ingest.crawl")
     pages = crawl(f"{faulty_url}/site/a", max_depth=2, max_pages=50, max_page_bytes=2_000_000, timeout_s=1)
     assert [p.url.removeprefix(faulty_url) for p in pages] == ["/site/a", "/site/b", "/site/latin1"]
     assert "caf" in pages[2].text  # invalid bytes replaced, not fatal
@@ -121,7 +121,7 @@ def test_connection_refused_names_the_url() -> None:
 
 
 def test_public_start_url_never_fetches_private_addresses(monkeypatch) -> None:
-    from ragserve import crawl as crawl_module
+    from ragserve.ingest import crawl as crawl_module
 
     # DNS rebinding: the host looks public when the crawl starts, then resolves to a private address.
     answers = iter([False, True, True, True])

@@ -36,12 +36,12 @@ def test_embeddings_equal_sentence_transformers(encoder, reference) -> None:
 def test_onnxruntime_backend_equals_sentence_transformers(embedding_cfg, reference) -> None:
     import dataclasses
 
-    from ragserve.embeddings import Encoder
-    from ragserve.onnxrt import onnx_file
+    from ragserve.embedding.encoder import Encoder
+    from ragserve.embedding.onnxrt import onnx_file
 
     cfg = dataclasses.replace(embedding_cfg, backend="onnxruntime")
     encoder = Encoder(cfg, CompileConfig(enabled=True))  # compile settings do not apply: nothing is compiled
-    assert onnx_file(cfg).is_file() and not hasattr(encoder, "model") and encoder.warm_up_s == 0.0
+    assert onnx_file(cfg).is_file() and not hasattr(encoder.backend, "model") and encoder.warm_up_s == 0.0
     vectors = encoder.embed(SENTENCES)
     assert vectors.shape == (5, 768) and vectors.dtype == np.float32
     np.testing.assert_allclose(vectors, reference, atol=1e-5)
@@ -64,7 +64,7 @@ def test_langchain_interface_returns_lists(encoder) -> None:
 
 
 def test_demo_pooler_output_is_far_from_the_trained_embedding(embedding_cfg, encoder) -> None:
-    from ragserve.embeddings import Encoder
+    from ragserve.embedding.encoder import Encoder
 
     seed = Encoder(
         EmbeddingConfig(model_path=embedding_cfg.model_path, pooling="cls_pooler"), CompileConfig(enabled=False)
@@ -76,7 +76,7 @@ def test_demo_pooler_output_is_far_from_the_trained_embedding(embedding_cfg, enc
 
 @pytest.mark.compile
 def test_compiled_encoder_matches_reference_and_never_recompiles_after_warm_up(embedding_cfg, reference) -> None:
-    from ragserve.embeddings import Encoder
+    from ragserve.embedding.encoder import Encoder
 
     compiled = Encoder(embedding_cfg, CompileConfig(cache_dir=None))
     graphs_after_warm_up = compiled_graph_count()

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import FIXTURES, LLM_DIR, MODEL_DIR
-from tsserver import TorchServe, prepare_llm_archive, prepare_rag_archive
+
+from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive
+from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR
 
 pytestmark = [pytest.mark.faults, pytest.mark.server, pytest.mark.model]
 

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 from langchain_core.documents import Document
 
-from ragserve.builder import build_in_memory
+from ragserve.api.requests import RequestError, decode_filter
 from ragserve.config import RetrievalConfig
-from ragserve.filters import ChunkTable, Filter
-from ragserve.retrieval import Retriever
-from ragserve.serving import RequestError, decode_filter
+from ragserve.index.builder import build_in_memory
+from ragserve.retrieval.filters import ChunkTable, Filter
+from ragserve.retrieval.retriever import Retriever
 
 
 def chunk(source: str, text: str, published: str = "", tags: str = "") -> Document:

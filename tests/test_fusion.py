@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ragserve.fusion import convex_combination, reciprocal_rank_fusion
+from ragserve.retrieval.fusion import convex_combination, reciprocal_rank_fusion
 
 
 def ids(fused: list[tuple[int, float]]) -> list[int]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_llm_config
 
 from ragserve.compilation import compiled_graph_count
 from ragserve.config import ConfigError
-from ragserve.generation import Generator, Sampling
+from ragserve.llm.generation import Generator, Sampling
+from ragserve.testing import tiny_llm_config
 
 RAG_PROMPT = (
     "Use the following pieces of context to answer the question at the end. If you don't know the answer, "

@@ -1,4 +1,4 @@
-"""The private TorchServe harness (scripts/tsserver.py) and the key handling of the clients (scripts/tsclient.py).
+"""The private TorchServe harness (ragserve/ops/server.py) and the key handling of the clients (scripts/tsclient.py).
 
 Real TorchServe servers without models: they start in seconds.
 """
@@ -13,8 +13,9 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from tsclient import call, fresh_key, request
-from tsserver import GRAVITON_ENV, TorchServe, platform_env
+
+from ragserve.ops.client import call, fresh_key, request
+from ragserve.ops.server import GRAVITON_ENV, TorchServe, platform_env
 
 # `make serve`'s ports: HTTP inference, management, metrics; gRPC inference, management.
 DEFAULT_PORTS = (8080, 8081, 8082, 7070, 7071)

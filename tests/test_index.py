@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from ragserve.builder import build_in_memory, refresh
 from ragserve.config import Config, IndexConfig, RetrievalConfig
-from ragserve.retrieval import Retriever
-from ragserve.store import Index, IndexError_, IndexLine, load_current
+from ragserve.index.builder import build_in_memory, refresh
+from ragserve.index.store import Index, IndexError_, IndexLine, load_current
+from ragserve.retrieval.retriever import Retriever
 
 DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
 pytestmark = pytest.mark.model

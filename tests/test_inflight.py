@@ -7,11 +7,11 @@ import dataclasses
 import time
 
 import pytest
-from conftest import tiny_llm_config
 
 from ragserve.config import ConfigError
-from ragserve.generation import Completion, Generator, Sampling
-from ragserve.inflight import InFlight
+from ragserve.llm.generation import Completion, Generator, Sampling
+from ragserve.llm.inflight import InFlight
+from ragserve.testing import tiny_llm_config
 
 PROMPTS = ["What is the capital of France?", "Name a colour.", "Write a long story about a dragon."]
 

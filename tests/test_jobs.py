@@ -1,31 +1,20 @@
-"""One TorchServe continuous-batching turn after another (ragserve.jobs) over the tiny Llama's in-flight decode:
+"""One TorchServe continuous-batching turn after another (ragserve.llm.turns) over the tiny Llama's in-flight decode:
 what each request gets back per turn, and whether more follows (the frontend's ts_stream_next)."""
 
 from __future__ import annotations
 
 import json
 
+from ragserve.api.requests import RequestError, decode_llm_request
 from ragserve.config import LLMConfig
-from ragserve.generation import Generator
-from ragserve.inflight import InFlight
-from ragserve.jobs import Job, Reply, admit, advance, sampling_of
-from ragserve.serving import RequestError, decode_llm_request
+from ragserve.llm.generation import Generator
+from ragserve.llm.inflight import InFlight
+from ragserve.llm.turns import Job, admit, advance, sampling_of
+from ragserve.testing import turns
 
 
 def query(body: dict, cfg: LLMConfig):
     return decode_llm_request({"body": json.dumps(body).encode()}, "application/json", cfg)
-
-
-def turns(decode: InFlight, jobs: dict[str, Job], first: dict[str, object]) -> dict[str, list[Reply]]:
-    """Run turns as the frontend does (new requests with bodies first, then running ones without) until all end."""
-    replies: dict[str, list[Reply]] = {key: [] for key in first}
-    ids, queries = list(first), list(first.values())
-    while ids:
-        for key, reply in zip(ids, advance(decode, jobs, ids, queries), strict=True):
-            replies[key].append(reply)
-        ids = [key for key in ids if replies[key][-1].more]
-        queries = [None] * len(ids)
-    return replies
 
 
 def test_plain_gets_empty_pieces_then_its_whole_answer_and_streamed_gets_its_text(

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragserve.lexical import Lexical, LexicalScheme
+from ragserve.index.lexical import Lexical, LexicalScheme
 
 TEXTS = [
     "Llama 3 has a context length of 8K tokens.",

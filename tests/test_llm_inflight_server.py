@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import LLM_DIR, assert_streamed_and_plain_answers_agree
-from tsclient import stream
-from tsserver import TorchServe, prepare_llm_archive
+
+from ragserve.ops.client import stream
+from ragserve.ops.server import TorchServe, prepare_llm_archive
+from ragserve.testing import LLM_DIR, assert_streamed_and_plain_answers_agree
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 

@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import LLM_DIR, assert_streamed_and_plain_answers_agree
-from tsserver import TorchServe, prepare_llm_archive, running
+
+from ragserve.ops.server import TorchServe, prepare_llm_archive, running
+from ragserve.testing import LLM_DIR, assert_streamed_and_plain_answers_agree
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bs4 import BeautifulSoup
 
-from ragserve.metadata import date_terms, page_metadata
+from ragserve.ingest.metadata import date_terms, page_metadata
 
 BLOG_PAGE = """<html><head><title>Welcome Mixtral</title></head><body><main><article>
 <div class="blog-metadata"><p>Published December 11, 2023</p>

@@ -7,13 +7,13 @@ import dataclasses
 import json
 
 import pytest
-from test_jobs import turns
 
+from ragserve.api.openai_api import ChatReply, DeltaText, OpenAIError, decode_chat, decode_embeddings, error_json
 from ragserve.config import LLMConfig
-from ragserve.generation import Completion, Generator
-from ragserve.inflight import InFlight
-from ragserve.jobs import Job, sampling_of
-from ragserve.openai_api import ChatReply, DeltaText, OpenAIError, decode_chat, decode_embeddings, error_json
+from ragserve.llm.generation import Completion, Generator
+from ragserve.llm.inflight import InFlight
+from ragserve.llm.turns import Job, sampling_of
+from ragserve.testing import turns
 
 MODELS = ["llm", "llm-rag"]
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import openai
 import pytest
-from conftest import FIXTURES, LLM_DIR, MODEL_DIR
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
-from tsclient import request
-from tsserver import TorchServe, prepare_llm_archive, prepare_rag_archive, running
+
+from ragserve.ops.client import request
+from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive, running
+from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 from langchain_core.documents import Document
 
 from ragserve.config import DEFAULT_TEMPLATE
-from ragserve.prompt import build_prompt, format_sources
-from ragserve.retrieval import Hit
+from ragserve.retrieval.prompt import build_prompt, format_sources
+from ragserve.retrieval.retriever import Hit
 
 SEED_PROMPT = (
     "Use the following pieces of context to answer the question at the end. If you don't know the answer, "
@@ -41,6 +41,6 @@ def test_prompt_module_needs_neither_faiss_nor_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, ragserve.prompt; print(sorted(m for m in ('faiss', 'torch') if m in sys.modules))"
+    code = "import sys, ragserve.retrieval.prompt; print(sorted(m for m in ('faiss', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="handlers")
     assert out.stdout.strip() == "[]"

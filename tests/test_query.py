@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from query import openai_answer, openai_body, openai_deltas, source_lines
+
+from ragserve.ops.ask import openai_answer, openai_body, openai_deltas, source_lines
 
 
 def test_openai_body_is_a_chat_completion_request() -> None:

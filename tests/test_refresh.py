@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.builder import RefreshBusy, refresh, rollback
+from ragserve.api.requests import Query
 from ragserve.config import Config
-from ragserve.follow import Follower
-from ragserve.pipeline import RAGPipeline
-from ragserve.serving import Query
-from ragserve.store import IndexLine, load_current
+from ragserve.index.builder import RefreshBusy, refresh, rollback
+from ragserve.index.follow import Follower
+from ragserve.index.store import IndexLine, load_current
+from ragserve.retrieval.pipeline import RAGPipeline
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 pytestmark = pytest.mark.model

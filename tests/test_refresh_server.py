@@ -15,8 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import HF_SITE, MODEL_DIR, ROOT, serve_directory
-from tsserver import TorchServe, prepare_rag_archive, running
+
+from ragserve.ops.server import TorchServe, prepare_rag_archive, running
+from ragserve.testing import HF_SITE, MODEL_DIR, ROOT, serve_directory
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from langchain_core.documents import Document
 
-from ragserve.builder import refresh
+from ragserve.api.requests import Query
 from ragserve.config import Config, ConfigError, RerankConfig
-from ragserve.pipeline import RAGPipeline
-from ragserve.retrieval import Hit
-from ragserve.serving import Query
+from ragserve.index.builder import refresh
+from ragserve.retrieval.pipeline import RAGPipeline
+from ragserve.retrieval.retriever import Hit
 
 pytestmark = pytest.mark.model
 DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
@@ -26,7 +26,7 @@ def hits_of(texts: list[str]) -> list[Hit]:
 def test_the_cross_encoder_scores_order_the_hits_and_k_cuts_them(tiny_cross_encoder_dir: Path) -> None:
     from sentence_transformers import CrossEncoder
 
-    from ragserve.rerank import Reranker
+    from ragserve.retrieval.rerank import Reranker
 
     texts = ["cats sleep a lot", "the stock market fell", "rotate the token weekly", "workers share one index"]
     questions = ["Do cats sleep?", "How often to rotate tokens?"]

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 from langchain_core.documents import Document
 
-from ragserve.builder import build_in_memory
 from ragserve.config import Config, IndexConfig, RetrievalConfig
-from ragserve.pages import PageVectors, page_records
-from ragserve.retrieval import PageIndex, Retriever
+from ragserve.index.builder import build_in_memory
+from ragserve.index.pages import PageVectors, page_records
+from ragserve.retrieval.retriever import PageIndex, Retriever
 
 
 def page(source: str, title: str, published: str, texts: list[str], authors: str = "") -> list[Document]:

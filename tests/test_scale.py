@@ -28,9 +28,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT
-from tsclient import is_ready, request, server_pid, wait_ready
-from tsserver import TorchServe, prepare_rag_archive
+
+from ragserve.ops.client import is_ready, request, server_pid, wait_ready
+from ragserve.ops.server import TorchServe, prepare_rag_archive
+from ragserve.testing import ROOT
 
 pytestmark = [pytest.mark.scale, pytest.mark.server, pytest.mark.model]
 

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LLM_DIR, MODEL_DIR, ROOT
-from tsclient import request
-from tsserver import TorchServe, prepare_llm_archive, prepare_rag_archive
+
+from ragserve.ops.client import request
+from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive
+from ragserve.testing import LLM_DIR, MODEL_DIR, ROOT
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from ragserve.api.requests import Query, RequestError, decode_request, error_body
 from ragserve.config import RetrievalConfig
-from ragserve.serving import Query, RequestError, decode_request, error_body
 
 CFG = RetrievalConfig(max_question_chars=100)
 JSON = "application/json"
@@ -59,7 +59,7 @@ def test_bad_requests_raise_an_error_naming_the_field(
 
 
 def test_worker_threads_share_the_cores_among_workers_unless_omp_num_threads_says() -> None:
-    from ragserve.serving import worker_threads
+    from ragserve.api.requests import worker_threads
 
     assert worker_threads({"minWorkers": 2}, cores=2, env={}) == 1
     assert worker_threads({"minWorkers": 1}, cores=16, env={}) == 16

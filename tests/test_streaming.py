@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from ragserve.streaming import BatchStreamer
+from ragserve.llm.streaming import BatchStreamer
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from ragserve.compilation import compiled_graph_count
 from ragserve.config import CompileConfig, EmbeddingConfig
-from ragserve.embeddings import Encoder
+from ragserve.embedding.encoder import Encoder
 
 TEXTS = ["What's new with Llama 3.1?", "FAISS", "batchSize and maxBatchDelay " * 60, "one more", "a b c d e f"]
 
@@ -50,7 +50,7 @@ def test_tiny_compiled_encoder_equals_eager_and_never_recompiles_after_warm_up(t
 def test_tiny_onnxruntime_encoder_equals_eager(tiny_cfg, eager) -> None:
     import dataclasses
 
-    from ragserve.onnxrt import onnx_file
+    from ragserve.embedding.onnxrt import onnx_file
 
     cfg = dataclasses.replace(tiny_cfg, backend="onnxruntime")
     encoder = Encoder(cfg, CompileConfig())  # exports the module into the model folder first

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from ragserve.builder import build_in_memory
 from ragserve.config import ConfigError, IndexConfig, RetrievalConfig
-from ragserve.retrieval import Retriever
-from ragserve.vectorsets import VectorSet
-from ragserve.windows import WindowVectors, sentence_windows
+from ragserve.index.builder import build_in_memory
+from ragserve.index.vectorsets import VectorSet
+from ragserve.index.windows import WindowVectors, sentence_windows
+from ragserve.retrieval.retriever import Retriever
 
 
 def test_windows_step_by_the_stride_and_the_last_one_reaches_the_end() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .config import CompileConfig
+from ragserve.config import CompileConfig
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,10 @@ import struct
 from pathlib import Path
 
 import pytest
-from fake_context import make_context
-from llm_handler import LLMHandler
+
+from ragserve.testing import load_handler, make_context
+
+LLMHandler = load_handler("llm").LLMHandler  # loaded from its file, as TorchServe does
 
 
 def llm_context(llm_dir: Path, content_types: list[str]):

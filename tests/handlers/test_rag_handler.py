@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_context import make_context
-from rag_handler import RAGHandler
 
-from ragserve.builder import refresh
 from ragserve.config import Config
+from ragserve.index.builder import refresh
+from ragserve.testing import load_handler, make_context
+
+RAGHandler = load_handler("rag").RAGHandler  # loaded from its file, as TorchServe does
 
 DOCS = Path(__file__).resolve().parent.parent / "fixtures" / "docs"
 pytestmark = pytest.mark.model

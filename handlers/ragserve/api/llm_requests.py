@@ -1,0 +1,64 @@
+"""Every kind of LLM endpoint request turned into what the decode runs, or into its finished reply.
+
+Public names: LLMRequests.
+Routes: the endpoint's own contract (text, or JSON {"prompt", ...}), OpenAI's v1/chat/completions
+(openai_api.py; grounded on retrieval through the RAG endpoint when asked: ragclient.py) and GET
+v1/models. Every prompt is counted in tokens after the chat template (413 over the limit); with the
+in-flight decode, a setting it cannot honour is refused (jobs.admit). Errors of a v1 route come in
+OpenAI's shape. No TorchServe imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ragserve.api.openai_api import ChatQuery, OpenAIError, decode_chat, models_body, route_of
+from ragserve.api.requests import LLMQuery, RequestError, check_prompt_tokens, decode_llm_request, read_payload
+from ragserve.config import LLMConfig
+from ragserve.llm.generation import Generator
+from ragserve.llm.inflight import InFlight
+from ragserve.llm.ragclient import RAGClient
+from ragserve.llm.turns import admit
+
+
+class LLMRequests:
+    def __init__(self, cfg: LLMConfig, generator: Generator, name: str, inflight: InFlight | None = None) -> None:
+        self.cfg = cfg
+        self.generator = generator
+        self.inflight = inflight
+        self.rag = RAGClient(cfg.rag_url, cfg.rag_key_file, cfg.rag_timeout_s) if cfg.rag_url else None
+        self.rag_model = f"{name}-rag" if self.rag else None
+        self.models = [name, self.rag_model] if self.rag_model else [name]
+
+    def decode(
+        self, request: dict[str, Any], content_type: str | None, url_path: str | None, authorization: str | None
+    ) -> LLMQuery | dict[str, Any]:
+        """The query to decode, or a finished reply (GET v1/models); RequestError for a bad request."""
+        route = route_of(url_path)
+        try:
+            if route is None:
+                query = decode_llm_request(request, content_type, self.cfg)
+            elif route == "v1/models":
+                return models_body(self.models)
+            elif route == "v1/chat/completions":
+                query = self._chat(read_payload(request, content_type, "messages"), authorization)
+            else:
+                raise OpenAIError(f"{route} is served by the RAG endpoint, not this one", None, 404)
+            check_prompt_tokens(self.generator.count_tokens(query.prompt), self.generator.max_input_tokens)
+            return admit(query, self.inflight) if self.inflight else query
+        except RequestError as err:
+            if route is None or isinstance(err, OpenAIError):
+                raise
+            raise OpenAIError(str(err), err.field, err.status) from err
+
+    def _chat(self, payload: Any, authorization: str | None) -> ChatQuery:
+        query = decode_chat(payload, self.cfg, self.models, self.rag_model)
+        if query.grounding is None:
+            return query
+        if self.rag is None:
+            raise OpenAIError("chat grounded on retrieval needs handler.rag_url (the RAG endpoint)", "rag")
+        *history, question = query.prompt
+        prompt, sources = self.rag.ask(question["content"], query.grounding, authorization)
+        messages = (*history, {"role": "user", "content": prompt})
+        return dataclasses.replace(query, prompt=messages, sources=tuple(sources))

@@ -1,0 +1,75 @@
+"""One interface over the encoder's three backends: torch eager, torch compiled and ONNX Runtime.
+
+Public names: Backend, TorchBackend, make_backend.
+A backend turns tokenized texts into (n, dim) float32 vectors. `tensors` says which tokenizer output it
+reads ("pt" or "np"); `compiled` says whether the encoder must warm it up. The ONNX backend is
+onnxrt.OnnxRunner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import torch
+from transformers import AutoModel
+
+from ragserve.compilation import compile_module
+from ragserve.config import CompileConfig, EmbeddingConfig
+from ragserve.embedding.module import SentenceEmbedder
+from ragserve.embedding.onnxrt import OnnxRunner
+
+logger = logging.getLogger(__name__)
+
+Tokenize = Callable[[str], dict]  # tensors ("pt" | "np") -> {"input_ids": (n, seq), "attention_mask": (n, seq)}
+
+
+class Backend(Protocol):
+    compiled: bool
+
+    def run(self, tokenize: Tokenize) -> np.ndarray:
+        """Tokenize (with this backend's tensor kind) and embed; (n, dim) float32."""
+        ...
+
+
+class TorchBackend:
+    """SentenceEmbedder on a torch device, eager or torch.compile'd."""
+
+    def __init__(self, cfg: EmbeddingConfig, compile_cfg: CompileConfig, device: str) -> None:
+        self.device = torch.device(device)
+        transformer = AutoModel.from_pretrained(cfg.model_path).eval().to(self.device)
+        self.model = SentenceEmbedder(transformer, cfg.pooling).eval()
+        self.compiled = compile_cfg.enabled
+        if self.compiled:
+            compile_module(self.model, compile_cfg)
+
+    def run(self, tokenize: Tokenize) -> np.ndarray:
+        # Tokenize inside inference mode too: tensors made outside it carry another dispatch key,
+        # and dynamo would guard on the difference and recompile (warm-up runs inside it).
+        with torch.inference_mode():
+            encoded = tokenize("pt")
+            input_ids = encoded["input_ids"].to(self.device)  # (n, seq)
+            attention_mask = encoded["attention_mask"].to(self.device)  # (n, seq)
+            return self.model(input_ids, attention_mask).float().cpu().numpy()  # (n, dim)
+
+
+class OnnxBackend:
+    """The exported SentenceEmbedder in ONNX Runtime: nothing to compile, exported at archive time."""
+
+    compiled = False
+
+    def __init__(self, cfg: EmbeddingConfig) -> None:
+        self.runner = OnnxRunner(cfg, torch.get_num_threads())
+
+    def run(self, tokenize: Tokenize) -> np.ndarray:
+        encoded = tokenize("np")
+        return self.runner(encoded["input_ids"], encoded["attention_mask"])  # (n, dim)
+
+
+def make_backend(cfg: EmbeddingConfig, compile_cfg: CompileConfig, device: str = "cpu") -> Backend:
+    """The backend `embedding.backend` names ("torch", compiled when compile.enabled, or "onnxruntime")."""
+    if cfg.backend == "onnxruntime":
+        return OnnxBackend(cfg)
+    return TorchBackend(cfg, compile_cfg, device)

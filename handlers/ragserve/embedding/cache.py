@@ -1,0 +1,100 @@
+"""Embedding cache: a text's vector is computed once per model, whatever version or refresh asks for it.
+
+Public names: EmbeddingCache, cache_key.
+EmbeddingCache stands in for an Encoder wherever the builder embeds (chunks, page records, sentence windows).
+One SQLite database per model identity (cache_key: the model, its weights' size, max_seq_length, pooling:
+everything that changes a vector), one row per text: the sha256 of the text -> its float32 vector. A
+refresh asks for every chunk, sentence window and page record text of the new version; only those the
+cache lacks reach the encoder. SQLite (standard library) serialises concurrent writers and stores no
+pickle. The backend (torch, compiled, ONNX Runtime) is not in the key: they agree to float rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ragserve.config import EmbeddingConfig
+
+if TYPE_CHECKING:
+    from ragserve.embedding.encoder import Encoder
+
+LOOKUP_ROWS = 500  # keys per SELECT ... IN (...): SQLite allows 999 parameters by default
+
+
+def model_identity(cfg: EmbeddingConfig) -> dict[str, Any]:
+    """Everything that changes a vector: the model, its weights' size, max_seq_length, pooling."""
+    weights = Path(cfg.model_path) / "model.safetensors"
+    return {
+        "model": Path(cfg.model_path).name,
+        "weights_bytes": weights.stat().st_size if weights.exists() else None,
+        "max_seq_length": cfg.max_seq_length,
+        "pooling": cfg.pooling,
+    }
+
+
+def cache_key(cfg: EmbeddingConfig) -> str:
+    return hashlib.sha256(json.dumps(model_identity(cfg), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class EmbeddingCache:
+    """An Encoder look-alike (embed, dimension) that answers from one SQLite file and embeds only what it lacks.
+
+    encoder: called the first time a text is missing, so a refresh that changed nothing loads no model.
+    embedded counts the texts the encoder computed, for the build report."""
+
+    def __init__(self, path: Path, encoder: Callable[[], Encoder]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._encoder_factory = encoder
+        self._encoder: Encoder | None = None
+        self.embedded = 0
+        self.db = sqlite3.connect(path, timeout=60)
+        self.db.execute("CREATE TABLE IF NOT EXISTS vectors (text_sha256 TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = self._encoder_factory()
+        return self._encoder
+
+    @property
+    def dimension(self) -> int:
+        row = self.db.execute("SELECT vector FROM vectors LIMIT 1").fetchone()
+        return len(row[0]) // 4 if row else self.encoder.dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32 unit vectors, from the cache or, for texts it lacks, from the encoder."""
+        keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+        found = self._lookup(sorted(set(keys)))
+        missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
+        if missing:
+            vectors = self.encoder.embed(list(missing.values())).astype(np.float32)
+            rows = [(key, vector.tobytes()) for key, vector in zip(missing, vectors, strict=True)]
+            with self.db:  # one transaction
+                self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
+            found.update(zip(missing, vectors, strict=True))
+            self.embedded += len(missing)
+        if not keys:
+            return np.empty((0, self.dimension), np.float32)
+        return np.stack([found[key] for key in keys])
+
+    def _lookup(self, keys: list[str]) -> dict[str, np.ndarray]:
+        found = {}
+        for start in range(0, len(keys), LOOKUP_ROWS):
+            part = keys[start : start + LOOKUP_ROWS]
+            query = f"SELECT text_sha256, vector FROM vectors WHERE text_sha256 IN ({','.join('?' * len(part))})"
+            found.update((key, np.frombuffer(blob, np.float32)) for key, blob in self.db.execute(query, part))
+        return found

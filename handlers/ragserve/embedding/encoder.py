@@ -1,0 +1,70 @@
+"""Sentence embeddings: tokenize -> transformer -> mean-pool -> L2-normalise, as a LangChain Embeddings.
+
+Public names: Encoder.
+The model runs in one of backends.py's backends (torch eager, torch compiled, ONNX Runtime).
+`Encoder.embed(texts)` returns an (n, dim) float32 array with unit-norm rows, equal to
+sentence-transformers' `encode(..., normalize_embeddings=True)` for all-mpnet-base-v2 (whose
+modules.json is Transformer -> mean Pooling -> Normalize). `pooling: cls_pooler` reproduces the
+original demo's `pooler_output` (not normalised) for comparison only. No network, no TorchServe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from transformers import AutoConfig, AutoTokenizer
+
+from ragserve.compilation import warm_up
+from ragserve.config import CompileConfig, EmbeddingConfig
+from ragserve.embedding.backends import make_backend
+
+logger = logging.getLogger(__name__)
+
+# Warm-up shapes: batch 1 and batch >= 2 are the two graphs of the dynamic-shape policy.
+WARM_UP_TEXTS = [["What is new in Llama 3.1?"], ["a short text", "a slightly longer text to pad the batch"]]
+
+
+class Encoder(Embeddings):
+    """Owns the tokenizer and the model (torch, optionally compiled, or ONNX Runtime); embeds texts in
+    length-sorted batches."""
+
+    def __init__(self, cfg: EmbeddingConfig, compile_cfg: CompileConfig, device: str = "cpu") -> None:
+        self.cfg = cfg
+        start = time.perf_counter()
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
+        self.dimension = int(AutoConfig.from_pretrained(cfg.model_path).hidden_size)
+        self.backend = make_backend(cfg, compile_cfg, device)
+        logger.info("loaded %s (%s) in %.1f s", cfg.model_path, cfg.backend, time.perf_counter() - start)
+        self.warm_up_s = sum(warm_up(self.embed, WARM_UP_TEXTS)) if self.backend.compiled else 0.0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed texts; returns (len(texts), dim) float32, rows in the order of texts."""
+        # Sorting by length keeps each batch's padding small; `order` restores the caller's order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(texts), self.cfg.batch_size):
+            batch = order[start : start + self.cfg.batch_size]
+            vectors[batch] = self._forward([texts[i] for i in batch])
+        return vectors
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens the model reads of each text (special tokens included, cut at max_seq_length)."""
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.cfg.max_seq_length)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed([text])[0].tolist()
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        return self.backend.run(lambda tensors: self._tokenize(texts, tensors))  # (n, dim)
+
+    def _tokenize(self, texts: list[str], tensors: str) -> dict:
+        return self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.cfg.max_seq_length, return_tensors=tensors
+        )

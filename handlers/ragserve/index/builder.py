@@ -1,0 +1,284 @@
+"""The index builder, write side: read the source, embed only what is new, write an immutable version, publish it.
+
+Public names: refresh, Refresh, RefreshBusy, build_in_memory, write_version, publish, rollback, content_sha256.
+refresh(cfg, encoder) re-reads cfg.corpus.source: a crawl that revalidates the live version's pages
+(conditional requests, crawl.py), or the local files. Every page is split again (cheap); every chunk,
+sentence window and page record text goes through the embedding cache (embedcache.py), so only new
+text reaches the encoder. The version id hashes the line (store.identity) and each page's content
+hash: a source that has not changed gives the live version's id, and nothing is embedded or written.
+A new version is written into a staging folder (manifest last), renamed into versions/ and published
+(CURRENT); workers that follow the line swap to it between batches (follow.py). The last
+index.keep_versions versions stay on disk for rollback(). One refresh per line at a time: a second
+one raises RefreshBusy at once (cron may start the next before the last has finished).
+Nothing here runs in a TorchServe worker.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import faiss
+from langchain_core.documents import Document
+
+from ragserve.config import Config
+from ragserve.ingest.corpus import documents, read_pages, split
+from ragserve.ingest.crawl import Page
+from ragserve.embedding.cache import EmbeddingCache, cache_key
+from ragserve.index.pages import PageVectors
+from ragserve.index.store import (
+    CURRENT,
+    FORMAT_VERSION,
+    PAGES_FOLDER,
+    Index,
+    IndexError_,
+    IndexLine,
+    identity,
+    line_key,
+    read_jsonl,
+    scheme_of,
+    sha256_file,
+    windows_of,
+)
+from ragserve.index.vectorsets import embed_with_progress
+from ragserve.index.windows import WindowVectors
+
+if TYPE_CHECKING:
+    from ragserve.embedding.encoder import Encoder
+
+logger = logging.getLogger(__name__)
+SOURCE_FIELDS = ("url", "title", "text", "metadata", "links", "etag", "last_modified", "fetched")
+
+
+class RefreshBusy(RuntimeError):
+    """Another refresh of the same line holds its lock."""
+
+
+@dataclass
+class Refresh:
+    """What one refresh did."""
+
+    version: str
+    previous: str | None
+    pages: int
+    chunks: int
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    revalidated: int = 0  # pages a conditional request (304) let us reuse without downloading
+    embedded: dict[str, int] = field(default_factory=dict)  # texts the encoder computed: chunks, pages, windows
+    written: bool = False  # a new version folder was written
+    published: bool = False  # CURRENT moved to `version`
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        embedded = ", ".join(f"{n} {what}" for what, n in self.embedded.items()) or "nothing"
+        state = "published" if self.published else "unchanged, still live" if not self.written else "written"
+        return (
+            f"version {self.version} ({state}; previous {self.previous}): {self.pages} pages "
+            f"({len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed, "
+            f"{self.revalidated} not modified), {self.chunks} chunks; embedded {embedded}; {self.seconds:.1f} s"
+        )
+
+
+def refresh(cfg: Config, encoder: Callable[[], Encoder], publish_it: bool = True) -> Refresh:
+    """Re-read cfg's source and make its line's live version match it (see the module docstring).
+
+    encoder: called only if some text is not in the embedding cache."""
+    line = IndexLine.of(cfg)
+    start = time.perf_counter()
+    with _refresh_lock(line):
+        previous = line.current()
+        known = _known_pages(line, previous)
+        pages = read_pages(cfg.corpus, known)
+        version = version_id(cfg, pages)
+        report = Refresh(version, previous, len(pages), 0, revalidated=sum(page.revalidated for page in pages))
+        _diff(report, known, pages)
+        folder = line.folder(version)
+        if not (folder / "manifest.json").is_file():
+            cache = EmbeddingCache(Path(cfg.index.dir) / "embed-cache" / f"{cache_key(cfg.embedding)}.sqlite", encoder)
+            try:
+                chunks = split(documents(pages), cfg.corpus, cfg.embedding.model_path)
+                index, report.embedded = build_in_memory(chunks, cache, cfg)
+            finally:
+                cache.close()
+            report.chunks = len(index)
+            head = {**_manifest_head(cfg, version), "changes": _changes(report)}
+            head["build_s"] = round(time.perf_counter() - start, 1)  # with the embedding cache as it was
+            write_version(folder, index, pages, head)
+            report.written = True
+        else:
+            report.chunks = json.loads((folder / "manifest.json").read_text())["count"]
+        if publish_it and line.current() != version:
+            publish(line, version, "refresh")
+            report.published = True
+        _prune(line, cfg.index.keep_versions)
+    report.seconds = time.perf_counter() - start
+    logger.info("refresh of %s: %s", line.root, report.summary())
+    return report
+
+
+def build_in_memory(
+    chunks: list[Document], encoder: Encoder | EmbeddingCache, cfg: Config | None = None
+) -> tuple[Index, dict[str, int]]:
+    """An Index of chunks with its page vectors (and sentence windows when cfg uses them).
+
+    With an EmbeddingCache for encoder, also how many texts of each kind it had to embed ({} otherwise)."""
+    cfg = cfg or Config()
+    embedded: dict[str, int] = {}
+
+    def count(kind: str, before: int) -> None:
+        if isinstance(encoder, EmbeddingCache):
+            embedded[kind] = encoder.embedded - before
+
+    before = getattr(encoder, "embedded", 0)
+    vectors = embed_with_progress(encoder, [chunk.page_content for chunk in chunks], "chunks")
+    count("chunks", before)
+    index = Index.from_vectors(chunks, vectors, cfg.index.metric, scheme_of(cfg))
+    before = getattr(encoder, "embedded", 0)
+    index.pages = PageVectors.embed(chunks, encoder)
+    count("page records", before)
+    if windows_of(cfg):
+        before = getattr(encoder, "embedded", 0)
+        index.windows = WindowVectors.embed(chunks, encoder, cfg.index.window_sentences, cfg.index.window_stride)
+        count("sentence windows", before)
+    return index, embedded
+
+
+def version_id(cfg: Config, pages: Sequence[Page]) -> str:
+    """The line plus every page's source and content hash, in order: the same content, the same id."""
+    content = [[page.url, content_sha256(page)] for page in pages]
+    return hashlib.sha256(json.dumps([line_key(cfg), content]).encode()).hexdigest()[:16]
+
+
+def content_sha256(page: Page) -> str:
+    """What a page says: title, metadata and text (not when or how it was fetched)."""
+    return hashlib.sha256(json.dumps([page.title, page.metadata, page.text], sort_keys=True).encode()).hexdigest()
+
+
+def write_version(folder: Path, index: Index, pages: Sequence[Page], manifest: dict[str, Any]) -> None:
+    """Write every file into a staging folder, the manifest last, then rename it to folder (atomic)."""
+    staging = folder.parent / f".{folder.name}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    faiss.write_index(index.store.index, str(staging / "index.faiss"))
+    _write_jsonl(
+        staging / "chunks.jsonl", ({"text": d.page_content, "metadata": d.metadata} for d in index.documents())
+    )
+    rows = ({**{name: getattr(page, name) for name in SOURCE_FIELDS}, "sha256": content_sha256(page)} for page in pages)
+    _write_jsonl(staging / "sources.jsonl", rows)
+    saved = index.lexical.save(staging / index.lexical.scheme.folder)
+    saved += index.pages.save(staging / PAGES_FOLDER) if index.pages is not None else []
+    if index.windows is not None:
+        saved += index.windows.save(staging / manifest["identity"]["windows"])
+    files = ["index.faiss", "chunks.jsonl", "sources.jsonl", *(str(p.relative_to(staging)) for p in saved)]
+    manifest = {**manifest, "count": len(index), "metric": index.metric}
+    manifest["sha256"] = {name: sha256_file(staging / name) for name in files}
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)  # a folder without a manifest: a crash left it, nobody reads it
+    staging.replace(folder)
+
+
+def publish(line: IndexLine, version: str, reason: str) -> None:
+    """Make version the live one: CURRENT is replaced in one rename; history.jsonl records it."""
+    if not (line.folder(version) / "manifest.json").is_file():
+        raise IndexError_(f"{line.folder(version)} is not a complete version")
+    staged = line.root / f"{CURRENT}.{os.getpid()}.tmp"
+    staged.write_text(version + "\n")
+    staged.replace(line.root / CURRENT)
+    entry = {"version": version, "at": _now(), "reason": reason}
+    with open(line.root / "history.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+    logger.info("published %s in %s (%s)", version, line.root, reason)
+
+
+def rollback(line: IndexLine, version: str | None = None) -> str:
+    """Publish `version`, or the version live before the current one; returns it."""
+    current = line.current()
+    if version is None:
+        earlier = [e["version"] for e in reversed(line.history()) if e["version"] != current]
+        kept = [v for v in earlier if (line.folder(v) / "manifest.json").is_file()]
+        if not kept:
+            raise IndexError_(f"{line.root}: no earlier version on disk to roll back to")
+        version = kept[0]
+    publish(line, version, f"rollback from {current}")
+    return version
+
+
+def _manifest_head(cfg: Config, version: str) -> dict[str, Any]:
+    return {
+        "version": version,
+        "line": line_key(cfg),
+        "identity": identity(cfg),
+        "format": FORMAT_VERSION,
+        "source": cfg.corpus.source,
+        "created": _now(),
+    }
+
+
+def _changes(report: Refresh) -> dict[str, Any]:
+    fields = ("previous", "added", "changed", "removed", "revalidated", "embedded")
+    return {name: getattr(report, name) for name in fields}
+
+
+def _known_pages(line: IndexLine, version: str | None) -> dict[str, Page]:
+    """The live version's pages by URL (or path), to revalidate and to compare against."""
+    if version is None or not (line.folder(version) / "sources.jsonl").is_file():
+        return {}
+    rows = read_jsonl(line.folder(version) / "sources.jsonl")
+    pages = [Page(**{**{n: row.get(n) for n in SOURCE_FIELDS}, "links": tuple(row.get("links") or ())}) for row in rows]
+    return {page.url: page for page in pages}
+
+
+def _diff(report: Refresh, known: dict[str, Page], pages: Sequence[Page]) -> None:
+    now = {page.url: page for page in pages}
+    report.added = [url for url in now if url not in known]
+    report.changed = [url for url in now if url in known and content_sha256(known[url]) != content_sha256(now[url])]
+    report.removed = [url for url in known if url not in now]
+
+
+def _prune(line: IndexLine, keep: int) -> None:
+    """Delete all but the newest `keep` versions (never the live one). A worker that still maps a deleted
+    version's files keeps reading them: Linux frees them when the last mapping goes."""
+    live = line.current()
+    old = [v for v in line.versions() if v != live][: max(0, len(line.versions()) - keep)]
+    for version in old:
+        shutil.rmtree(line.folder(version), ignore_errors=True)
+        logger.info("pruned version %s of %s", version, line.root)
+
+
+@contextmanager
+def _refresh_lock(line: IndexLine) -> Iterator[None]:
+    line.root.mkdir(parents=True, exist_ok=True)
+    with open(line.root / "refresh.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            lock.seek(0)
+            raise RefreshBusy(f"a refresh of {line.root} is already running ({lock.read().strip()})") from err
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} since {_now()}")
+        lock.flush()
+        yield
+
+
+def _write_jsonl(path: Path, rows: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

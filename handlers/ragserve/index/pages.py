@@ -1,0 +1,94 @@
+"""Page records: what identifies a page (title, date, authors, tags, headings, first paragraph).
+
+Public names: PageRecord, page_records, PageVectors.
+A question that describes its subject ("Meta's April 2024 open models") matches a page's identity
+better than any one chunk of it. The records are derived from the index's own chunks (their
+metadata and the `#` heading lines that main-content extraction writes), so an index gains them
+without re-crawling or re-embedding its chunks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from langchain_core.documents import Document
+
+from ragserve.ingest.metadata import date_terms
+from ragserve.index.vectorsets import VectorSet, embed_with_progress
+
+if TYPE_CHECKING:
+    from ragserve.embedding.encoder import Encoder
+
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*$", re.MULTILINE)
+LEAD_CHARS = 500  # the opening of a page: what it announces
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    source: str
+    title: str
+    published: str  # YYYY-MM-DD or ""
+    authors: str
+    tags: str
+    headings: tuple[str, ...]
+    lead: str
+    chunks: tuple[int, ...]  # positions of the page's chunks in the index
+
+    def lexical_text(self) -> str:
+        """Every field as words, the date in the ways people write it (for BM25)."""
+        fields = [self.title, date_terms(self.published), self.authors, self.tags, *self.headings, self.lead]
+        return "\n".join(field for field in fields if field)
+
+    def dense_texts(self) -> list[str]:
+        """One text per vector: the title, each heading under it, the lead (each its own vector)."""
+        texts = [self.title, *(f"{self.title}: {heading}" for heading in self.headings), self.lead]
+        return [text for text in dict.fromkeys(texts) if text]
+
+
+class PageVectors(VectorSet):
+    """The dense side of page records: one vector per title, heading and lead; owner = page position.
+
+    Embedded once with the index (tens of short texts per page) and saved with it, so a worker
+    loads them instead of embedding at start.
+    """
+
+    @classmethod
+    def embed(cls, chunks: Sequence[Document], encoder: Encoder) -> PageVectors:
+        texts = [(page, text) for page, record in enumerate(page_records(chunks)) for text in record.dense_texts()]
+        vectors = embed_with_progress(encoder, [text for _, text in texts], "page titles, headings and leads")
+        return cls(vectors, np.array([page for page, _ in texts], dtype=np.int64))
+
+
+def page_records(chunks: Sequence[Document]) -> list[PageRecord]:
+    """One record per source, in first-chunk order."""
+    by_source: dict[str, list[int]] = {}
+    for position, chunk in enumerate(chunks):
+        by_source.setdefault(chunk.metadata.get("source", ""), []).append(position)
+    return [_record(source, [chunks[i] for i in positions], positions) for source, positions in by_source.items()]
+
+
+def _record(source: str, chunks: list[Document], positions: list[int]) -> PageRecord:
+    meta = chunks[0].metadata
+    title = meta.get("title", "")
+    headings = [h for chunk in chunks for h in HEADING.findall(chunk.page_content)]
+    headings = [h for h in dict.fromkeys(headings) if h.casefold() != title.casefold()]
+    return PageRecord(
+        source=source,
+        title=title,
+        published=meta.get("published", ""),
+        authors=meta.get("authors", ""),
+        tags=meta.get("tags", ""),
+        headings=tuple(headings),
+        lead=_lead(chunks[0].page_content),
+        chunks=tuple(positions),
+    )
+
+
+def _lead(text: str) -> str:
+    """The first paragraphs of a page, headings left out."""
+    body = HEADING.sub("", text).strip()
+    return body[:LEAD_CHARS].rsplit(" ", 1)[0] if len(body) > LEAD_CHARS else body

@@ -1,0 +1,297 @@
+"""The index store, read side: immutable index versions and the pointer to the live one.
+
+Public names: Index, IndexError_, IndexLine, identity, line_key, load_current, set_search_threads.
+Layout under index.dir (builder.py writes it; workers only read it):
+
+    <line>/                  one line per build identity (line_key): source, chunking, model, pooling,
+                             metric, BM25 scheme and sentence windows; what a config needs, not the content
+      CURRENT                the live version id (a new file renamed over the old: atomic)
+      history.jsonl          one line per publish {"version", "at", "reason"}: what rollback walks back
+      versions/<version>/    immutable: index.faiss, chunks.jsonl (text + metadata per chunk), sources.jsonl
+                             (per page: text, content hash, HTTP validators, fetch time), bm25-<scheme>/,
+                             pages/ (page record vectors), windows-<size>-<stride>/ (sentence windows) and
+                             manifest.json (identity, sizes, what changed, sha256 of every file)
+
+A version id hashes the line and every page's content hash, so the same content is the same version.
+Loading takes no lock and writes nothing; the vectors are memory-mapped read-only (index.mmap), so the
+workers of a node share their pages. A folder whose checksums or identity do not match is never loaded.
+We deliberately skip LangChain's `FAISS.save_local`/`load_local`: its docstore is a pickle, and loading
+a pickle runs code. Scores: cosine similarity (inner product of unit vectors) or squared L2 distance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import faiss
+import numpy as np
+from langchain_community.docstore.in_memory import InMemoryDocstore
+from langchain_community.vectorstores import FAISS
+from langchain_community.vectorstores.utils import DistanceStrategy
+from langchain_core.documents import Document
+from threadpoolctl import threadpool_limits
+
+from ragserve.config import Config
+from ragserve.embedding.cache import model_identity
+from ragserve.index.lexical import Lexical, LexicalScheme
+from ragserve.index.pages import PageVectors
+from ragserve.index.windows import WindowVectors, windows_folder
+
+if TYPE_CHECKING:
+    from ragserve.embedding.encoder import Encoder
+
+logger = logging.getLogger(__name__)
+
+# 4: versioned lines (CURRENT, versions/), sources.jsonl, every derived folder built with the version.
+FORMAT_VERSION = 4
+PAGES_FOLDER = "pages"
+CURRENT = "CURRENT"
+# IO_FLAG_MMAP alone maps only on-disk IVF lists; a flat index's vectors need IO_FLAG_MMAP_IFC
+# (IndexFlatCodes), checked on faiss 1.15: /proc/<pid>/maps shows index.faiss only with it.
+MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+
+
+class IndexError_(RuntimeError):
+    """An index is missing, corrupted or was built for another config; the message says which and what to run."""
+
+
+def scheme_of(cfg: Config) -> LexicalScheme:
+    return LexicalScheme(numbers=cfg.index.bm25_numbers, title=cfg.index.bm25_title, metadata=cfg.index.bm25_metadata)
+
+
+def windows_of(cfg: Config) -> str | None:
+    """The sentence-window folder this config reads, or None."""
+    return windows_folder(cfg.index.window_sentences, cfg.index.window_stride) if cfg.uses_windows else None
+
+
+def identity(cfg: Config) -> dict[str, Any]:
+    """Everything that changes what an index holds but the source's content (which the version id adds)."""
+    corpus = dataclasses.asdict(cfg.corpus)
+    # A local folder is named by its name alone: the same yaml resolves it under the repo or the archive.
+    corpus["source"] = cfg.corpus.source if cfg.corpus.is_url else Path(cfg.corpus.source).name
+    corpus.pop("timeout_s")
+    return {
+        "corpus": corpus,
+        **model_identity(cfg.embedding),
+        "metric": cfg.index.metric,
+        "bm25": scheme_of(cfg).folder,
+        "windows": windows_of(cfg),
+        "format": FORMAT_VERSION,
+    }
+
+
+def line_key(cfg: Config) -> str:
+    return _digest(identity(cfg))
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class IndexLine:
+    """One config's folder of versions, and which of them is live."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, cfg: Config) -> IndexLine:
+        return cls(Path(cfg.index.dir) / line_key(cfg))
+
+    def folder(self, version: str) -> Path:
+        return self.root / "versions" / version
+
+    def current(self) -> str | None:
+        """The live version id, or None before the first build."""
+        try:
+            return (self.root / CURRENT).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def history(self) -> list[dict[str, Any]]:
+        path = self.root / "history.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+    def versions(self) -> list[str]:
+        """Complete versions (manifest written), oldest first."""
+        folders = [p for p in (self.root / "versions").glob("*") if (p / "manifest.json").is_file()]
+        return [p.name for p in sorted(folders, key=lambda p: (p / "manifest.json").stat().st_mtime)]
+
+
+class Index:
+    """A LangChain FAISS store, BM25, page record vectors and sentence windows of one index version."""
+
+    def __init__(
+        self,
+        store: FAISS,
+        lexical: Lexical,
+        pages: PageVectors | None = None,
+        windows: WindowVectors | None = None,
+        manifest: dict[str, Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.lexical = lexical
+        self.pages = pages  # page record vectors (every saved version has them)
+        self.windows = windows  # sentence windows: only when the config uses them
+        self.manifest = manifest or {}  # of the version loaded; {} for an index built in memory
+
+    def __len__(self) -> int:
+        return self.store.index.ntotal
+
+    @property
+    def version(self) -> str | None:
+        return self.manifest.get("version")
+
+    @classmethod
+    def from_vectors(
+        cls, chunks: list[Document], vectors: np.ndarray, metric: str, scheme: LexicalScheme, embeddings: Any = None
+    ) -> Index:
+        """An in-memory index of chunks whose vectors are given (builder.py embeds them)."""
+        texts = [chunk.page_content for chunk in chunks]
+        index = faiss.IndexFlatIP(vectors.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(vectors.shape[1])
+        index.add(_as_float32(vectors))
+        ids = [str(i) for i in range(len(chunks))]  # positions, not random uuids: reproducible
+        documents = [
+            Document(text, metadata=chunk.metadata, id=i) for i, text, chunk in zip(ids, texts, chunks, strict=True)
+        ]
+        lexical = Lexical.build(texts, [scheme.header(chunk.metadata) for chunk in chunks], scheme)
+        return cls(_faiss_store(index, documents, metric, embeddings), lexical)
+
+    @property
+    def metric(self) -> str:
+        return "cosine" if self.store.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT else "l2"
+
+    def dense_search(
+        self, vectors: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's (scores, positions), each (n, k), for all (n, dim) query vectors at once; -1 pads.
+
+        allowed: the only positions that may be returned (FAISS's IDSelectorBatch), None for all."""
+        if allowed is None:
+            return self.store.index.search(_as_float32(vectors), k)
+        selector = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
+        return self.store.index.search(_as_float32(vectors), k, params=selector)
+
+    def dense_score(self, vector: np.ndarray, position: int) -> float:
+        """What FAISS would have scored this chunk: cosine, or squared L2 distance."""
+        return float(self.dense_scores(vector, [position])[0])
+
+    def dense_scores(self, vector: np.ndarray, positions: list[int]) -> np.ndarray:
+        """(len(positions),) what FAISS would have scored these chunks, in one call (not one per chunk)."""
+        if not positions:
+            return np.empty(0, np.float32)
+        stored = self.store.index.reconstruct_batch(np.asarray(positions, dtype=np.int64))  # (n, dim)
+        if self.store.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT:
+            return stored @ vector
+        return np.sum((stored - vector) ** 2, axis=1)
+
+    def vectors(self) -> np.ndarray:
+        """(n, dim) every chunk's vector, in position order."""
+        return self.store.index.reconstruct_n(0, len(self))
+
+    def document(self, position: int) -> Document:
+        return self.store.docstore.search(self.store.index_to_docstore_id[position])
+
+    def documents(self) -> list[Document]:
+        return [self.document(i) for i in range(len(self))]
+
+    @classmethod
+    def load(cls, folder: Path, cfg: Config, embeddings: Any = None, mmap: bool | None = None) -> Index:
+        """Load a version folder after checking that it was built for cfg (identity()) and is intact.
+
+        mmap: map the vectors read-only (default: cfg.index.mmap). embeddings: LangChain's embedding function
+        for the store's own similarity_search (the Encoder); retrieval here passes vectors, never needs it."""
+        expected = identity(cfg)
+        mmap = cfg.index.mmap if mmap is None else mmap
+        manifest = read_manifest(folder)
+        if manifest.get("identity") != expected:
+            differ = sorted(k for k in expected if manifest.get("identity", {}).get(k) != expected[k])
+            raise IndexError_(f"{folder} was built for another config (differs in: {', '.join(differ) or 'all'})")
+        for name, digest in manifest["sha256"].items():
+            if sha256_file(folder / name) != digest:
+                raise IndexError_(f"{folder / name} is corrupted (sha256 mismatch)")
+        faiss_index = faiss.read_index(str(folder / "index.faiss"), MMAP_FLAGS if mmap else 0)
+        documents = [
+            Document(row["text"], metadata=row["metadata"], id=str(i))
+            for i, row in enumerate(read_jsonl(folder / "chunks.jsonl"))
+        ]
+        if faiss_index.ntotal != len(documents):
+            raise IndexError_(f"{folder}: {faiss_index.ntotal} vectors but {len(documents)} chunks")
+        scheme, windows = scheme_of(cfg), windows_of(cfg)
+        return cls(
+            _faiss_store(faiss_index, documents, manifest["metric"], embeddings),
+            Lexical.load(folder / scheme.folder, scheme),
+            PageVectors.load(folder / PAGES_FOLDER),
+            WindowVectors.load(folder / windows, mmap) if windows else None,
+            manifest,
+        )
+
+
+def load_current(cfg: Config, embeddings: Encoder | None = None) -> Index:
+    """The live version of cfg's line; IndexError_ naming the command to run when there is none."""
+    line = IndexLine.of(cfg)
+    version = line.current()
+    if version is None:
+        raise IndexError_(
+            f"no index for this config at {line.root} (source {cfg.corpus.source}): build it ahead of serving "
+            "with `make index` (scripts/build_index.py --config <yaml>); workers never build"
+        )
+    return Index.load(line.folder(version), cfg, embeddings)
+
+
+def set_search_threads(threads: int) -> None:
+    """Threads for the search side of a query: FAISS's OpenMP pool and numpy's BLAS (0: their defaults).
+
+    A search is a few milliseconds of small matrix products, and both pools spin-wait after their
+    work on the cores the encoder (torch or ONNX Runtime) needs next. Measured on the docs index,
+    ONNX Runtime, a batch of 8 questions: FAISS with 2 threads searched in 12.3 ms, with 1 in 5.0;
+    OpenBLAS's 2 threads after the sentence-window product slowed the next embedding from 65 to 121 ms.
+    """
+    if threads > 0:
+        faiss.omp_set_num_threads(threads)
+        threadpool_limits(threads, user_api="blas")
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError) as err:
+        raise IndexError_(f"{folder}: no readable manifest.json ({err})") from err
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def sha256_file(path: Path) -> str:
+    try:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    except OSError as err:
+        raise IndexError_(f"{path}: {err}") from err
+
+
+def _faiss_store(index: faiss.Index, documents: list[Document], metric: str, embeddings: Any) -> FAISS:
+    ids = [document.id for document in documents]
+    strategy = DistanceStrategy.MAX_INNER_PRODUCT if metric == "cosine" else DistanceStrategy.EUCLIDEAN_DISTANCE
+    return FAISS(
+        embeddings,
+        index,
+        InMemoryDocstore(dict(zip(ids, documents, strict=True))),
+        dict(enumerate(ids)),
+        distance_strategy=strategy,
+    )
+
+
+def _as_float32(vectors: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -1,0 +1,286 @@
+"""Deterministic same-site web crawler: start URL -> list of (url, title, text) pages.
+
+Public names: crawl, Page, CrawlError, html_to_text.
+A crawl can revalidate an earlier one: given its pages (`known`), each request carries their
+validators (If-None-Match / If-Modified-Since); a 304 reuses the known page, its text and its links,
+without a download. A known page the server cannot give now (a timeout, a 5xx) is kept as it was,
+with a warning; one that is gone (404, 410) or out of reach of the links is dropped.
+Breadth-first, links visited in document order, one page per normalised URL, so the same site
+gives the same pages in the same order on every run. We do not use LangChain's
+RecursiveUrlLoader: from a page linking many others it visits a different subset each run
+(its traversal depends on set/thread ordering), and it follows no byte or page limits.
+Only http(s), only HTML, only URLs under the start URL's site and path prefix (redirects included),
+private or loopback addresses only when the start URL itself is one; no TorchServe imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import socket
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
+
+import requests
+from bs4 import BeautifulSoup, Tag
+
+from ragserve.ingest.metadata import page_metadata
+
+logger = logging.getLogger(__name__)
+
+BOILERPLATE_TAGS = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "template"]
+# Bylines, dates, tag lists and share bars inside an article: noise for retrieval.
+BOILERPLATE_SELECTORS = (
+    '[class*="byline"], [class*="metadata"], [class*="author"], [class*="share"], [role="navigation"]'
+)
+BLOCK_TAGS = ["p", "div", "li", "pre", "blockquote", "tr", "dt", "dd", "section", "table", "ul", "ol", "figure"]
+USER_AGENT = "ragserve-crawler/1.0"
+MAX_REDIRECTS = 5
+
+
+class CrawlError(RuntimeError):
+    """The crawl produced no usable page; the message names the URL and the cause."""
+
+
+@dataclass(frozen=True)
+class Page:
+    url: str
+    title: str
+    text: str
+    metadata: dict[str, str] = field(default_factory=dict)  # published, authors, tags (metadata.py)
+    links: tuple[str, ...] = ()  # in-scope links in document order (what a revalidated page still links to)
+    etag: str | None = None  # the response's validators, sent back on the next crawl
+    last_modified: str | None = None
+    fetched: str | None = None  # when this text was downloaded (UTC, ISO 8601)
+    revalidated: bool = False  # True: this crawl got 304 (or kept it through an error) and reused it
+
+
+def crawl(
+    start_url: str,
+    max_depth: int,
+    max_pages: int,
+    max_page_bytes: int,
+    timeout_s: float,
+    extract: str = "main",
+    known: Mapping[str, Page] | None = None,
+) -> list[Page]:
+    """Fetch start_url and the pages it links to, up to max_depth hops, in a stable order.
+
+    known: an earlier crawl's pages by URL, revalidated instead of downloaded where the server allows."""
+    known = known or {}
+    start = normalise_url(start_url)
+    prefix = _scope_prefix(start)
+    scope = _Scope(prefix, allow_private=_is_private(urlsplit(start).hostname or ""))
+    queue: deque[tuple[str, int]] = deque([(start, 0)])
+    seen = {start}
+    pages: list[Page] = []
+    errors: list[str] = []
+    with requests.Session() as session:
+        session.headers["User-Agent"] = USER_AGENT
+        while queue and len(pages) < max_pages:
+            url, depth = queue.popleft()
+            try:
+                page = _fetch_page(session, url, scope, max_page_bytes, timeout_s, extract, known)
+            except _SkipPage as err:
+                if err.transient and url in known:
+                    page = dataclasses.replace(known[url], revalidated=True)
+                    logger.warning("%s: %s; keeping the copy fetched %s", url, err, page.fetched)
+                else:
+                    logger.warning("skipping %s: %s", url, err)
+                    errors.append(f"{url}: {err}")
+                    continue
+            if page.text:
+                pages.append(page)
+                logger.info("%s page %d: %s", "revalidated" if page.revalidated else "fetched", len(pages), page.url)
+            for link in page.links if depth < max_depth else ():
+                if link not in seen:
+                    seen.add(link)
+                    queue.append((link, depth + 1))
+    if not pages:
+        raise CrawlError(f"no usable page at {start_url}: " + ("; ".join(errors[:3]) or "pages were empty"))
+    return pages
+
+
+def normalise_url(url: str) -> str:
+    """One spelling per page: lower-case host, no fragment, no trailing slash, no default port."""
+    url, _ = urldefrag(url)
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    if port and not ((parts.scheme == "http" and port == 80) or (parts.scheme == "https" and port == 443)):
+        host = f"{host}:{port}"
+    path = parts.path.rstrip("/") or "/"
+    if path.endswith("/index.html"):
+        path = path[: -len("/index.html")] or "/"
+    return urlunsplit((parts.scheme.lower(), host, path, parts.query, ""))
+
+
+def html_to_text(soup: BeautifulSoup, extract: str = "main") -> str:
+    """Readable text of the page's main content, headings as markdown `#` lines.
+
+    extract == 'page' gives the original demo's text instead: every string of the page, one per line.
+    """
+    if extract == "page":
+        return _clean_lines(soup.get_text("\n"))
+    for tag in soup(BOILERPLATE_TAGS) + soup.select(BOILERPLATE_SELECTORS):
+        tag.decompose()
+    root = soup.find("article") or soup.find("main") or soup.body or soup
+    _mark_blocks(root)
+    return _clean_lines(root.get_text())
+
+
+def _mark_blocks(root: Tag) -> None:
+    """Put block elements on their own lines (inline links stay inside their sentence), headings as `#`."""
+    for level in range(1, 7):
+        for heading in root.find_all(f"h{level}"):
+            heading.insert(0, "#" * level + " ")
+            heading.insert_before("\n")
+            heading.append("\n")
+    for cell in root.find_all(["td", "th"]):
+        cell.append(" | ")
+    for br in root.find_all("br"):
+        br.replace_with("\n")
+    for block in root.find_all(BLOCK_TAGS):
+        block.insert_before("\n")
+        block.append("\n")
+
+
+class _SkipPage(Exception):
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient  # the page may be back later (timeout, 5xx): keep a known copy
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What the crawler may fetch: URLs under prefix; private addresses only if the start URL is one."""
+
+    prefix: str
+    allow_private: bool
+
+    def check(self, url: str) -> None:
+        if not (url.startswith(self.prefix) or url + "/" == self.prefix):
+            raise _SkipPage(f"{url} is outside {self.prefix}")
+        if not self.allow_private and _is_private(urlsplit(url).hostname or ""):
+            raise _SkipPage(f"{url} resolves to a private or loopback address")
+
+
+def _is_private(host: str) -> bool:
+    """True when host resolves to a loopback, private, link-local or reserved address."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False  # unresolvable: the fetch itself will fail and say so
+    addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
+    return any(a.is_private or a.is_loopback or a.is_link_local or a.is_reserved for a in addresses)
+
+
+def _fetch_page(
+    session: requests.Session,
+    url: str,
+    scope: _Scope,
+    max_bytes: int,
+    timeout_s: float,
+    extract: str,
+    known: Mapping[str, Page],
+) -> Page:
+    """Follow up to MAX_REDIRECTS redirects by hand, so each hop is checked against the scope.
+
+    Each hop whose URL was known carries its validators; a 304 answers with the known page."""
+    for _ in range(MAX_REDIRECTS + 1):
+        hop = normalise_url(url)
+        scope.check(hop)
+        response = _get(session, url, timeout_s, _validators(known.get(hop)))
+        if response.status_code == 304 and hop in known:
+            response.close()
+            return dataclasses.replace(known[hop], revalidated=True)
+        if not response.is_redirect:
+            response_url, html = _read_html(response, max_bytes)
+            soup = BeautifulSoup(html, "lxml")
+            links = tuple(_links(soup, response_url, scope))
+            validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
+            return _to_page(normalise_url(response_url), soup, extract, links, validators)
+        response.close()
+        url = urljoin(url, response.headers["Location"])
+    raise _SkipPage(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _validators(page: Page | None) -> dict[str, str]:
+    headers = {}
+    if page and page.etag:
+        headers["If-None-Match"] = page.etag
+    if page and page.last_modified:
+        headers["If-Modified-Since"] = page.last_modified
+    return headers
+
+
+def _get(session: requests.Session, url: str, timeout_s: float, headers: dict[str, str]) -> requests.Response:
+    try:
+        return session.get(url, timeout=timeout_s, stream=True, allow_redirects=False, headers=headers)
+    except requests.RequestException as err:
+        raise _SkipPage(f"{type(err).__name__}: {err}", transient=True) from err
+
+
+def _read_html(response: requests.Response, max_bytes: int) -> tuple[str, str]:
+    with response:
+        if response.status_code != 200:
+            raise _SkipPage(f"HTTP {response.status_code}", transient=response.status_code >= 500)
+        content_type = response.headers.get("Content-Type", "")
+        if "html" not in content_type.lower():
+            raise _SkipPage(f"not HTML ({content_type or 'no Content-Type'})")
+        body = _read_limited(response, max_bytes)
+        encoding = response.encoding or response.apparent_encoding or "utf-8"
+        return response.url, body.decode(encoding, errors="replace")
+
+
+def _read_limited(response: requests.Response, max_bytes: int) -> bytes:
+    chunks, total = [], 0
+    try:
+        for chunk in response.iter_content(64 * 1024):
+            total += len(chunk)
+            if total > max_bytes:
+                raise _SkipPage(f"larger than max_page_bytes={max_bytes}")
+            chunks.append(chunk)
+    except requests.RequestException as err:
+        raise _SkipPage(f"{type(err).__name__}: {err}", transient=True) from err
+    return b"".join(chunks)
+
+
+def _scope_prefix(start: str) -> str:
+    """Links are followed only under the start page's folder: /blog/llama3 -> /blog/."""
+    parts = urlsplit(start)
+    folder = parts.path if parts.path.endswith("/") else parts.path.rsplit("/", 1)[0] + "/"
+    return urlunsplit((parts.scheme, parts.netloc, folder, "", ""))
+
+
+def _links(soup: BeautifulSoup, base_url: str, scope: _Scope) -> list[str]:
+    links = []
+    for anchor in soup.find_all("a", href=True):
+        url = urljoin(base_url, anchor["href"].strip())
+        if not url.startswith(("http://", "https://")):
+            continue  # mailto:, javascript:, file:, ...
+        url = normalise_url(url)
+        if url.startswith(scope.prefix) or url + "/" == scope.prefix:
+            links.append(url)
+    return links
+
+
+def _to_page(
+    url: str, soup: BeautifulSoup, extract: str, links: tuple[str, ...], validators: tuple[str | None, str | None]
+) -> Page:
+    title_tag = soup.find("title")
+    heading = soup.find("h1")
+    title = (title_tag or heading).get_text(" ", strip=True) if (title_tag or heading) else url
+    metadata = page_metadata(soup)  # before html_to_text, which drops the byline block
+    fetched = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    text = html_to_text(soup, extract)
+    return Page(url, title, text, metadata, links, *validators, fetched=fetched)
+
+
+def _clean_lines(text: str) -> str:
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(line for line in lines if line)

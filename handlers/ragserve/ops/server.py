@@ -1,0 +1,217 @@
+"""A private TorchServe for tests and benchmarks: own ports, model store, key file and pid file in a workdir.
+
+`make serve` runs the user's server on 8080-8082 (gRPC 7070-7071) from the repository; this one runs
+beside it without touching it. Every port it listens on moves with `port`: HTTP port..port+2, gRPC
+port+3 and port+4, worker sockets port+1000 and up. TorchServe keeps its pid file in TMPDIR, so each
+workdir gets its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ragserve.ops.client import ROOT, Keys, call, request, wait_ready
+
+VENV_BIN = Path(sys.executable).parent
+GRAVITON_ENV = ROOT / "configs" / "graviton.env"
+
+
+def platform_env(machine: str = platform.machine()) -> dict[str, str]:
+    """The worker settings `scripts/serve.sh` applies on this CPU (configs/graviton.env on aarch64)."""
+    if machine not in ("aarch64", "arm64"):
+        return {}
+    pairs = (line.split("=", 1) for line in GRAVITON_ENV.read_text().splitlines() if "=" in line)
+    return {name.strip(): value.strip() for name, value in pairs if not name.lstrip().startswith("#")}
+
+
+@dataclass
+class TorchServe:
+    workdir: Path
+    port: int = 18080  # inference; management, metrics, gRPC inference and gRPC management follow (+1..+4)
+    properties: dict[str, str] = field(default_factory=dict)  # more config.properties settings
+    environment: dict[str, str] = field(default_factory=dict)  # more environment for the server and its workers
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.port + 1}"
+
+    @property
+    def key_file(self) -> Path:
+        return self.workdir / "key_file.json"
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.key_file, self.management_url)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    @property
+    def env(self) -> dict[str, str]:
+        tmp = self.workdir / "tmp"  # TorchServe's pid file lives in TMPDIR: keep it apart from `make serve`
+        tmp.mkdir(exist_ok=True)
+        return {
+            **os.environ,
+            **platform_env(),
+            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+            "TMPDIR": str(tmp),
+            "LOG_LOCATION": str(self.log_dir),
+            "METRICS_LOCATION": str(self.log_dir),
+            **self.environment,
+        }
+
+    def start(self, models: list[str], timeout_s: float = 900) -> float:
+        """Start with the project's config.properties (ports moved) and wait until models are ready.
+
+        Raises SystemExit within seconds, with TorchServe's own log line, when the server exits instead.
+        """
+        console = self.log_dir / "torchserve.out"
+        offset = console.stat().st_size if console.exists() else 0  # a restart appends to the same file
+        self.launch(models)
+        token_auth = self.properties.get("disable_token_authorization") != "true"  # off: no key file to read
+        return wait_ready(models, timeout_s, self.keys, self.log_dir, self.workdir / "tmp", offset, token_auth)
+
+    def config_properties(self) -> str:
+        """The project's config.properties with this server's ports and extra properties."""
+        settings = {
+            "inference_address": self.inference_url,
+            "management_address": self.management_url,
+            "metrics_address": f"http://127.0.0.1:{self.port + 2}",
+            "grpc_inference_port": str(self.port + 3),
+            "grpc_management_port": str(self.port + 4),
+            # Worker sockets are /tmp/.ts.sock.<port> whatever TMPDIR is: keep ours apart from `make serve`'s 9000+.
+            "initial_worker_port": str(self.port + 1000),
+            **self.properties,
+        }
+        lines = []
+        for line in (ROOT / "config.properties").read_text().splitlines():
+            name = line.split("=", 1)[0].strip()
+            lines.append(f"{name}={settings.pop(name)}" if name in settings and "=" in line else line)
+        return "\n".join(lines + [f"{name}={value}" for name, value in settings.items()]) + "\n"
+
+    def launch(self, models: list[str]) -> None:
+        """Write the private config.properties and run `torchserve --start` (returns before workers are ready)."""
+        (self.workdir / "config.properties").write_text(self.config_properties())
+        cmd = [
+            str(VENV_BIN / "torchserve"),
+            "--start",
+            "--ncs",
+            "--model-store",
+            str(self.workdir / "model_store"),
+            "--ts-config",
+            "config.properties",
+            *(["--models", *[f"{m}={model_file(self.workdir / 'model_store', m)}" for m in models]] if models else []),
+        ]
+        # The Java frontend inherits the output streams: a log file, not a pipe, or run() never returns.
+        self.log_dir.mkdir(exist_ok=True)
+        with open(self.log_dir / "torchserve.out", "ab") as out:
+            subprocess.run(cmd, cwd=self.workdir, env=self.env, check=True, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        subprocess.run(
+            [str(VENV_BIN / "torchserve"), "--stop"],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def post(
+        self,
+        model: str,
+        body: bytes,
+        content_type: str = "text/plain",
+        key: str | None = "inference",
+        timeout_s: float = 120,
+    ) -> tuple[int, str, str]:
+        """POST to a model; key "inference" is the server's own (renewed if expired), else sent as given."""
+        url = f"{self.inference_url}/predictions/{model}"
+        if key == "inference":
+            return call(url, body, self.keys, "inference", content_type, timeout_s)
+        return request(url, body, key, content_type, timeout_s)
+
+    def worker_pids(self, model: str) -> list[int]:
+        _, _, text = call(f"{self.management_url}/models/{model}", keys=self.keys, kind="management")
+        return sorted(w["pid"] for entry in json.loads(text) for w in entry["workers"])
+
+
+@contextmanager
+def running(workdir: Path, models: list[str], port: int, **settings: dict[str, str]) -> Iterator[TorchServe]:
+    """A TorchServe on workdir's model store and these ports, started and (whatever happens) stopped."""
+    server = TorchServe(workdir, port, **settings)
+    server.start(models)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def model_file(store: Path, name: str) -> str:
+    """The archive `--models` names for a model: rag.mar or rag.tar.gz when one was built, else the folder."""
+    for suffix in (".mar", ".tar.gz"):
+        if (store / f"{name}{suffix}").is_file():
+            return f"{name}{suffix}"
+    return name
+
+
+def prepare_rag_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "", name: str = "rag") -> Path:
+    """Write a model yaml, build its index under workdir and archive it into workdir/model_store/<name>."""
+    config = workdir / f"{name}-test.yaml"
+    config.write_text(frontend_yaml + "handler:\n" + handler_yaml)
+    python = sys.executable
+    subprocess.run([python, ROOT / "scripts/build_index.py", "--config", config, "--root", workdir], check=True)
+    subprocess.run(
+        [
+            python,
+            "-m",
+            "ragserve.ops.archive",
+            "--config",
+            config,
+            "--name",
+            name,
+            "--root",
+            workdir,
+            "--store",
+            workdir / "model_store",
+        ],
+        check=True,
+    )
+    return workdir / "model_store" / name
+
+
+def prepare_llm_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "") -> Path:
+    """Write an LLM model yaml and archive it into workdir/model_store/llm."""
+    config = workdir / "llm-test.yaml"
+    config.write_text(frontend_yaml + "handler:\n" + handler_yaml)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ragserve.ops.archive",
+            "--endpoint",
+            "llm",
+            "--config",
+            config,
+            "--name",
+            "llm",
+            "--root",
+            workdir,
+            "--store",
+            workdir / "model_store",
+        ],
+        check=True,
+    )
+    return workdir / "model_store" / "llm"

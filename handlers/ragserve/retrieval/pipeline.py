@@ -1,0 +1,171 @@
+"""The RAG endpoint's work, independent of TorchServe: a batch of queries -> prompts and sources.
+
+Public names: RAGPipeline.
+`answer(queries)` embeds all questions in one forward pass, runs one index search for the whole
+batch (at the largest k asked; dense, or dense + BM25 fused when retrieval.hybrid), reranks the
+candidates when a cross-encoder is configured (rerank.py), and returns one response per query:
+the prompt text, or {"prompt", "sources", "index"} for JSON queries ("index": the version that
+answered). from_config loads the line's live version and, with index.follow_s > 0, follows it
+(follow.py): a version published later is swapped in between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ragserve.api.openai_api import EmbeddingsQuery, RetrievalQuery, embeddings_body, retrieval_body
+from ragserve.api.requests import Query
+from ragserve.config import Config
+from ragserve.embedding.encoder import Encoder
+from ragserve.index.follow import Follower, Live
+from ragserve.index.store import Index, IndexLine, load_current, set_search_threads
+from ragserve.retrieval.filters import Filter
+from ragserve.retrieval.prompt import build_prompt, format_sources
+from ragserve.retrieval.rerank import Reranker
+from ragserve.retrieval.retriever import Hit, PageIndex, Retriever
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StageTimes:
+    """Milliseconds spent per stage in the last batch (exported as TorchServe metrics)."""
+
+    embed_ms: float = 0.0
+    search_ms: float = 0.0
+    rerank_ms: float = 0.0
+
+
+class RAGPipeline:
+    """Encoder + index + prompt template, built once per worker."""
+
+    def __init__(self, cfg: Config, encoder: Encoder, index: Index, device: str = "cpu") -> None:
+        self.cfg = cfg
+        self.encoder = encoder
+        set_search_threads(cfg.index.search_threads)
+        self.live = Live(index.version, self._retriever(index))
+        self.follower: Follower[Retriever] | None = None
+        self.reranker = Reranker(cfg.rerank, device) if cfg.rerank.model else None
+        self.last_times = StageTimes()
+
+    @classmethod
+    def from_config(cls, cfg: Config, device: str = "cpu") -> RAGPipeline:
+        """Load the encoder (compiling and warming it up) and the live index version; follow the line."""
+        encoder = Encoder(cfg.embedding, cfg.compile, device)
+        start = time.perf_counter()
+        index = load_current(cfg, encoder)
+        pipeline = cls(cfg, encoder, index, device)
+        logger.info(
+            "index version %s ready: %d chunks in %.1f s", index.version, len(index), time.perf_counter() - start
+        )
+        if cfg.index.follow_s > 0:
+            pipeline.follow(IndexLine.of(cfg), cfg.index.follow_s)
+        return pipeline
+
+    def follow(self, line: IndexLine, every_s: float) -> Follower[Retriever]:
+        """Swap to each version published on line from now on (checked every every_s seconds)."""
+        load = lambda version: self._retriever(Index.load(line.folder(version), self.cfg, self.encoder))  # noqa: E731
+        self.follower = Follower(line, self.live, load, every_s)
+        return self.follower
+
+    @property
+    def retriever(self) -> Retriever:
+        """The live version's retriever (read once per batch)."""
+        return self.follower.live.value if self.follower else self.live.value
+
+    @property
+    def index(self) -> Index:
+        return self.retriever.index
+
+    def _retriever(self, index: Index) -> Retriever:
+        pages = (
+            PageIndex.from_index(index) if self.cfg.retrieval.hybrid and self.cfg.retrieval.page_weight > 0 else None
+        )
+        return Retriever(index, self.cfg.retrieval, pages)
+
+    def answer(self, queries: Sequence[Query | RetrievalQuery | EmbeddingsQuery]) -> list[str | dict[str, Any]]:
+        """One embedding forward for every text of the batch (questions and embedding inputs alike) and one
+        index search for its questions; one response per query: a prompt, or a JSON-ready dict."""
+        if not queries:
+            return []
+        retriever = self.retriever  # one version for the whole batch, even if a swap lands meanwhile
+        texts = [text for query in queries for text in _texts(query)]
+        start = time.perf_counter()
+        vectors = self.encoder.embed(texts)  # (texts, dim)
+        embed_ms = (time.perf_counter() - start) * 1e3
+        rows = np.cumsum([0] + [len(_texts(query)) for query in queries])  # each query's first row
+        asking = [i for i, query in enumerate(queries) if not isinstance(query, EmbeddingsQuery)]
+        hits: dict[int, list[Hit]] = {}
+        if asking:
+            found = self._search(
+                vectors[[rows[i] for i in asking]],
+                [queries[i].question for i in asking],
+                max(queries[i].k for i in asking),
+                retriever,
+                [queries[i].filter for i in asking],
+            )
+            hits = dict(zip(asking, found, strict=True))
+        self.last_times.embed_ms = embed_ms
+        version = {"version": retriever.index.version, "created": retriever.index.manifest.get("created")}
+        return [
+            self._respond(query, hits.get(i, []), version, vectors[rows[i] : rows[i + 1]])
+            for i, query in enumerate(queries)
+        ]
+
+    def retrieve(
+        self,
+        questions: list[str],
+        k: int,
+        retriever: Retriever | None = None,
+        filters: list[Filter | None] | None = None,
+    ) -> list[list[Hit]]:
+        """The top-k chunks for each question, best first (from the live version unless retriever is given);
+        filters[i]: the chunks question i may retrieve."""
+        start = time.perf_counter()
+        vectors = self.encoder.embed(questions)  # (n, dim)
+        embed_ms = (time.perf_counter() - start) * 1e3
+        hits = self._search(vectors, questions, k, retriever or self.retriever, filters)
+        self.last_times.embed_ms = embed_ms
+        return hits
+
+    def _search(
+        self,
+        vectors: np.ndarray,
+        questions: list[str],
+        k: int,
+        retriever: Retriever,
+        filters: list[Filter | None] | None,
+    ) -> list[list[Hit]]:
+        start = time.perf_counter()
+        depth = max(k, self.cfg.rerank.candidates) if self.reranker else k
+        hits = retriever.search(vectors, questions, depth, filters)
+        searched = time.perf_counter()
+        if self.reranker:
+            hits = self.reranker.rerank(questions, hits, k)
+        done = time.perf_counter()
+        self.last_times = StageTimes(0.0, (searched - start) * 1e3, (done - searched) * 1e3)
+        return hits
+
+    def _respond(
+        self, query: Query | RetrievalQuery | EmbeddingsQuery, hits: list[Hit], version: dict, vectors: np.ndarray
+    ) -> str | dict[str, Any]:
+        if isinstance(query, EmbeddingsQuery):
+            return embeddings_body(query, vectors, sum(self.encoder.count_tokens(list(query.texts))))
+        hits = hits[: query.k]
+        if isinstance(query, RetrievalQuery):
+            return retrieval_body(query, format_sources(hits), version)
+        prompt = build_prompt(query.question, hits, self.cfg.retrieval.template)
+        if not query.as_json:
+            return prompt
+        return {"prompt": prompt, "sources": format_sources(hits), "index": version}
+
+
+def _texts(query: Query | RetrievalQuery | EmbeddingsQuery) -> tuple[str, ...]:
+    """The texts a query needs embedded: its question, or its embedding inputs."""
+    return query.texts if isinstance(query, EmbeddingsQuery) else (query.question,)

@@ -1,0 +1,205 @@
+"""Retrieval over an Index: dense and BM25 candidates, their fusion, and page-level scoring.
+
+Public names: Retriever, PageIndex, Hit.
+store.py holds chunks, vectors and BM25; this module decides what a question retrieves:
+1. candidates: the top `candidates` chunks by FAISS, by their best sentence window and by BM25,
+   plus every chunk of the `page_candidates` best pages;
+2. chunk score: the convex (or RRF) fusion of the dense and BM25 scores over that pool; with
+   sentence windows (windows.py) the dense score is (1 - window_weight) * the chunk's cosine +
+   window_weight * its best window's cosine;
+3. page score (retrieval.page_weight > 0): each page's record (title, date, authors, tags, headings,
+   first paragraph; pages.py) scored by BM25 and by its best vector (title, each heading, the lead,
+   each its own vector), fused the same way; a chunk's final score is
+   (1 - page_weight) * chunk score + page_weight * its page's score.
+Questions that describe a page rather than name it ("Meta's April 2024 open models") find it by
+its identity, and the chunk-level scores still pick the passage inside it.
+No faiss or torch import here: the index and the encoder are passed in.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from langchain_core.documents import Document
+
+from ragserve.config import RetrievalConfig
+from ragserve.index.lexical import Lexical, LexicalScheme
+from ragserve.index.pages import PageRecord, PageVectors, page_records
+from ragserve.retrieval.filters import ChunkTable, Filter
+from ragserve.retrieval.fusion import convex_combination, min_max, reciprocal_rank_fusion
+
+if TYPE_CHECKING:
+    from ragserve.index.store import Index
+
+
+@dataclass(frozen=True)
+class Hit:
+    document: Document
+    score: float  # dense: cosine similarity (or squared L2 distance with metric l2)
+    fused: float | None = None  # hybrid: the score the hits are ordered by
+    rerank: float | None = None  # with a reranker (rerank.py): its score, which then orders the hits
+
+
+@dataclass
+class PageIndex:
+    """Page records with their own BM25 and vectors (each vector's owner is a page position)."""
+
+    records: list[PageRecord]
+    lexical: Lexical
+    vectors: PageVectors
+
+    @classmethod
+    def from_index(cls, index: Index) -> PageIndex:
+        """Records from the index's chunks, their BM25 (milliseconds), the vectors the index saved."""
+        if index.pages is None:
+            raise ValueError("the index has no page vectors: build it with builder.build_in_memory or load a version")
+        records = page_records(index.documents())
+        page_scheme = LexicalScheme(numbers=index.lexical.scheme.numbers, title=False)
+        lexical = Lexical.build([r.lexical_text() for r in records], [""] * len(records), page_scheme)
+        return cls(records, lexical, index.pages)
+
+    def page_of_chunks(self, count: int) -> np.ndarray:
+        """(count,) the page position of every chunk."""
+        owner = np.zeros(count, dtype=np.int64)
+        for page, record in enumerate(self.records):
+            owner[list(record.chunks)] = page
+        return owner
+
+    def scores(self, vectors: np.ndarray, questions: list[str], dense_weight: float) -> np.ndarray:
+        """(n questions, n pages) in [0, 1]: convex fusion of the best-vector cosine and the record's BM25."""
+        dense = self.vectors.best(vectors, len(self.records))
+        lexical = self.lexical.scores(questions)
+        return dense_weight * _unit_rows(dense) + (1 - dense_weight) * _unit_rows(lexical)
+
+
+class Retriever:
+    """Ranks an Index's chunks for a batch of questions, as retrieval config says."""
+
+    def __init__(self, index: Index, cfg: RetrievalConfig, pages: PageIndex | None = None) -> None:
+        self.index = index
+        self.cfg = cfg
+        self.pages = pages if cfg.hybrid and cfg.page_weight > 0 else None
+        self.chunk_page = self.pages.page_of_chunks(len(index)) if self.pages else None
+        self.windows = index.windows if cfg.hybrid and cfg.window_weight > 0 else None
+
+    def search(
+        self, vectors: np.ndarray, questions: list[str], k: int, filters: Sequence[Filter | None] | None = None
+    ) -> list[list[Hit]]:
+        """The top-k hits for each question, best first; filters[i]: which chunks question i may retrieve."""
+        masks = [self.table.mask(f) if f else None for f in filters] if filters else [None] * len(vectors)
+        if not self.cfg.hybrid:
+            return self.dense(vectors, k, masks)
+        return self.hybrid(vectors, questions, k, masks)
+
+    @functools.cached_property
+    def table(self) -> ChunkTable:
+        """The chunks' filterable metadata (built on the first filtered question)."""
+        return ChunkTable(self.index.documents())
+
+    def dense(self, vectors: np.ndarray, k: int, masks: Sequence[np.ndarray | None] = ()) -> list[list[Hit]]:
+        """FAISS alone (the original demo's retrieval)."""
+        scores, ids = self._dense_search(vectors, k, masks)
+        return [
+            [Hit(self.index.document(int(i)), float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
+            for row_s, row_i in zip(scores, ids, strict=True)
+        ]
+
+    def _dense_search(
+        self, vectors: np.ndarray, k: int, masks: Sequence[np.ndarray | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One FAISS search for the unfiltered rows together; each filtered row among its allowed chunks only."""
+        masks = list(masks) or [None] * len(vectors)
+        scores = np.full((len(vectors), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(vectors), k), -1, dtype=np.int64)
+        plain = [row for row, mask in enumerate(masks) if mask is None]
+        if plain:
+            scores[plain], ids[plain] = self.index.dense_search(vectors[plain], k)
+        for row, mask in enumerate(masks):
+            if mask is not None:
+                scores[row : row + 1], ids[row : row + 1] = self.index.dense_search(
+                    vectors[row : row + 1], k, np.flatnonzero(mask)
+                )
+        return scores, ids
+
+    def hybrid(
+        self, vectors: np.ndarray, questions: list[str], k: int, masks: Sequence[np.ndarray | None] = ()
+    ) -> list[list[Hit]]:
+        """Dense and BM25 candidates fused; with page_weight, each chunk's page score mixed in."""
+        cfg = self.cfg
+        masks = list(masks) or [None] * len(vectors)
+        dense_hits, dense_ids = self._dense_search(vectors, cfg.candidates, masks)  # (n, candidates)
+        lexical_scores = self.index.lexical.scores(questions)  # (n, chunks)
+        page_scores = self.pages.scores(vectors, questions, cfg.page_dense_weight) if self.pages else None
+        window_scores = self.windows.best(vectors, len(self.index)) if self.windows is not None else None
+        results = []
+        for row, (vector, lexical) in enumerate(zip(vectors, lexical_scores, strict=True)):
+            mask = masks[row]
+            if mask is not None:  # a chunk outside the filter is no candidate of any ranking
+                lexical = np.where(mask, lexical, 0.0)
+                if window_scores is not None:
+                    window_scores[row] = np.where(mask, window_scores[row], -1.0)
+            dense = {int(i): float(s) for s, i in zip(dense_hits[row], dense_ids[row], strict=True) if i >= 0}
+            dense_top = list(dense)
+            window_top = _top(window_scores[row], cfg.candidates) if window_scores is not None else []
+            window_top = [i for i in window_top if mask is None or mask[i]]
+            lexical_top = [i for i in _top(lexical, cfg.candidates) if lexical[i] > 0]
+            page_top = self._chunks_of_best_pages(page_scores[row]) if page_scores is not None else []
+            page_top = [i for i in page_top if mask is None or mask[i]]
+            pool = list(dict.fromkeys(dense_top + window_top + lexical_top + page_top))
+            if not pool:
+                results.append([])
+                continue
+            missing = [
+                i for i in pool if i not in dense
+            ]  # candidates FAISS did not return: score them as it would have
+            dense.update(zip(missing, self.index.dense_scores(vector, missing).tolist(), strict=True))
+            signal = dense if window_scores is None else self._with_windows(dense, window_scores[row])
+            dense_ranking = sorted(dict.fromkeys(dense_top + window_top), key=lambda i: -signal[i])[: cfg.candidates]
+            fused = self._fuse(signal, dense_ranking, lexical_top, {i: float(lexical[i]) for i in pool}, len(pool))
+            if page_scores is not None:
+                fused = self._with_pages(fused, page_scores[row])
+            results.append([Hit(self.index.document(i), dense[i], score) for i, score in fused[:k]])
+        return results
+
+    def _fuse(
+        self, dense: dict[int, float], dense_top: list[int], lexical_top: list[int], lexical: dict[int, float], k: int
+    ) -> list[tuple[int, float]]:
+        if self.cfg.fusion == "rrf":
+            return reciprocal_rank_fusion([dense_top, lexical_top], k, self.cfg.rrf_k)
+        closeness = 1.0 if self.index.metric == "cosine" else -1.0  # higher is better for the fusion
+        return convex_combination({i: closeness * s for i, s in dense.items()}, lexical, self.cfg.dense_weight, k)
+
+    def _with_windows(self, cosine: dict[int, float], best_window: np.ndarray) -> dict[int, float]:
+        """The dense signal: each chunk's cosine mixed with its best window's (a chunk without one keeps its own)."""
+        weight = self.cfg.window_weight
+        mixed = {}
+        for i, score in cosine.items():
+            window = float(best_window[i]) if best_window[i] > -1 else score
+            mixed[i] = (1 - weight) * score + weight * window
+        return mixed
+
+    def _chunks_of_best_pages(self, page_scores: np.ndarray) -> list[int]:
+        best = np.argsort(-page_scores, kind="stable")[: self.cfg.page_candidates]
+        return [i for page in best for i in self.pages.records[page].chunks]
+
+    def _with_pages(self, fused: list[tuple[int, float]], page_scores: np.ndarray) -> list[tuple[int, float]]:
+        weight = self.cfg.page_weight
+        chunk_scores = min_max(dict(fused))  # spans [0, 1] like the page scores (RRF's sums would not)
+        mixed = {i: (1 - weight) * s + weight * float(page_scores[self.chunk_page[i]]) for i, s in chunk_scores.items()}
+        return sorted(mixed.items(), key=lambda pair: -pair[1])
+
+
+def _top(scores: np.ndarray, k: int) -> list[int]:
+    """Positions of the k highest scores, best first (ties in position order)."""
+    return [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+def _unit_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row min-max scaled to [0, 1] (all 0 where a row is constant), as fusion.min_max does."""
+    low, high = scores.min(axis=1, keepdims=True), scores.max(axis=1, keepdims=True)
+    span = np.where(high > low, high - low, 1.0)
+    return np.where(high > low, (scores - low) / span, 0.0)

@@ -1,0 +1,131 @@
+"""Test support shared by tests/, benchmarks and the TorchServe harness (like torch.testing).
+
+Public names: ROOT, FIXTURES, MODEL_DIR, LLM_DIR, SHARED, HF_SITE, serve_directory, build_tiny_llm,
+tiny_llm_config, assert_streamed_and_plain_answers_agree, make_context, load_handler, turns.
+Nothing here is imported by the handlers; `make archive` leaves it out of the model archives.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import importlib.util
+import json
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ts.context import Context
+
+    from ragserve.llm.inflight import InFlight
+    from ragserve.llm.turns import Job, Reply
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository (the package is installed editable from it)
+FIXTURES = ROOT / "tests" / "fixtures"
+MODEL_DIR = ROOT / "models" / "all-mpnet-base-v2"
+LLM_DIR = ROOT / "models" / "smollm2-135m-instruct"
+SHARED = ROOT.parent / "shared"
+HF_SITE = SHARED / "corpus" / "hf-blog" / "site"
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serve_directory(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Serve directory on 127.0.0.1 (a free port) from a daemon thread; returns (server, base URL)."""
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def build_tiny_llm(llm_dir: Path, initializer_range: float):
+    """A random 2-layer Llama (hidden 64) over SmolLM2's vocabulary, float32: built in a second, no weights."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(llm_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        initializer_range=initializer_range,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_llm_config(llm_dir: Path, **overrides):
+    """The LLM endpoint config the tiny-model tests use: short limits, eager unless overridden."""
+    from ragserve.config import LLMConfig
+
+    values = {"model_path": str(llm_dir), "max_input_tokens": 192, "max_new_tokens": 16, "max_new_tokens_limit": 64}
+    return LLMConfig(**{**values, "compile": False, **overrides})
+
+
+def assert_streamed_and_plain_answers_agree(server, prompt: str, expected_word: str) -> None:
+    """Send the prompt streamed and plain at once to server's `llm` model: both answer, and greedy decoding
+    gives the streamed pieces the plain answer's text."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ragserve.ops.client import stream
+
+    url = f"{server.inference_url}/predictions/llm"
+    streamed_body = json.dumps({"prompt": prompt, "stream": True}).encode()
+    with ThreadPoolExecutor(2) as pool:
+        streamed = pool.submit(lambda: list(stream(url, streamed_body, server.keys)))
+        plain = pool.submit(server.post, "llm", prompt.encode())
+        pieces, (status, _, answer) = streamed.result(timeout=120), plain.result(timeout=120)
+    assert status == 200 and expected_word in answer
+    assert len(pieces) > 1 and "".join(pieces).strip() == answer  # greedy: the same text, piece by piece
+
+
+def make_context(model_dir: Path, handler_yaml: dict, content_types: list[str]) -> Context:
+    """One request slot per content type; the handler section as TorchServe passes the model yaml."""
+    import ts
+    from ts.context import Context, RequestProcessor
+    from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+
+    ctx = Context("test", str(model_dir), {}, len(content_types), None, "0.12.0")
+    ctx.model_yaml_config = {"handler": handler_yaml}
+    ctx.request_processor = [RequestProcessor({"body": {"content-type": ct}}) for ct in content_types]
+    ctx.request_ids = {i: f"request-{i}" for i in range(len(content_types))}
+    ctx.metrics = MetricsCacheYamlImpl(config_file_path=str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
+    ctx.metrics.initialize_cache()
+    ctx.metrics.model_name = "test"
+    return ctx
+
+
+def load_handler(endpoint: str) -> ModuleType:
+    """handlers/<endpoint>_handler.py loaded from its file, as TorchServe loads a handler from the model folder."""
+    path = ROOT / "handlers" / f"{endpoint}_handler.py"
+    spec = importlib.util.spec_from_file_location(f"{endpoint}_handler", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def turns(decode: InFlight, jobs: dict[str, Job], first: dict[str, object]) -> dict[str, list[Reply]]:
+    """Run turns as the frontend does (new requests with bodies first, then running ones without) until all end."""
+    from ragserve.llm.turns import advance
+
+    replies: dict[str, list[Reply]] = {key: [] for key in first}
+    ids, queries = list(first), list(first.values())
+    while ids:
+        for key, reply in zip(ids, advance(decode, jobs, ids, queries), strict=True):
+            replies[key].append(reply)
+        ids = [key for key in ids if replies[key][-1].more]
+        queries = [None] * len(ids)
+    return replies
