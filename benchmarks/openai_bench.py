@@ -99,7 +99,7 @@ def main() -> None:
     workdir.mkdir(parents=True)
     if (ROOT / "index" / "embed-cache").is_dir():  # `make index`'s cache: the bench's own index builds in seconds
         shutil.copytree(ROOT / "index" / "embed-cache", workdir / "index" / "embed-cache")
-    shutil.copytree(ROOT / "docs", workdir / "docs")
+    shutil.copytree(ROOT / "corpus", workdir / "corpus")
     rag_front, rag_handler = frontend_and_handler(ROOT / "configs" / "rag-docs.yaml")
     rag_handler = rag_handler.replace("model_path: models/", f"model_path: {ROOT}/models/")
     prepare_rag_archive(workdir, rag_handler, rag_front)

