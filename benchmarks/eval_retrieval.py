@@ -14,8 +14,8 @@ the question's evidence string (whitespace folded). Questions are embedded once 
 each variant re-ranks them; query ms = one question's embedding alone (median of 40) + the
 variant's median search ms. Settings are chosen on qa_dev + qa_dev_indirect
 (148 answerable); qa_public (34) is reported, not tuned on. Unanswerable questions report their top
-score. Writes eval.md (one table for all sets, then one per set) and eval.jsonl (every question)
-under benchmarks/results/<date>-<host>/.
+score. Writes report.md (one table for all sets, then one per set), questions.jsonl (every question)
+and setup.json under benchmarks/results/eval-<date>-<host>/.
 """
 
 from __future__ import annotations
@@ -26,24 +26,23 @@ import functools
 import http.server
 import json
 import logging
-import socket
 import statistics
 import sys
 import threading
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
+from report import Results, add_out_argument
+
+from ragserve.config import CompileConfig, Config
+from ragserve.embedding.encoder import Encoder
+from ragserve.index.builder import refresh
+from ragserve.index.store import load_current
+from ragserve.retrieval.pipeline import RAGPipeline
 
 ROOT = Path(__file__).resolve().parent.parent
-
-from ragserve.config import CompileConfig, Config  # noqa: E402
-from ragserve.embedding.encoder import Encoder  # noqa: E402
-from ragserve.index.builder import refresh  # noqa: E402
-from ragserve.index.store import load_current  # noqa: E402
-from ragserve.retrieval.pipeline import RAGPipeline  # noqa: E402
 
 MRR_DEPTH = 10
 HIT_KS = (1, 3, 5, 10)
@@ -172,23 +171,12 @@ def markdown(results: dict[str, dict], description: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out: Path, stem: str, report: str, rows: list[dict[str, Any]]) -> None:
-    """<stem>.md (printed too) and <stem>.jsonl, one row per question, under out/."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.md").write_text(report)
-    (out / f"{stem}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    print(report)
-    print(f"wrote {out / f'{stem}.md'}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spec", type=Path, default=ROOT / "benchmarks" / "eval.yaml")
     parser.add_argument("--questions", type=Path, nargs="+", help="QA jsonl files (default: the spec's)")
     parser.add_argument("--variants", nargs="*", help="names of the spec's variants to run (default: all)")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks" / "results" / f"{date.today()}-{socket.gethostname()}"
-    )
+    add_out_argument(parser, "eval")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     spec = yaml.safe_load(args.spec.read_text())
@@ -197,6 +185,7 @@ def main() -> None:
         raise SystemExit(f"{site} is absent: the eval needs the shared corpus (see ../shared/README.md)")
     paths = args.questions or [(ROOT / q).resolve() for q in spec["questions"]]
     question_sets = {path.stem: read_questions(path) for path in paths}
+    out = Results.create("eval", args.out)
     base = yaml.safe_load((ROOT / spec["base_config"]).read_text())["handler"]
     server = serve_site(site, spec["port"])
     source = f"http://127.0.0.1:{spec['port']}{spec['start_path']}"
@@ -222,7 +211,10 @@ def main() -> None:
         f"Retrieval on {source} (served from {spec['site']}), questions: {counts}; "
         "hit@k: the evidence is in one of the top-k chunks."
     )
-    write_outputs(args.out, "eval", markdown(results, description), all_rows)
+    report = markdown(results, description)
+    out.write_jsonl("questions.jsonl", all_rows)
+    print(report)
+    print(f"wrote {out.write_report(report)}")
 
 
 if __name__ == "__main__":

@@ -10,26 +10,26 @@ repetition_penalty 1.0, which the in-flight decode requires), once with TorchSer
 (`batch`) and once with `continuousBatching: true` + `handler.continuous_batching: true` (`inflight`).
 Each run streams a long answer (--long-tokens); at its first piece a short streamed request
 (--short-tokens) is sent. Reported (medians over --runs): the short request's time to first piece and
-to its end, counted from its sending, and the long request's whole time. Writes inflight_bench.md under
-benchmarks/results/<date>-<host>/.
+to its end, counted from its sending, and the long request's whole time. Writes report.md, figures.json
+and setup.json under benchmarks/results/inflight-<date>-<host>/.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import tempfile
 import threading
 import time
-from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from report import Results, add_out_argument
 
-from ragserve.ops.client import stream  # noqa: E402
-from ragserve.ops.server import TorchServe, prepare_llm_archive  # noqa: E402
+from ragserve.ops.client import stream
+from ragserve.ops.server import TorchServe, prepare_llm_archive, running
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MODEL = ROOT / "models" / "smollm2-135m-instruct"
 FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 50\nresponseTimeout: 300\n"
@@ -77,13 +77,9 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
         workdir = Path(tmp)
         frontend = FRONTEND + ("continuousBatching: true\n" if inflight else "")
         prepare_llm_archive(workdir, handler_yaml(inflight, args), frontend)
-        server = TorchServe(workdir, port=args.port)
-        server.start(["llm"])
-        try:
+        with running(workdir, ["llm"], args.port) as server:
             one_run(server, args)  # warm-up: first-request costs (allocation, tokenizer caches) out of the numbers
             runs = [one_run(server, args) for _ in range(args.runs)]
-        finally:
-            server.stop()
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
@@ -109,18 +105,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the worker (shared machine)")
     parser.add_argument("--modes", nargs="+", choices=["batch", "inflight"], default=["batch", "inflight"])
     parser.add_argument("--port", type=int, default=48200)
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks" / "results" / f"{date.today()}-{socket.gethostname()}"
-    )
+    add_out_argument(parser, "inflight")
     args = parser.parse_args()
+    results = Results.create("inflight", args.out)
     rows = {mode: measure(mode, args) for mode in args.modes}
     description = (
         f"SmolLM2-135M-Instruct, CPU float32, {args.threads} torch thread(s), greedy; long {args.long_tokens} new "
         f"tokens streamed, short {args.short_tokens} new tokens sent at the long one's first piece; "
         f"medians of {args.runs} runs after one warm-up."
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "inflight_bench.md").write_text(table(rows, description))
+    results.write_json("figures.json", {"description": description, "modes": rows})
+    results.write_report(table(rows, description))
     print(table(rows, description))
 
 

@@ -10,26 +10,25 @@ tokenizer is SmolLM2's (models/smollm2-135m-instruct). Both modes share the weig
 (compile) seconds, tok/s (all sequences, greedy) per batch size, time to first token of one
 `--prompt-tokens` prompt, peak memory (GPU allocated on CUDA, process RSS on CPU). Greedy tokens from
 random weights are not compared here (near-ties flip); tests/test_generation.py checks equality.
-Writes llm_bench.md under benchmarks/results/<date>-<host>/.
+Writes report.md, figures.json (tok/s per batch size, TTFT, warm-up, peak memory per mode) and setup.json
+under benchmarks/results/llm-<date>-<host>/.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import socket
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
+from report import Results, add_out_argument
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from ragserve.config import LLMConfig
+from ragserve.llm.generation import Generator, Sampling
+
 ROOT = Path(__file__).resolve().parent.parent
-
-from ragserve.config import LLMConfig  # noqa: E402
-from ragserve.llm.generation import Generator, Sampling  # noqa: E402
-
 TOKENIZER = ROOT / "models" / "smollm2-135m-instruct"
 SHAPES = {  # (layers, hidden, heads, kv heads, MLP)
     "llama3-8b": (32, 4096, 32, 8, 14336),
@@ -113,11 +112,10 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128 if cuda else 32)
     parser.add_argument("--modes", nargs="+", choices=["eager", "compiled"], default=["eager", "compiled"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU (the machine may be shared)")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks" / "results" / f"{date.today()}-{socket.gethostname()}"
-    )
+    add_out_argument(parser, "llm")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    results = Results.create("llm", args.out)
     device, dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
     model = random_model(args.shape, dtype, device, len(tokenizer))
@@ -134,8 +132,8 @@ def main() -> None:
         f"prompt {generator.count_tokens(prompt)} tokens, {args.new_tokens} new tokens greedy; "
         f"threads {torch.get_num_threads()}."
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "llm_bench.md").write_text(table(rows, args.batches, description))
+    results.write_json("figures.json", {"description": description, "modes": rows})
+    results.write_report(table(rows, args.batches, description))
     print(table(rows, args.batches, description))
 
 
