@@ -99,7 +99,12 @@ def llm_setting(spec: dict[str, Any], overrides: dict[str, Any]) -> LLMConfig:
 
 def sampling_of(cfg: LLMConfig) -> Sampling:
     return Sampling(
-        cfg.max_new_tokens, cfg.do_sample, cfg.temperature, cfg.top_p, cfg.repetition_penalty, cfg.no_repeat_ngram_size
+        cfg.generate.max_new_tokens,
+        cfg.generate.do_sample,
+        cfg.generate.temperature,
+        cfg.generate.top_p,
+        cfg.generate.repetition_penalty,
+        cfg.generate.no_repeat_ngram_size,
     )
 
 

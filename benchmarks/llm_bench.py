@@ -25,7 +25,7 @@ import torch
 from report import Results, add_out_argument
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from ragserve.config import LLMConfig
+from ragserve.config import LLMConfig, override
 from ragserve.llm.generation import Generator, Sampling
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,16 +140,17 @@ def main() -> None:
 def bench_config(args: argparse.Namespace, compiled: bool) -> LLMConfig:
     """Buckets fitted to the run: every batch size, one cache length for prompt + new tokens."""
     need = args.prompt_tokens + args.new_tokens + 16  # the chat template adds a few tokens
-    return LLMConfig(
-        model_path=str(TOKENIZER),
-        max_input_tokens=args.prompt_tokens + 16,
-        max_new_tokens=args.new_tokens,
-        max_new_tokens_limit=args.new_tokens,
-        compile=compiled,
-        batch_buckets=sorted(args.batches),
-        cache_buckets=[-(-need // 256) * 256],  # rounded up to 256 tokens
-        use_chat_template=False,  # the prompt is exactly --prompt-tokens long
-    )
+    settings = {
+        "model.path": str(TOKENIZER),
+        "generate.max_input_tokens": args.prompt_tokens + 16,
+        "generate.max_new_tokens": args.new_tokens,
+        "generate.max_new_tokens_limit": args.new_tokens,
+        "generate.use_chat_template": False,  # the prompt is exactly --prompt-tokens long
+        "compile.enabled": compiled,
+        "decode.batch_buckets": sorted(args.batches),
+        "decode.cache_buckets": [-(-need // 256) * 256],  # rounded up to 256 tokens
+    }
+    return LLMConfig.from_mapping(override({}, settings), ROOT)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ def generator(llm_dir: Path):
     from ragserve.config import LLMConfig
     from ragserve.llm.generation import Generator
 
-    return Generator(LLMConfig(model_path=str(llm_dir), max_input_tokens=512))
+    return Generator(
+        LLMConfig.from_mapping({"model": {"path": str(llm_dir)}, "generate": {"max_input_tokens": 512}}, ".")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +98,8 @@ def tiny_compiled_generator(llm_dir: Path, tiny_llm):
     """
     from ragserve.llm.generation import Generator
 
-    cfg = tiny_llm_config(llm_dir, compile=True, batch_buckets=[1, 2], cache_buckets=[128, 256], compile_cache_dir=None)
+    changes = {"compile.enabled": True, "compile.cache_dir": None, "decode.batch_buckets": [1, 2]}
+    cfg = tiny_llm_config(llm_dir, {**changes, "decode.cache_buckets": [128, 256]})
     return Generator(cfg, model=tiny_llm)
 
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "llm.yaml"
-    path.write_text(f"minWorkers: 1\nmaxWorkers: 1\nhandler:\n  model_path: {tmp_path / 'weights'}\n")
+    path.write_text(f"minWorkers: 1\nmaxWorkers: 1\nhandler:\n  model: {{path: {tmp_path / 'weights'}}}\n")
     return path
 
 

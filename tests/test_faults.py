@@ -17,26 +17,29 @@ from pathlib import Path
 import psutil
 import pytest
 
+from ragserve.config import override
 from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive
 from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR
 
 pytestmark = [pytest.mark.faults, pytest.mark.server, pytest.mark.model]
 
-FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 8\nmaxBatchDelay: 10\nresponseTimeout: 60\n"
+FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 8, "maxBatchDelay": 10, "responseTimeout": 60}
 QUESTION = b"How do I rotate the inference token?"
 
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, llm_dir: Path, tmp_path_factory) -> TorchServe:
     workdir = tmp_path_factory.mktemp("faults")
-    rag_yaml = (
-        f"  corpus: {{source: {FIXTURES / 'docs'}, chunk_size: 300, chunk_overlap: 30}}\n"
-        f"  model_path: {MODEL_DIR}\n  compile: false\n"
-    )
-    prepare_rag_archive(workdir, rag_yaml, FRONTEND)
+    rag = {
+        "corpus": {"source": str(FIXTURES / "docs"), "chunk_size": 300, "chunk_overlap": 30},
+        "model_path": str(MODEL_DIR),
+        "compile": False,
+    }
+    prepare_rag_archive(workdir, rag, FRONTEND)
     # A copy with a 2-slot job queue and batch size 1, to fill it on purpose.
-    prepare_rag_archive(workdir, rag_yaml, "batchSize: 1\njobQueueSize: 2\nresponseTimeout: 60\n", name="ragq")
-    prepare_llm_archive(workdir, f"  model_path: {LLM_DIR}\n  max_new_tokens: 8\n  threads: 1\n", FRONTEND)
+    prepare_rag_archive(workdir, rag, {"batchSize": 1, "jobQueueSize": 2, "responseTimeout": 60}, name="ragq")
+    llm = {"model.path": str(LLM_DIR), "generate.max_new_tokens": 8, "runtime.threads": 1}
+    prepare_llm_archive(workdir, override({}, llm), FRONTEND)
     ts = TorchServe(workdir, port=19080)
     ts.start(["rag", "ragq", "llm"])
     yield ts

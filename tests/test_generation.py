@@ -117,7 +117,7 @@ def _new_tokens(generator: Generator, prompt: str, sampling: Sampling) -> list[i
 
 
 def test_cache_buckets_must_hold_the_longest_request(llm_dir, tiny_llm) -> None:
-    cfg = tiny_llm_config(llm_dir, compile=True, cache_buckets=[128])  # 192 input + 64 new tokens do not fit
+    cfg = tiny_llm_config(llm_dir, {"compile.enabled": True, "decode.cache_buckets": [128]})  # 192 + 64 do not fit
     with pytest.raises(ConfigError, match="cache_buckets"):
         Generator(cfg, model=tiny_llm)
 
@@ -159,5 +159,5 @@ def test_warm_up_compiled_every_bucket(tiny_compiled_generator) -> None:
 
 
 def test_compile_defaults_to_cuda_only(tiny_generator, llm_dir, tiny_llm) -> None:
-    assert not Generator(tiny_llm_config(llm_dir, compile=None), model=tiny_llm).compiled  # CPU here
+    assert not Generator(tiny_llm_config(llm_dir, {"compile.enabled": None}), model=tiny_llm).compiled  # CPU here
     assert torch.device("cpu") == tiny_generator.device

@@ -94,8 +94,8 @@ def test_settings_the_decode_cannot_honour_are_named(inflight: InFlight) -> None
         inflight.submit("bad", PROMPTS[0], dataclasses.replace(greedy, repetition_penalty=1.2))
 
 
-@pytest.mark.parametrize("key", ["repetition_penalty", "no_repeat_ngram_size", "compile"])
+@pytest.mark.parametrize("key", ["generate.repetition_penalty", "generate.no_repeat_ngram_size", "compile.enabled"])
 def test_config_refuses_continuous_batching_with_what_it_cannot_do(llm_dir, key: str) -> None:
-    value = {"repetition_penalty": 1.05, "no_repeat_ngram_size": 3, "compile": True}[key]
-    with pytest.raises(ConfigError, match=key):
-        tiny_llm_config(llm_dir, continuous_batching=True, **{key: value})
+    value = {"generate.repetition_penalty": 1.05, "generate.no_repeat_ngram_size": 3, "compile.enabled": True}[key]
+    with pytest.raises(ConfigError, match=key.split(".")[-1]):
+        tiny_llm_config(llm_dir, {"decode.continuous_batching": True, key: value})

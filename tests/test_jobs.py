@@ -42,7 +42,7 @@ def test_a_refused_request_is_one_whole_4xx_response_beside_a_running_one(tiny_i
     cfg = tiny_inflight.generator.cfg
     bad = RequestError("the prompt is empty", "prompt")
     replies = turns(tiny_inflight, {}, {"bad": bad, "good": query({"prompt": "Hi"}, cfg)})
-    assert [(r.status, r.more, json.loads(r.body)["field"]) for r in replies["bad"]] == [(400, None, "prompt")]
+    assert [(r.status, r.more, json.loads(r.body)["error"]["param"]) for r in replies["bad"]] == [(400, None, "prompt")]
     assert replies["good"][-1].more is False and json.loads(replies["good"][-1].body)["answer"]
 
 

@@ -21,13 +21,14 @@ from ragserve.testing import LLM_DIR, assert_streamed_and_plain_answers_agree
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
 PORT = 48200
-FRONTEND = (
-    "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 50\nresponseTimeout: 120\ncontinuousBatching: true\n"
-)
-HANDLER = (
-    f"  model_path: {LLM_DIR}\n  max_new_tokens: 24\n  max_new_tokens_limit: 64\n  max_input_tokens: 256\n"
-    "  repetition_penalty: 1.0\n  threads: 1\n  continuous_batching: true\n"
-)
+FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 4, "maxBatchDelay": 50, "responseTimeout": 120}
+FRONTEND["continuousBatching"] = True
+HANDLER = {
+    "model": {"path": str(LLM_DIR)},
+    "generate": {"max_new_tokens": 24, "max_new_tokens_limit": 64, "max_input_tokens": 256, "repetition_penalty": 1.0},
+    "decode": {"continuous_batching": True},
+    "runtime": {"threads": 1},
+}
 PROMPT = "What is the capital of France? Answer in one sentence."
 LONG = json.dumps({"prompt": "Write a long story about a dragon.", "max_new_tokens": 64, "stream": True}).encode()
 
@@ -91,5 +92,5 @@ def test_a_bad_request_during_a_decode_gets_its_4xx_and_the_decode_goes_on(
         assert started.wait(timeout=120)
         got, content_type, text = llm_server.post("llm", body, "application/json")
         long_text = long.result(timeout=120)
-    assert (got, json.loads(text)["field"]) == (status, field) and content_type.startswith("application/json")
+    assert (got, json.loads(text)["error"]["param"]) == (status, field) and content_type.startswith("application/json")
     assert finished == ["long"] and long_text.strip()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ragserve.config import override
 from ragserve.ops.server import TorchServe, prepare_llm_archive, running
 from ragserve.testing import LLM_DIR, assert_streamed_and_plain_answers_agree
 
@@ -17,15 +18,15 @@ pytestmark = [pytest.mark.server, pytest.mark.model]
 
 PORT = 48100
 # A long batch delay, so that the two requests below land in one batch.
-FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 1000\nresponseTimeout: 120\n"
+FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 4, "maxBatchDelay": 1000, "responseTimeout": 120}
 PROMPT = "What is the capital of France? Answer in one sentence."
 
 
 @pytest.fixture(scope="module")
 def llm_server(llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TorchServe:
     workdir = tmp_path_factory.mktemp("torchserve-llm")
-    handler_yaml = f"  model_path: {LLM_DIR}\n  max_new_tokens: 24\n  max_new_tokens_limit: 32\n  threads: 1\n"
-    prepare_llm_archive(workdir, handler_yaml, FRONTEND)
+    llm = {"model.path": str(LLM_DIR), "generate.max_new_tokens": 24, "generate.max_new_tokens_limit": 32}
+    prepare_llm_archive(workdir, override({}, {**llm, "runtime.threads": 1}), FRONTEND)
     with running(workdir, ["llm"], PORT) as server:
         yield server
 
@@ -37,4 +38,4 @@ def test_streamed_and_plain_requests_are_answered_together(llm_server: TorchServ
 def test_bad_loop_breaker_gets_400_naming_the_field(llm_server: TorchServe) -> None:
     body = json.dumps({"prompt": PROMPT, "repetition_penalty": 3}).encode()
     status, _, text = llm_server.post("llm", body, "application/json")
-    assert status == 400 and json.loads(text)["field"] == "repetition_penalty"
+    assert status == 400 and json.loads(text)["error"]["param"] == "repetition_penalty"

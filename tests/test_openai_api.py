@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from ragserve.api.openai_api import ChatReply, DeltaText, OpenAIError, decode_chat, decode_embeddings, error_json
+from ragserve.api.openai_api import ChatReply, DeltaText, OpenAIError, decode_chat, decode_embeddings
+from ragserve.api.replies import error_json
 from ragserve.config import LLMConfig
 from ragserve.llm.generation import Completion, Generator
 from ragserve.llm.inflight import InFlight
@@ -16,6 +17,9 @@ from ragserve.llm.turns import Job, sampling_of
 from ragserve.testing import turns
 
 MODELS = ["llm", "llm-rag"]
+
+
+LLM_CFG = LLMConfig.from_mapping({"model": {"path": "m"}}, ".")
 
 
 def chat(cfg: LLMConfig, **body) -> object:
@@ -42,15 +46,15 @@ def chat(cfg: LLMConfig, **body) -> object:
 )
 def test_what_the_model_cannot_honour_is_refused_by_name(body: dict, param: str) -> None:
     with pytest.raises(OpenAIError) as err:
-        chat(LLMConfig(model_path="m"), **body)
+        chat(LLM_CFG, **body)
     assert err.value.status == 400 and error_json(err.value)["error"]["param"] == param
 
 
 def test_neutral_values_and_the_rag_model_are_accepted() -> None:
-    query = chat(LLMConfig(model_path="m"), n=1, presence_penalty=0, logprobs=False, user="u", seed=None)
+    query = chat(LLM_CFG, n=1, presence_penalty=0, logprobs=False, user="u", seed=None)
     assert query.grounding is None and query.prompt == ({"role": "user", "content": "Hi"},)
     messages = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-    grounded = decode_chat({"model": "llm-rag", "messages": messages}, LLMConfig(model_path="m"), MODELS, "llm-rag")
+    grounded = decode_chat({"model": "llm-rag", "messages": messages}, LLM_CFG, MODELS, "llm-rag")
     assert grounded.grounding is not None and grounded.prompt[0]["role"] == "system"
 
 
@@ -84,7 +88,7 @@ def test_streamed_deltas_add_up_to_the_whole_answer_cut_at_a_stop(
 
 
 def test_a_chat_reply_streams_events_then_usage_sources_and_done(llm_dir) -> None:
-    query = chat(LLMConfig(model_path="m"), stream=True, stream_options={"include_usage": True})
+    query = chat(LLM_CFG, stream=True, stream_options={"include_usage": True})
     reply = ChatReply(dataclasses.replace(query, sources=({"path": "docs/a.md", "title": "A", "score": 0.5},)))
     events = reply.piece("Hel") + reply.piece("lo") + reply.end(Completion("Hello", 5, 2))
     data = [json.loads(e.removeprefix("data: ")) for e in events.split("\n\n") if e and e != "data: [DONE]"]
@@ -95,7 +99,7 @@ def test_a_chat_reply_streams_events_then_usage_sources_and_done(llm_dir) -> Non
     assert "".join(d["choices"][0]["delta"].get("content", "") for d in data if d["choices"]) == "Hello"
     assert data[-2]["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
     assert data[-1]["sources"][0]["path"] == "docs/a.md" and data[-1]["choices"] == []  # the last before [DONE]
-    plain = json.loads(ChatReply(chat(LLMConfig(model_path="m"), max_tokens=16)).end(Completion("Hello", 5, 16)))
+    plain = json.loads(ChatReply(chat(LLM_CFG, max_tokens=16)).end(Completion("Hello", 5, 16)))
     assert plain["choices"][0]["message"]["content"] == "Hello" and plain["choices"][0]["finish_reason"] == "length"
 
 

@@ -14,6 +14,7 @@ import openai
 import pytest
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
+from ragserve.config import override
 from ragserve.ops.client import request
 from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive, running
 from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR
@@ -21,23 +22,22 @@ from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
 PORT = 48400
-FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 20\nresponseTimeout: 120\n"
+FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 4, "maxBatchDelay": 20, "responseTimeout": 120}
 QUESTION = "How do I rotate the inference token?"
 
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TorchServe:
     workdir = tmp_path_factory.mktemp("torchserve-openai")
-    rag_yaml = (
-        f"  corpus: {{source: {FIXTURES / 'docs'}, chunk_size: 300, chunk_overlap: 30}}\n"
-        f"  embedding: {{model_path: {MODEL_DIR}, backend: torch}}\n  compile: false\n"
-    )
-    prepare_rag_archive(workdir, rag_yaml, FRONTEND)
-    llm_yaml = (
-        f"  model_path: {LLM_DIR}\n  max_new_tokens: 24\n  max_new_tokens_limit: 64\n  threads: 1\n"
-        f"  rag_url: http://127.0.0.1:{PORT}/predictions/rag\n"
-    )
-    prepare_llm_archive(workdir, llm_yaml, FRONTEND)
+    rag = {
+        "corpus": {"source": str(FIXTURES / "docs"), "chunk_size": 300, "chunk_overlap": 30},
+        "embedding": {"model_path": str(MODEL_DIR), "backend": "torch"},
+        "compile": {"enabled": False},
+    }
+    prepare_rag_archive(workdir, rag, FRONTEND)
+    llm = {"model.path": str(LLM_DIR), "generate.max_new_tokens": 24, "generate.max_new_tokens_limit": 64}
+    grounded = {"runtime.threads": 1, "rag.url": f"http://127.0.0.1:{PORT}/predictions/rag"}
+    prepare_llm_archive(workdir, override({}, {**llm, **grounded}), FRONTEND)
     with running(workdir, ["rag", "llm"], PORT) as server:
         yield server
 

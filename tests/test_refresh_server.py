@@ -22,7 +22,7 @@ from ragserve.testing import HF_SITE, MODEL_DIR, ROOT, serve_directory
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
 PORT = 48300  # its own ports (HTTP 48300-48302, gRPC 48303-48304): beside `make run` and the other test servers
-FRONTEND = "minWorkers: 2\nmaxWorkers: 2\nbatchSize: 4\nmaxBatchDelay: 10\nresponseTimeout: 120\n"
+FRONTEND = {"minWorkers": 2, "maxWorkers": 2, "batchSize": 4, "maxBatchDelay": 10, "responseTimeout": 120}
 NEW_SENTENCE = "In December 2026 Meta retrained Llama 3 on the Okapi-7 corpus of weather reports."
 QUESTION = json.dumps({"question": "Which corpus was Llama 3 retrained on in December 2026?", "k": 5}).encode()
 CLIENTS = 16
@@ -44,14 +44,14 @@ def site(tmp_path_factory: pytest.TempPathFactory):
 def server(site, model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     _, url = site
     workdir = tmp_path_factory.mktemp("refresh-server")
-    handler_yaml = (
-        f"  url_to_scrape: {url}/blog/llama3\n"
-        f"  model_path: {MODEL_DIR}\n"
-        "  compile: false\n"
-        "  corpus: {max_depth: 1, max_pages: 2, chunk_size: 1000, chunk_overlap: 100}\n"
-        "  index: {follow_s: 0.5}\n"
-    )
-    prepare_rag_archive(workdir, handler_yaml, FRONTEND)
+    handler = {
+        "url_to_scrape": f"{url}/blog/llama3",
+        "model_path": str(MODEL_DIR),
+        "compile": False,
+        "corpus": {"max_depth": 1, "max_pages": 2, "chunk_size": 1000, "chunk_overlap": 100},
+        "index": {"follow_s": 0.5},
+    }
+    prepare_rag_archive(workdir, handler, FRONTEND)
     with running(workdir, ["rag"], PORT) as server:
         yield server
 

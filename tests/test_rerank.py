@@ -58,8 +58,10 @@ def test_the_pipeline_reranks_its_candidates_and_reports_the_score(
     candidates = pipeline.retriever.search(pipeline.encoder.embed([question]), [question], 6)[0]
     hits = pipeline.retrieve([question], 2)[0]
     assert len(hits) == 2 and {h.document.page_content for h in hits} <= {h.document.page_content for h in candidates}
-    assert hits[0].rerank >= hits[1].rerank and pipeline.last_times.rerank_ms > 0
-    response = pipeline.answer([Query(question=question, k=2, as_json=True)])[0]
+    assert hits[0].rerank >= hits[1].rerank
+    answers = pipeline.answer([Query(question=question, k=2, as_json=True)])
+    response = answers.replies[0]
+    assert answers.times.rerank_ms > 0 and answers.times.search_ms > 0 and answers.times.embed_ms > 0
     assert [s["rerank_score"] for s in response["sources"]] == pytest.approx([h.rerank for h in hits], abs=1e-5)
 
 

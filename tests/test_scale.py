@@ -40,7 +40,7 @@ PORTS = (38200, 38210)  # inference ports; +1..+4 and worker sockets +1000 follo
 # One thread per worker: one replica then has one core and two replicas two, on this 2-core machine.
 GATEWAY = "127.0.0.1:38600"
 QUESTION = b"How do I rotate the inference token?"
-FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 10\nresponseTimeout: 60\n"
+FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 4, "maxBatchDelay": 10, "responseTimeout": 60}
 # Inside the pod network the gateway is the only client; see docs/scaling.md for the threat model.
 REPLICA_PROPERTIES = {"disable_token_authorization": "true"}
 
@@ -109,11 +109,13 @@ def store(tmp_path_factory, model_dir: Path) -> Path:
     """One archive and index, built once; the replicas only read it."""
     workdir = tmp_path_factory.mktemp("scale")
     shutil.copytree(FIXTURES / "docs", workdir / "docs")  # a copy: the refresh test edits it
-    rag_yaml = (
-        "  corpus: {source: docs, chunk_size: 300, chunk_overlap: 30}\n"
-        f"  model_path: {model_dir}\n  compile: false\n  index: {{follow_s: 0.5}}\n"
-    )
-    prepare_rag_archive(workdir, rag_yaml, FRONTEND)
+    rag = {
+        "corpus": {"source": "docs", "chunk_size": 300, "chunk_overlap": 30},
+        "model_path": str(model_dir),
+        "compile": False,
+        "index": {"follow_s": 0.5},
+    }
+    prepare_rag_archive(workdir, rag, FRONTEND)
     return workdir / "model_store"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ragserve.config import override
 from ragserve.ops.client import request
 from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive
 from ragserve.testing import LLM_DIR, MODEL_DIR, ROOT
@@ -17,22 +18,22 @@ from ragserve.testing import LLM_DIR, MODEL_DIR, ROOT
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
 KEY_LIFETIME_S = 15
-FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 50\nresponseTimeout: 120\n"
+FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 4, "maxBatchDelay": 50, "responseTimeout": 120}
 
 
 @pytest.fixture(scope="module")
 def server(hf_site_url: str, model_dir: Path, llm_dir: Path, tmp_path_factory) -> TorchServe:
     workdir = tmp_path_factory.mktemp("torchserve")
-    handler_yaml = (
-        f"  url_to_scrape: {hf_site_url}/blog/llama3\n"
-        f"  model_path: {MODEL_DIR}\n"
-        "  compile: false\n"
-        "  corpus: {max_depth: 1, max_pages: 2, chunk_size: 1000, chunk_overlap: 100}\n"
-    )
-    archive = prepare_rag_archive(workdir, handler_yaml, FRONTEND)
+    handler = {  # the original demo's flat keys, beside a section
+        "url_to_scrape": f"{hf_site_url}/blog/llama3",
+        "model_path": str(MODEL_DIR),
+        "compile": False,
+        "corpus": {"max_depth": 1, "max_pages": 2, "chunk_size": 1000, "chunk_overlap": 100},
+    }
+    archive = prepare_rag_archive(workdir, handler, FRONTEND)
     assert len(list((archive / "index").glob("*/CURRENT"))) == 1  # the archive links the built index line
-    llm_yaml = f"  model_path: {LLM_DIR}\n  max_new_tokens: 48\n  max_new_tokens_limit: 64\n  threads: 1\n"
-    prepare_llm_archive(workdir, llm_yaml, FRONTEND)
+    llm = {"model.path": str(LLM_DIR), "generate.max_new_tokens": 48, "generate.max_new_tokens_limit": 64}
+    prepare_llm_archive(workdir, override({}, {**llm, "runtime.threads": 1}), FRONTEND)
     # Keys expire every 15 s (TorchServe's default is 60 min): every client path here meets expiry and renews.
     ts = TorchServe(workdir, properties={"token_expiration_min": str(KEY_LIFETIME_S / 60)})
     ts.start(["rag", "llm"])
@@ -93,7 +94,7 @@ def test_bad_input_gets_4xx_json_and_the_worker_survives(server, body, content_t
     pids = server.worker_pids("rag")
     got, reply_type, text = server.post("rag", body, content_type)
     assert got == status and reply_type.startswith("application/json")
-    assert json.loads(text)["field"] == field
+    assert json.loads(text)["error"]["param"] == field
     assert server.post("rag", b"What is new in Llama 3?")[0] == 200
     assert server.worker_pids("rag") == pids
 
@@ -179,7 +180,7 @@ def test_llm_json_reply_counts_tokens(server) -> None:
 
 
 def test_llm_streaming_arrives_in_several_chunks_and_matches_the_plain_answer(server) -> None:
-    from tsclient import stream
+    from ragserve.ops.client import stream
 
     request = {"prompt": "Count from one to ten.", "max_new_tokens": 24}
     pieces = list(
@@ -206,6 +207,6 @@ def test_llm_streaming_arrives_in_several_chunks_and_matches_the_plain_answer(se
 def test_llm_bad_input_gets_400_and_the_worker_survives(server, body, content_type, field) -> None:
     pids = server.worker_pids("llm")
     status, _, text = server.post("llm", body, content_type)
-    assert status == 400 and json.loads(text)["field"] == field
+    assert status == 400 and json.loads(text)["error"]["param"] == field
     assert server.post("llm", b"Say hi.")[0] == 200
     assert server.worker_pids("llm") == pids

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from ragserve.api.requests import Query, RequestError, decode_request, error_body
+from ragserve.api.replies import encode
+from ragserve.api.requests import Query, RequestError, decode_request
 from ragserve.config import RetrievalConfig
 
 CFG = RetrievalConfig(max_question_chars=100)
@@ -54,12 +57,14 @@ def test_bad_requests_raise_an_error_naming_the_field(
 ) -> None:
     with pytest.raises(RequestError, match=message) as caught:
         decode_request(request_, content_type, CFG)
-    body = error_body(caught.value)
-    assert (body["field"], body["status"]) == (field, status)
+    reply = encode(caught.value)
+    error = json.loads(reply.body)["error"]
+    assert (error["param"], reply.status, reply.content_type) == (field, status, "application/json")
+    assert message in error["message"] and error["type"] == "invalid_request_error"
 
 
 def test_worker_threads_share_the_cores_among_workers_unless_omp_num_threads_says() -> None:
-    from ragserve.api.requests import worker_threads
+    from ragserve.runtime import worker_threads
 
     assert worker_threads({"minWorkers": 2}, cores=2, env={}) == 1
     assert worker_threads({"minWorkers": 1}, cores=16, env={}) == 16

@@ -23,10 +23,14 @@ from ragserve.config import CompileConfig
 logger = logging.getLogger(__name__)
 
 
+ENCODER_OPTIONS = {"freezing": True}  # compile.options when null and no mode is set: weights folded as constants
+
+
 def compile_module(module: torch.nn.Module, cfg: CompileConfig) -> None:
     """Compile module in place (state_dict keys stay those of the eager model)."""
     _use_cache_dir(cfg.cache_dir)
-    module.compile(backend=cfg.backend, mode=cfg.mode, options=cfg.options or None, dynamic=True)
+    options = cfg.options if cfg.options is not None else (None if cfg.mode else ENCODER_OPTIONS)
+    module.compile(backend=cfg.backend, mode=cfg.mode, options=options or None, dynamic=True)
 
 
 def decode_compile_config(mode: str | None, graphs: int, cache_dir: str | None) -> Any:

@@ -1,16 +1,28 @@
-"""Typed configuration for the RAG endpoint: the only code that reads YAML or raw dicts.
+"""Typed configuration of both endpoints: the only code that reads YAML or raw dicts.
 
-Public names: Config (the RAG endpoint: corpus, embedding, compile, index, retrieval sections),
-LLMConfig (the LLM endpoint, flat keys) and ConfigError.
-`Config.from_mapping(handler_section, root)` accepts the original demo's flat keys
-(`url_to_scrape`, `chunk_size`, `chunk_overlap`, `model_path`, `compile`) as well as grouped
-sections; unknown keys are errors. Relative paths are resolved once, against `root`.
+Public names: Config (the RAG endpoint), LLMConfig (the LLM endpoint), ConfigError, override,
+reference_markdown.
+Both are one shape: a model yaml's `handler:` section holds named sections, each a frozen dataclass
+whose fields are the keys, with their defaults (defaults live here and nowhere else). The sections
+`compile` (torch.compile) and `runtime` (device and threads) are the same classes in both endpoints.
+Values are checked at start-up, by type and by range; an error names the key (`handler.retrieval.top_k`).
+`Config.from_mapping` also accepts the original demo's flat keys (`url_to_scrape`, `chunk_size`,
+`chunk_overlap`, `model_path`, `compile`). Relative paths resolve once, against `root`.
+`override(mapping, {"retrieval.top_k": 3})` is the one way code changes settings: dotted keys into a
+mapping that then goes through the same parser. `python -m ragserve.config` prints the reference
+(docs/configuration.md holds it; a test keeps the two equal).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import inspect
 import platform
+import re
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,9 +94,8 @@ class EmbeddingConfig:
     max_seq_length: int = 384  # tokens; longer texts are truncated (the model's trained limit)
     batch_size: int = 16  # texts per forward pass when embedding documents
     pooling: str = "mean"  # "mean" (+ L2 norm, as trained) or "cls_pooler" (the demo's pooler_output)
-    # "torch" (compile settings apply), "onnxruntime" (exported once, onnxrt.py) or "auto": the measured
-    # best per platform (AUTO_BACKENDS), read once here so everything after sees torch or onnxruntime.
-    backend: str = "torch"
+    # "auto" is read once here, so everything after sees torch or onnxruntime.
+    backend: str = "torch"  # "torch" (compile applies), "onnxruntime" (exported once) or "auto": measured best per CPU
 
     def __post_init__(self) -> None:
         _check(self.pooling in ("mean", "cls_pooler"), "embedding.pooling must be 'mean' or 'cls_pooler'")
@@ -98,23 +109,41 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class CompileConfig:
-    """torch.compile policy for the encoder (see compilation.py)."""
+    """torch.compile, for the encoder and the LLM decode alike (compilation.py)."""
 
-    enabled: bool = True  # false runs eager
-    backend: str = "inductor"
-    mode: str | None = None  # e.g. "max-autotune"; exclusive with options
-    options: dict[str, Any] = field(default_factory=lambda: {"freezing": True})
-    cache_dir: str | None = "~/.cache/ragserve/inductor"  # persistent Inductor cache shared by workers
+    enabled: bool | None = None  # None: the measured default (encoder: on; LLM decode: on for CUDA, off on CPU)
+    backend: str = "inductor"  # torch.compile backend
+    mode: str | None = None  # None: the default mode ("reduce-overhead", i.e. CUDA graphs, for the LLM on CUDA)
+    options: dict[str, Any] | None = None  # Inductor options, exclusive with mode; None: {"freezing": true} (encoder)
+    cache_dir: str | None = "~/.cache/ragserve/inductor"  # persistent Inductor cache, shared by workers and restarts
 
     def __post_init__(self) -> None:
         _check(not (self.mode and self.options), "compile.mode and compile.options are exclusive")
+
+    def on(self, default: bool) -> bool:
+        """Whether to compile, given the caller's default for `enabled: null`."""
+        return default if self.enabled is None else self.enabled
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where a worker computes and with how many threads; applied once at start (runtime.py)."""
+
+    device: str = "auto"  # "auto": the GPU TorchServe assigns, if any, else the CPU; "cpu": CPU even on a GPU host
+    threads: int | None = None  # torch and ONNX Runtime threads; None: OMP_NUM_THREADS, else cores / minWorkers
+    search_threads: int = 1  # RAG: FAISS and numpy BLAS threads per worker (0: every core)
+
+    def __post_init__(self) -> None:
+        _check(self.device in ("auto", "cpu"), "runtime.device must be 'auto' or 'cpu'")
+        _check(self.threads is None or self.threads > 0, "runtime.threads must be > 0 (or null)")
+        _check(self.search_threads >= 0, "runtime.search_threads must be >= 0")
 
 
 @dataclass(frozen=True)
 class IndexConfig:
     """Where the index versions live (`<dir>/<line>/versions/`, store.py) and how workers read them."""
 
-    dir: str = "index"
+    dir: str = "index"  # where the index lines live (relative to the archive folder)
     follow_s: float = 2.0  # workers check the line's CURRENT this often and swap to a new version (0: never)
     keep_versions: int = 3  # versions a refresh keeps on disk (the live one, and the rest for rollback)
     metric: str = "cosine"  # "cosine" (inner product of unit vectors) or "l2" (the demo's)
@@ -124,7 +153,6 @@ class IndexConfig:
     bm25_title: bool = True  # index each chunk's page title with its text
     bm25_metadata: bool = True  # and its page's date (as words: "April 2024", "spring 2024"), authors, tags
     mmap: bool = True  # map the vectors read-only: the workers of a node share one copy of their pages
-    search_threads: int = 1  # FAISS and numpy BLAS threads per worker (0: every core): index.set_search_threads
     # Sentence windows (windows.py; embedded with the index when retrieval.window_weight > 0: changing
     # these embeds the new windows, never the chunks, which the embedding cache holds):
     window_sentences: int = 3  # sentences per window
@@ -132,7 +160,6 @@ class IndexConfig:
 
     def __post_init__(self) -> None:
         _check(self.metric in ("cosine", "l2"), "index.metric must be 'cosine' or 'l2'")
-        _check(self.search_threads >= 0, "index.search_threads must be >= 0")
         _check(self.follow_s >= 0, "index.follow_s must be >= 0 (0: workers never swap)")
         _check(self.keep_versions >= 2, "index.keep_versions must be >= 2 (the live version and one to roll back to)")
         _check(self.window_sentences >= 1, "index.window_sentences must be >= 1")
@@ -193,6 +220,7 @@ SECTIONS = {
     "index": IndexConfig,
     "retrieval": RetrievalConfig,
     "rerank": RerankConfig,
+    "runtime": RuntimeConfig,
 }
 
 
@@ -206,6 +234,7 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     rerank: RerankConfig = field(default_factory=RerankConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     @property
     def uses_windows(self) -> bool:
@@ -222,19 +251,7 @@ class Config:
     @classmethod
     def from_mapping(cls, mapping: dict[str, Any] | None, root: str | Path) -> Config:
         """Build from a model yaml's `handler:` section; relative paths resolve against root."""
-        sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
-        for key, value in (mapping or {}).items():
-            if key in IGNORED_KEYS:
-                continue
-            if key == "compile" and isinstance(value, bool):
-                sections["compile"]["enabled"] = value
-            elif key in SECTIONS and isinstance(value, dict):
-                sections[key].update(value)
-            elif key in FLAT_KEYS:
-                section, name = FLAT_KEYS[key]
-                sections[section][name] = value
-            else:
-                raise ConfigError(f"unknown handler key {key!r}")
+        sections = _sections(mapping, SECTIONS, FLAT_KEYS)
         built = {name: _build(SECTIONS[name], name, values) for name, values in sections.items()}
         return cls(**built).resolve(Path(root))
 
@@ -266,95 +283,209 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
-class LLMConfig:
-    """The LLM endpoint: any Hugging Face causal LM, and the limits a request may ask for."""
+class ModelConfig:
+    """Which causal LM: any Hugging Face model, from a local folder or the hub."""
 
-    model_path: str | None = "models/smollm2-135m-instruct"  # local HF folder (relative to the archive)
-    model_id: str | None = None  # hub id, used when model_path is unset (needs internet)
-    revision: str | None = None  # hub commit to pin with model_id
+    path: str | None = "models/smollm2-135m-instruct"  # local HF folder (relative to the archive)
+    id: str | None = None  # noqa: A003 - the YAML key; hub id, used when path is null (needs internet)
+    revision: str | None = None  # hub commit to pin with id
     dtype: str = "float32"  # float32 | bfloat16 | float16 (float16/bfloat16 on GPU)
-    device_map: str | None = None  # "auto" spreads a big model over the GPUs (accelerate); None: one device
+    device_map: str | None = None  # "auto" spreads a big model over the GPUs (accelerate); null: one device
+
+    def __post_init__(self) -> None:
+        _check(bool(self.path or self.id), "model.path or model.id is required")
+        _check(self.dtype in DTYPES, f"model.dtype must be one of {DTYPES}")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Per-request defaults and the limits a request may ask for."""
+
     max_new_tokens: int = 256  # default per request
     max_new_tokens_limit: int = 1024  # the most a request may ask for
-    max_input_tokens: int | None = None  # None: the model's context length; longer prompts get 413
+    max_input_tokens: int | None = None  # null: the model's context length; longer prompts get 413
     max_prompt_chars: int = 100_000  # checked before tokenizing; longer prompts get 413
     do_sample: bool = False  # greedy by default: the same prompt gives the same answer
     temperature: float = 0.7  # used when sampling
     top_p: float = 0.9  # used when sampling
-    # Loop breakers (a 135M model greedy-decoding a long RAG prompt repeats itself without them):
-    repetition_penalty: float = 1.0  # > 1 divides the logits of tokens already in the text; 1 = off
+    repetition_penalty: float = 1.0  # loop breaker: > 1 divides the logits of tokens already in the text; 1 = off
     repetition_penalty_limit: float = 2.0  # the most a request may ask for
-    no_repeat_ngram_size: int = 0  # > 0: no n-gram of this many tokens appears twice; 0 = off
+    no_repeat_ngram_size: int = 0  # loop breaker: > 0, no n-gram of this many tokens appears twice; 0 = off
     no_repeat_ngram_size_limit: int = 10  # the most a request may ask for
     use_chat_template: bool = True  # wrap the prompt as a user message with the tokenizer's template
     system_prompt: str | None = None  # optional system message in the chat template
-    threads: int | None = None  # torch threads per worker on CPU (None: torch's default)
-    # Compiled decode (static KV cache + torch.compile through transformers' generate, see generation.py):
-    compile: bool | None = None  # noqa: A003 - the YAML key; None: on for CUDA, off on CPU (measured slower)
-    compile_mode: str | None = None  # torch.compile mode; None: "reduce-overhead" (CUDA graphs) on CUDA, default on CPU
-    batch_buckets: list[int] = field(default_factory=lambda: [1, 2, 4])  # batch sizes compiled; larger batches split
-    cache_buckets: list[int] = field(default_factory=lambda: [1024, 2048, 4096])  # KV cache lengths compiled (tokens)
-    compile_cache_dir: str | None = "~/.cache/ragserve/inductor"  # persistent Inductor cache across restarts
-    # In-flight decode (inflight.py, transformers' continuous batching; with the frontend key continuousBatching: true):
-    continuous_batching: bool = False  # requests join a running decode; false: TorchServe's batches decode in turn
-    inflight_step_tokens: int = 256  # tokens one in-flight forward step holds: longer prompts are prefilled in pieces
-    # Chat grounded on retrieval (the OpenAI route's `<model>-rag` model or `rag` field; ragclient.py):
-    rag_url: str | None = None  # the RAG endpoint's JSON contract, e.g. http://rag-host:8080/predictions/rag; None: off
-    rag_key_file: str | None = None  # its TorchServe key_file.json (or the key alone); None: forward the caller's key
-    rag_timeout_s: float = 30.0  # per RAG request
 
     def __post_init__(self) -> None:
-        _check(bool(self.model_path or self.model_id), "handler.model_path or handler.model_id is required")
-        _check(self.inflight_step_tokens > 0, "handler.inflight_step_tokens must be > 0")
-        _check(
-            self.rag_url is None or self.rag_url.startswith(("http://", "https://")),
-            "handler.rag_url must be an http(s) URL of the RAG endpoint",
-        )
-        _check(self.rag_timeout_s > 0, "handler.rag_timeout_s must be > 0")
-        if self.continuous_batching:  # transformers' continuous batching drops these logits processors
-            _check(
-                self.repetition_penalty == 1.0 and self.no_repeat_ngram_size == 0,
-                "handler.continuous_batching: transformers' in-flight decode has no repetition_penalty or "
-                "no_repeat_ngram_size; set them to 1.0 and 0, or continuous_batching: false",
-            )
-            _check(not self.compile, "handler.compile: the static-cache compiled decode is the batch path's only")
-        _check(
-            bool(self.batch_buckets) and all(isinstance(b, int) and b > 0 for b in self.batch_buckets),
-            "handler.batch_buckets must be a list of positive integers",
-        )
-        _check(
-            bool(self.cache_buckets) and all(isinstance(n, int) and n > 0 for n in self.cache_buckets),
-            "handler.cache_buckets must be a list of positive integers",
-        )
-        _check(self.dtype in DTYPES, f"handler.dtype must be one of {DTYPES}")
-        _check(0 < self.max_new_tokens <= self.max_new_tokens_limit, "handler.max_new_tokens out of range")
-        _check(self.temperature > 0 and 0 < self.top_p <= 1, "handler.temperature/top_p out of range")
+        _check(0 < self.max_new_tokens <= self.max_new_tokens_limit, "generate.max_new_tokens out of range")
+        _check(self.max_input_tokens is None or self.max_input_tokens > 0, "generate.max_input_tokens must be > 0")
+        _check(self.max_prompt_chars > 0, "generate.max_prompt_chars must be > 0")
+        _check(self.temperature > 0 and 0 < self.top_p <= 1, "generate.temperature/top_p out of range")
         _check(
             1.0 <= self.repetition_penalty <= self.repetition_penalty_limit,
-            "handler.repetition_penalty must be in 1..repetition_penalty_limit",
+            "generate.repetition_penalty must be in 1..repetition_penalty_limit",
         )
         _check(
             0 <= self.no_repeat_ngram_size <= self.no_repeat_ngram_size_limit,
-            "handler.no_repeat_ngram_size must be in 0..no_repeat_ngram_size_limit",
+            "generate.no_repeat_ngram_size must be in 0..no_repeat_ngram_size_limit",
         )
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How requests are decoded together: compiled shape buckets (batch path) or in-flight batching."""
+
+    batch_buckets: list[int] = field(default_factory=lambda: [1, 2, 4])  # compiled batch sizes; larger batches split
+    cache_buckets: list[int] = field(default_factory=lambda: [1024, 2048, 4096])  # compiled KV cache lengths (tokens)
+    continuous_batching: bool = False  # requests join a running decode (with the frontend's continuousBatching: true)
+    inflight_step_tokens: int = 256  # tokens one in-flight forward step holds: longer prompts prefill in pieces
+
+    def __post_init__(self) -> None:
+        _check(bool(self.batch_buckets) and min(self.batch_buckets) > 0, "decode.batch_buckets must be positive")
+        _check(bool(self.cache_buckets) and min(self.cache_buckets) > 0, "decode.cache_buckets must be positive")
+        _check(self.inflight_step_tokens > 0, "decode.inflight_step_tokens must be > 0")
+
+
+@dataclass(frozen=True)
+class GroundingConfig:
+    """Chat grounded on retrieval (the `<model>-rag` model or `rag` field of v1/chat/completions)."""
+
+    url: str | None = None  # the RAG endpoint's JSON contract, e.g. http://rag-host:8080/predictions/rag; null: off
+    key_file: str | None = None  # its TorchServe key_file.json (or the key alone); null: forward the caller's key
+    timeout_s: float = 30.0  # per RAG request
+
+    def __post_init__(self) -> None:
+        _check(self.url is None or self.url.startswith(("http://", "https://")), "rag.url must be an http(s) URL")
+        _check(self.timeout_s > 0, "rag.timeout_s must be > 0")
+
+
+LLM_SECTIONS = {
+    "model": ModelConfig,
+    "generate": GenerateConfig,
+    "decode": DecodeConfig,
+    "rag": GroundingConfig,
+    "compile": CompileConfig,
+    "runtime": RuntimeConfig,
+}
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """The whole LLM endpoint configuration, one section per concern."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    rag: GroundingConfig = field(default_factory=GroundingConfig)
+    compile: CompileConfig = field(default_factory=CompileConfig)  # noqa: A003 - the YAML key
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        if self.decode.continuous_batching:  # transformers' continuous batching drops these logits processors
+            _check(
+                self.generate.repetition_penalty == 1.0 and self.generate.no_repeat_ngram_size == 0,
+                "decode.continuous_batching: transformers' in-flight decode has no repetition_penalty or "
+                "no_repeat_ngram_size; set generate.repetition_penalty: 1.0 and generate.no_repeat_ngram_size: 0, "
+                "or decode.continuous_batching: false",
+            )
+            _check(not self.compile.enabled, "compile.enabled: the static-cache compiled decode is the batch path's")
 
     @classmethod
     def from_mapping(cls, mapping: dict[str, Any] | None, root: str | Path) -> LLMConfig:
-        values = {k: v for k, v in (mapping or {}).items() if k not in IGNORED_KEYS}
-        if values.get("model_id") and "model_path" not in values:
-            values["model_path"] = None  # an explicit hub id replaces the offline default
-        cfg = _build(cls, "", values)
-        if cfg.model_path:
-            cfg = dataclasses.replace(cfg, model_path=_absolute(cfg.model_path, Path(root)))
-        if cfg.compile_cache_dir:
-            cfg = dataclasses.replace(cfg, compile_cache_dir=_absolute(cfg.compile_cache_dir, Path(root)))
-        if cfg.rag_key_file:
-            cfg = dataclasses.replace(cfg, rag_key_file=_absolute(cfg.rag_key_file, Path(root)))
-        return cfg
+        sections = _sections(mapping, LLM_SECTIONS, {})
+        if sections["model"].get("id") and "path" not in sections["model"]:
+            sections["model"]["path"] = None  # an explicit hub id replaces the offline default
+        cfg = cls(**{name: _build(LLM_SECTIONS[name], name, values) for name, values in sections.items()})
+        root = Path(root)
+        model_path = cfg.model.path and _absolute(cfg.model.path, root)
+        cache_dir = cfg.compile.cache_dir and _absolute(cfg.compile.cache_dir, root)
+        key_file = cfg.rag.key_file and _absolute(cfg.rag.key_file, root)
+        return dataclasses.replace(
+            cfg,
+            model=dataclasses.replace(cfg.model, path=model_path),
+            compile=dataclasses.replace(cfg.compile, cache_dir=cache_dir),
+            rag=dataclasses.replace(cfg.rag, key_file=key_file),
+        )
 
     @classmethod
     def from_yaml(cls, path: str | Path, root: str | Path | None = None) -> LLMConfig:
         return cls.from_mapping(_handler_section(path), root or Path.cwd())
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def override(mapping: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a handler mapping with dotted keys set: {"retrieval.top_k": 3, "compile": False}."""
+    result = copy.deepcopy(dict(mapping or {}))
+    for dotted, value in changes.items():
+        *path, last = dotted.split(".")
+        node = result
+        for part in path:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[last] = value
+    return result
+
+
+def reference_markdown() -> str:
+    """The configuration reference: every key of both endpoints, its type, default and meaning."""
+    lines = []
+    for title, sections in (("RAG endpoint (`Config`)", SECTIONS), ("LLM endpoint (`LLMConfig`)", LLM_SECTIONS)):
+        lines += [f"### {title}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for name, section_cls in sections.items():
+            for key, kind, default, doc in _documented_fields(section_cls):
+                lines.append(f"| `{name}.{key}` | `{kind}` | `{default}` | {doc} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _documented_fields(section_cls: type) -> list[tuple[str, str, str, str]]:
+    """(name, type, default, the field's trailing comment) per field, read from the class source."""
+    comments = {}
+    for line in inspect.getsource(section_cls).splitlines():
+        match = re.match(r"    (\w+): [^#]*?#\s*(?:noqa: \w+ - the YAML key;?\s*)?(.*)$", line)
+        if match:
+            comments[match.group(1)] = match.group(2).replace("|", "\\|")
+    hints = typing.get_type_hints(section_cls)
+    rows = []
+    for f in dataclasses.fields(section_cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        shown = yaml.safe_dump(default, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+        shown = "(see below)" if len(shown) > 60 else shown.replace("|", "\\|")
+        kind = str(hints[f.name]).replace("typing.", "").replace("NoneType", "None")
+        kind = re.sub(r"<class '(\w+)'>", r"\1", kind).replace("|", "\\|")
+        rows.append((f.name, kind, shown, comments.get(f.name, "")))
+    return rows
+
+
+def _sections(
+    mapping: Mapping[str, Any] | None, sections: Mapping[str, type], flat: Mapping[str, tuple[str, str]]
+) -> dict[str, dict[str, Any]]:
+    """The handler mapping grouped by section (a bare `compile: bool` is compile.enabled)."""
+    grouped: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    for key, value in (mapping or {}).items():
+        if key in IGNORED_KEYS:
+            continue
+        if key == "compile" and isinstance(value, bool):
+            grouped["compile"]["enabled"] = value
+        elif key in sections and isinstance(value, dict):
+            grouped[key].update(value)
+        elif key in flat:
+            section, name = flat[key]
+            grouped[section][name] = value
+        else:
+            raise ConfigError(f"unknown handler key {key!r}{_moved(key, sections)}; sections: {', '.join(sections)}")
+    return grouped
+
+
+def _moved(key: str, sections: Mapping[str, type]) -> str:
+    """Where a flat key of an older config now lives (LLM keys were flat before the sections)."""
+    for name, section_cls in sections.items():
+        for f in dataclasses.fields(section_cls):
+            if key in (f.name, f"{name}_{f.name}", f"model_{f.name}", f"compile_{f.name}", f"rag_{f.name}"):
+                return f" (now {name}.{f.name})"
+    return ""
 
 
 def _handler_section(path: str | Path) -> dict[str, Any]:
@@ -367,11 +498,34 @@ def _build(section_cls: type, name: str, values: dict[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(section_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) in handler{'.' if name else ''}{name}: {', '.join(unknown)}")
-    try:
-        return section_cls(**values)
-    except TypeError as err:
-        raise ConfigError(f"handler.{name}: {err}") from err
+        raise ConfigError(f"unknown key(s) in handler.{name}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    hints = typing.get_type_hints(section_cls)
+    for key, value in values.items():
+        if not _is_a(value, hints[key]):
+            shown = str(hints[key]).replace("typing.", "").replace("NoneType", "None")
+            shown = re.sub(r"<class '(\w+)'>", r"\1", shown)
+            raise ConfigError(f"handler.{name}.{key} must be {shown}, got {value!r} ({type(value).__name__})")
+    return section_cls(**values)
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits a field's type hint (an int is a float; a bool is not an int)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_a(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and all(_is_a(v, typing.get_args(hint)[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
 
 
 def _absolute(path: str, root: Path) -> str:
@@ -389,3 +543,7 @@ def _local_or_hub(name: str | None, root: Path) -> str | None:
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())

@@ -67,12 +67,18 @@ def build_tiny_llm(llm_dir: Path, initializer_range: float):
     return LlamaForCausalLM(config).eval()
 
 
-def tiny_llm_config(llm_dir: Path, **overrides):
-    """The LLM endpoint config the tiny-model tests use: short limits, eager unless overridden."""
-    from ragserve.config import LLMConfig
+def tiny_llm_config(llm_dir: Path, changes: dict | None = None):
+    """The LLM endpoint config the tiny-model tests use: short limits, eager unless changed (dotted keys)."""
+    from ragserve.config import LLMConfig, override
 
-    values = {"model_path": str(llm_dir), "max_input_tokens": 192, "max_new_tokens": 16, "max_new_tokens_limit": 64}
-    return LLMConfig(**{**values, "compile": False, **overrides})
+    values = {
+        "model.path": str(llm_dir),
+        "generate.max_input_tokens": 192,
+        "generate.max_new_tokens": 16,
+        "generate.max_new_tokens_limit": 64,
+        "compile.enabled": False,
+    }
+    return LLMConfig.from_mapping(override({}, {**values, **(changes or {})}), ROOT)
 
 
 def assert_streamed_and_plain_answers_agree(server, prompt: str, expected_word: str) -> None:

@@ -19,10 +19,8 @@ LLMHandler = load_handler("llm").LLMHandler  # loaded from its file, as TorchSer
 
 def llm_context(llm_dir: Path, content_types: list[str]):
     handler_yaml = {
-        "model_path": str(llm_dir),
-        "max_new_tokens": 16,
-        "max_new_tokens_limit": 32,
-        "max_input_tokens": 256,
+        "model": {"path": str(llm_dir)},
+        "generate": {"max_new_tokens": 16, "max_new_tokens_limit": 32, "max_input_tokens": 256},
     }
     return make_context(llm_dir, handler_yaml, content_types)
 
@@ -82,13 +80,13 @@ def test_streamed_and_plain_requests_decode_together(
 def _count_generate_calls(handler: LLMHandler, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the batch size of each model.generate call (a spy: the real generate still runs)."""
     calls: list[int] = []
-    real = handler.generator.model.generate
+    real = handler.service.generator.model.generate
 
     def spy(*args, **kwargs):
         calls.append(kwargs["input_ids"].shape[0])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(handler.generator.model, "generate", spy)
+    monkeypatch.setattr(handler.service.generator.model, "generate", spy)
     return calls
 
 
@@ -146,7 +144,7 @@ def _drain(sock: socket.socket) -> bytes:
 def test_tiny_bad_request_fails_alone_in_its_batch(tiny_handler: LLMHandler, tiny_llm_dir: Path, body, field) -> None:
     ctx = llm_context(tiny_llm_dir, ["application/json", "text/plain"])
     out = tiny_handler.handle([{"body": body}, {"body": b"Say hello."}], ctx)
-    assert ctx.get_response_status(0)[0] == 400 and json.loads(out[0])["field"] == field
+    assert ctx.get_response_status(0)[0] == 400 and json.loads(out[0])["error"]["param"] == field
     assert ctx.get_response_status(1)[0] == 200 and out[1]
 
 
@@ -164,14 +162,16 @@ def test_tiny_bad_request_fails_alone_in_its_batch(tiny_handler: LLMHandler, tin
 def test_bad_request_fails_alone_in_its_batch(handler: LLMHandler, llm_dir: Path, body, field, status) -> None:
     ctx = llm_context(llm_dir, ["application/json", "text/plain"])
     out = handler.handle([{"body": body}, {"body": b"Say hello."}], ctx)
-    assert ctx.get_response_status(0)[0] == status and json.loads(out[0])["field"] == field
+    assert ctx.get_response_status(0)[0] == status and json.loads(out[0])["error"]["param"] == field
     assert ctx.get_response_status(1)[0] == 200 and out[1]
 
 
 def test_in_flight_turns_give_one_reply_per_request_and_say_which_continue(tiny_llm_dir: Path) -> None:
     """continuous_batching: TorchServe calls handle() with the same Context each turn, running requests without body."""
-    handler_yaml = {"model_path": str(tiny_llm_dir), "max_new_tokens": 8, "max_input_tokens": 256}
-    ctx = make_context(tiny_llm_dir, {**handler_yaml, "continuous_batching": True}, ["application/json"] * 2)
+    handler_yaml = {"model": {"path": str(tiny_llm_dir)}, "generate": {"max_new_tokens": 8, "max_input_tokens": 256}}
+    ctx = make_context(
+        tiny_llm_dir, {**handler_yaml, "decode": {"continuous_batching": True}}, ["application/json"] * 2
+    )
     handler = LLMHandler()
     handler.initialize(ctx)
     try:
@@ -179,12 +179,16 @@ def test_in_flight_turns_give_one_reply_per_request_and_say_which_continue(tiny_
         # The stopping criterion is the frontend's ts_stream_next: False = more follows, True = the last piece,
         # None = one whole response.
         stop = [criterion(reply) for criterion, reply in zip(ctx.stopping_criteria, out, strict=True)]
-        assert json.loads(out[1])["field"] == "prompt" and ctx.get_response_status(1)[0] == 400 and stop[1] is None
+        assert (
+            json.loads(out[1])["error"]["param"] == "prompt"
+            and ctx.get_response_status(1)[0] == 400
+            and stop[1] is None
+        )
         while stop[0] is False:  # the running request alone, its body not resent
             assert out[0] == "" and ctx.get_response_status(0)[0] == 200
             ctx.request_ids = {0: "request-0"}
             out = handler.handle([{}], ctx)
             stop = [ctx.stopping_criteria[0](out[0])]
-        assert json.loads(out[0])["completion_tokens"] <= 8 and not ctx.cache
+        assert json.loads(out[0])["completion_tokens"] <= 8 and not handler.service.jobs
     finally:
-        handler.inflight.stop()
+        handler.service.stop()

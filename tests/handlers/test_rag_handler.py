@@ -60,6 +60,6 @@ def test_one_bad_request_in_a_batch_fails_alone(handler: RAGHandler, model_dir: 
     ctx = rag_context(model_dir, index_dir, ["text/plain", "application/json", "text/plain"])
     out = handler.handle([{"body": b"Who is Quilla?"}, {"body": b"{broken"}, {"body": b"   "}], ctx)
     assert len(out) == 3 and "Quilla" in out[0]
-    assert ctx.get_response_status(1)[0] == 400 and "malformed JSON" in json.loads(out[1])["error"]
-    assert ctx.get_response_status(2)[0] == 400 and json.loads(out[2])["field"] == "body"
+    assert ctx.get_response_status(1)[0] == 400 and "malformed JSON" in json.loads(out[1])["error"]["message"]
+    assert ctx.get_response_status(2)[0] == 400 and json.loads(out[2])["error"]["param"] == "body"
     assert ctx.get_response_headers(1)["content-type"] == "application/json"

@@ -27,7 +27,7 @@ class LLMRequests:
         self.cfg = cfg
         self.generator = generator
         self.inflight = inflight
-        self.rag = RAGClient(cfg.rag_url, cfg.rag_key_file, cfg.rag_timeout_s) if cfg.rag_url else None
+        self.rag = RAGClient(cfg.rag.url, cfg.rag.key_file, cfg.rag.timeout_s) if cfg.rag.url else None
         self.rag_model = f"{name}-rag" if self.rag else None
         self.models = [name, self.rag_model] if self.rag_model else [name]
 
@@ -57,7 +57,7 @@ class LLMRequests:
         if query.grounding is None:
             return query
         if self.rag is None:
-            raise OpenAIError("chat grounded on retrieval needs handler.rag_url (the RAG endpoint)", "rag")
+            raise OpenAIError("chat grounded on retrieval needs handler.rag.url (the RAG endpoint)", "rag")
         *history, question = query.prompt
         prompt, sources = self.rag.ask(question["content"], query.grounding, authorization)
         messages = (*history, {"role": "user", "content": prompt})

@@ -2,7 +2,7 @@
 
 Public names: OpenAIError, route_of, decode_rag_request, EmbeddingsQuery, RetrievalQuery, ChatQuery,
 decode_embeddings, decode_retrieval, decode_chat, embeddings_body, retrieval_body, models_body, ChatReply,
-DeltaText, error_json.
+DeltaText.
 TorchServe hands a request to /predictions/<model>/<version>/v1/... to the handler with the rest of the
 path in the `url_path` header (TorchServe's own vllm_handler routes the same way); route_of reads it.
 RAG endpoint: POST v1/embeddings (OpenAI's schema), POST v1/retrieval (ours: the top-k chunks with
@@ -10,7 +10,7 @@ scores and metadata, filters as on the JSON contract), GET v1/models. LLM endpoi
 v1/chat/completions (plain or `stream: true` as server-sent events), GET v1/models. A parameter the
 model cannot honour is refused with HTTP 400 in OpenAI's error shape, never ignored.
 Grounded chat: the model `<name>-rag`, or the extra field `rag: true | {"k", "filter"}`: the last user
-message goes to the RAG endpoint and the answer carries the sources (ragclient.py, llm_handler.py).
+message goes to the RAG endpoint and the answer carries the sources (llm/ragclient.py, llm/service.py).
 No TorchServe imports.
 """
 
@@ -81,13 +81,6 @@ class OpenAIError(RequestError):
         super().__init__(message, param or "body", status)
         self.param = param
         self.code = code
-
-
-def error_json(err: RequestError) -> dict[str, Any]:
-    kind = "invalid_request_error" if err.status < 500 else "server_error"
-    code = getattr(err, "code", None) or ("not_found" if err.status == 404 else None)
-    param = getattr(err, "param", err.field)
-    return {"error": {"message": str(err), "type": kind, "param": param, "code": code}}
 
 
 def route_of(url_path: str | None) -> str | None:
@@ -263,15 +256,19 @@ def decode_chat(payload: Any, cfg: LLMConfig, models: Sequence[str], rag_model: 
     response_format = payload.get("response_format")
     if response_format not in (None, {"type": "text"}):
         raise OpenAIError("'response_format' other than text is not supported", "response_format")
-    messages = _messages(payload.get("messages"), cfg.max_prompt_chars)
+    messages = _messages(payload.get("messages"), cfg.generate.max_prompt_chars)
     limit_name = "max_completion_tokens" if payload.get("max_completion_tokens") is not None else "max_tokens"
     try:
         if payload.get(limit_name) is None:
-            payload = {**payload, limit_name: cfg.max_new_tokens}
-        max_tokens = integer_field(payload, limit_name, cfg.max_new_tokens, cfg.max_new_tokens_limit)
-        temperature = number_field(payload, "temperature", cfg.temperature, 0.0, 2.0) if payload.get(
+            payload = {**payload, limit_name: cfg.generate.max_new_tokens}
+        max_tokens = integer_field(payload, limit_name, cfg.generate.max_new_tokens, cfg.generate.max_new_tokens_limit)
+        temperature = number_field(payload, "temperature", cfg.generate.temperature, 0.0, 2.0) if payload.get(
             "temperature") is not None else None  # fmt: skip
-        top_p = number_field(payload, "top_p", cfg.top_p, 1e-6, 1.0) if payload.get("top_p") is not None else cfg.top_p
+        top_p = (
+            number_field(payload, "top_p", cfg.generate.top_p, 1e-6, 1.0)
+            if payload.get("top_p") is not None
+            else cfg.generate.top_p
+        )
     except RequestError as err:
         raise _openai(err) from err
     stream = payload.get("stream") or False
@@ -286,11 +283,11 @@ def decode_chat(payload: Any, cfg: LLMConfig, models: Sequence[str], rag_model: 
     return ChatQuery(
         prompt=messages,  # type: ignore[arg-type]  # Generator.format takes messages as well as text
         max_new_tokens=max_tokens,
-        do_sample=temperature > 0 if temperature is not None else cfg.do_sample,
-        temperature=temperature or cfg.temperature,
+        do_sample=temperature > 0 if temperature is not None else cfg.generate.do_sample,
+        temperature=temperature or cfg.generate.temperature,
         top_p=top_p,
-        repetition_penalty=cfg.repetition_penalty,
-        no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+        repetition_penalty=cfg.generate.repetition_penalty,
+        no_repeat_ngram_size=cfg.generate.no_repeat_ngram_size,
         stream=stream,
         as_json=True,
         model=model,

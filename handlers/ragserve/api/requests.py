@@ -1,10 +1,11 @@
-"""Request decoding and validation for the RAG endpoint; pure functions on plain dicts.
+"""Request decoding and validation for both endpoints' own contracts; pure functions on plain dicts.
 
 Public names: Query, LLMQuery, RequestError, decode_request, decode_llm_request, check_prompt_tokens,
-error_body, device_from_properties, worker_threads.
+body_content_type, read_payload.
+
 A request is a TorchServe input dict (`body`/`data` as str, bytes or parsed JSON, or form fields)
 plus its Content-Type. Text in -> Query(as_json=False); a JSON object in -> Query(as_json=True).
-Anything else raises RequestError, which names the field and becomes an HTTP 400 JSON body.
+Anything else raises RequestError, which names the field and becomes an HTTP 4xx error object (replies.py).
 No TorchServe imports.
 """
 
@@ -88,35 +89,43 @@ def decode_llm_request(request: dict[str, Any], content_type: str | None, cfg: L
     payload = read_payload(request, content_type, "prompt")
     defaults = LLMQuery(
         "",
-        cfg.max_new_tokens,
-        cfg.do_sample,
-        cfg.temperature,
-        cfg.top_p,
-        cfg.repetition_penalty,
-        cfg.no_repeat_ngram_size,
+        cfg.generate.max_new_tokens,
+        cfg.generate.do_sample,
+        cfg.generate.temperature,
+        cfg.generate.top_p,
+        cfg.generate.repetition_penalty,
+        cfg.generate.no_repeat_ngram_size,
         stream=False,
         as_json=False,
     )
     if isinstance(payload, str):
-        return dataclasses.replace(defaults, prompt=check_text(payload, "body", cfg.max_prompt_chars, "prompt"))
+        return dataclasses.replace(
+            defaults, prompt=check_text(payload, "body", cfg.generate.max_prompt_chars, "prompt")
+        )
     check_fields(payload, LLM_FIELDS)
     if "prompt" not in payload:
         raise RequestError("JSON body needs a 'prompt' string", "prompt")
-    temperature = number_field(payload, "temperature", cfg.temperature, 0.0, 2.0)
+    temperature = number_field(payload, "temperature", cfg.generate.temperature, 0.0, 2.0)
     stream = payload.get("stream", False)
     if not isinstance(stream, bool):
         raise RequestError(f"'stream' must be true or false, got {stream!r}", "stream")
     return LLMQuery(
-        prompt=check_text(payload["prompt"], "prompt", cfg.max_prompt_chars, "prompt"),
-        max_new_tokens=integer_field(payload, "max_new_tokens", cfg.max_new_tokens, cfg.max_new_tokens_limit),
-        do_sample=temperature > 0 if "temperature" in payload else cfg.do_sample,
-        temperature=temperature or cfg.temperature,
-        top_p=number_field(payload, "top_p", cfg.top_p, 1e-6, 1.0),
+        prompt=check_text(payload["prompt"], "prompt", cfg.generate.max_prompt_chars, "prompt"),
+        max_new_tokens=integer_field(
+            payload, "max_new_tokens", cfg.generate.max_new_tokens, cfg.generate.max_new_tokens_limit
+        ),
+        do_sample=temperature > 0 if "temperature" in payload else cfg.generate.do_sample,
+        temperature=temperature or cfg.generate.temperature,
+        top_p=number_field(payload, "top_p", cfg.generate.top_p, 1e-6, 1.0),
         repetition_penalty=number_field(
-            payload, "repetition_penalty", cfg.repetition_penalty, 1.0, cfg.repetition_penalty_limit
+            payload, "repetition_penalty", cfg.generate.repetition_penalty, 1.0, cfg.generate.repetition_penalty_limit
         ),
         no_repeat_ngram_size=integer_field(
-            payload, "no_repeat_ngram_size", cfg.no_repeat_ngram_size, cfg.no_repeat_ngram_size_limit, minimum=0
+            payload,
+            "no_repeat_ngram_size",
+            cfg.generate.no_repeat_ngram_size,
+            cfg.generate.no_repeat_ngram_size_limit,
+            minimum=0,
         ),
         stream=stream,
         as_json=True,
@@ -134,32 +143,6 @@ def decode_request(request: dict[str, Any], content_type: str | None, cfg: Retri
     if isinstance(payload, str):
         return _query(payload, cfg.top_k, False, cfg)
     return _json_query(payload, cfg)
-
-
-def error_body(err: RequestError) -> dict[str, Any]:
-    return {"error": str(err), "field": err.field, "status": err.status}
-
-
-def device_from_properties(properties: dict[str, Any]) -> str:
-    """TorchServe's gpu_id (absent or None on CPU hosts) -> a torch device string."""
-    import torch
-
-    gpu_id = properties.get("gpu_id")
-    if gpu_id is not None and torch.cuda.is_available():
-        return f"cuda:{gpu_id}"
-    return "cpu"
-
-
-def worker_threads(model_yaml: dict[str, Any], cores: int, env: dict[str, str]) -> int:
-    """Compute threads for one worker: OMP_NUM_THREADS when set, else the cores shared out among minWorkers.
-
-    torch and ONNX Runtime otherwise take every core in every worker; with 2 workers x 2 threads on 2
-    cores the endpoint served 53 req/s, with 2 x 1 100 (README "The CPU RAG endpoint").
-    """
-    if env.get("OMP_NUM_THREADS", "").isdigit() and int(env["OMP_NUM_THREADS"]) > 0:
-        return int(env["OMP_NUM_THREADS"])
-    workers = int(model_yaml.get("minWorkers") or 1)
-    return max(1, cores // max(1, workers))
 
 
 def _json_query(payload: Any, cfg: RetrievalConfig) -> Query:

@@ -41,7 +41,7 @@ class TorchBackend:
         self.device = torch.device(device)
         transformer = AutoModel.from_pretrained(cfg.model_path).eval().to(self.device)
         self.model = SentenceEmbedder(transformer, cfg.pooling).eval()
-        self.compiled = compile_cfg.enabled
+        self.compiled = compile_cfg.on(True)
         if self.compiled:
             compile_module(self.model, compile_cfg)
 

@@ -70,28 +70,28 @@ class Generator:
     def __init__(self, cfg: LLMConfig, device: str = "cpu", model: torch.nn.Module | None = None) -> None:
         """model: an already built causal LM (tests, benchmarks); None loads cfg's weights."""
         self.cfg = cfg
-        source = cfg.model_path or cfg.model_id
+        source = cfg.model.path or cfg.model.id
         start = time.perf_counter()
-        self.tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.revision, padding_side="left")
+        self.tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.model.revision, padding_side="left")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = (model or self._load(source, device)).eval()
         self.load_s = time.perf_counter() - start
         logger.info("loaded %s (%s) in %.1f s", source, self.model.dtype, self.load_s)
         # The in-flight decode (inflight.py) has its own paged cache: the static-cache buckets would go unused.
-        default_compile = self.device.type == "cuda" and not cfg.continuous_batching
-        self.compiled = cfg.compile if cfg.compile is not None else default_compile
+        default_compile = self.device.type == "cuda" and not cfg.decode.continuous_batching
+        self.compiled = cfg.compile.on(default_compile)
         self.warm_up_s: list[float] = []
         self._caches: dict[tuple[int, int], StaticCache] = {}  # (padded batch, cache length) -> its reused cache
         if self.compiled:
             self._compile_and_warm_up()
 
     def _load(self, source: str, device: str) -> torch.nn.Module:
-        placement = {"device_map": self.cfg.device_map} if self.cfg.device_map else {}
+        placement = {"device_map": self.cfg.model.device_map} if self.cfg.model.device_map else {}
         model = AutoModelForCausalLM.from_pretrained(
-            source, revision=self.cfg.revision, dtype=getattr(torch, self.cfg.dtype), **placement
+            source, revision=self.cfg.model.revision, dtype=getattr(torch, self.cfg.model.dtype), **placement
         )
-        return model if self.cfg.device_map else model.to(device)
+        return model if self.cfg.model.device_map else model.to(device)
 
     @property
     def device(self) -> torch.device:
@@ -99,20 +99,20 @@ class Generator:
 
     @property
     def max_input_tokens(self) -> int:
-        return self.cfg.max_input_tokens or int(self.model.config.max_position_embeddings)
+        return self.cfg.generate.max_input_tokens or int(self.model.config.max_position_embeddings)
 
     def format(self, prompt: Prompt) -> str:
         """The text the model sees: the prompt as a chat user message (or a whole chat: a sequence of
         {"role", "content"} messages) through the tokenizer's chat template; a text prompt unchanged without one."""
         chat = not isinstance(prompt, str)
-        if not (self.cfg.use_chat_template and self.tokenizer.chat_template):
+        if not (self.cfg.generate.use_chat_template and self.tokenizer.chat_template):
             if not chat:
                 return prompt
             lines = [f"{m['role'].capitalize()}: {m['content']}" for m in prompt]  # no template: a plain transcript
             return "\n".join([*lines, "Assistant:"])
         messages = list(prompt) if chat else [{"role": "user", "content": prompt}]
-        if self.cfg.system_prompt and messages[0]["role"] != "system":
-            messages.insert(0, {"role": "system", "content": self.cfg.system_prompt})
+        if self.cfg.generate.system_prompt and messages[0]["role"] != "system":
+            messages.insert(0, {"role": "system", "content": self.cfg.generate.system_prompt})
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def count_tokens(self, prompt: Prompt) -> int:
@@ -151,14 +151,14 @@ class Generator:
 
     def _largest_batch(self) -> int:
         # Eager decodes any batch size at once; the compiled path splits batches past its largest bucket.
-        return max(self.cfg.batch_buckets) if self.compiled else 1 << 30
+        return max(self.cfg.decode.batch_buckets) if self.compiled else 1 << 30
 
     def _decode(
         self, prompts: list[Prompt], members: list[int], sampling: Sampling, on_piece: Callable[[int, str], None] | None
     ) -> list[Completion]:
         texts = [prompts[i] for i in members]
         if self.compiled:  # duplicates fill the batch bucket: the same work, their results are dropped
-            texts += texts[:1] * (_bucket(len(texts), self.cfg.batch_buckets) - len(texts))
+            texts += texts[:1] * (_bucket(len(texts), self.cfg.decode.batch_buckets) - len(texts))
         inputs = self._tokenize(texts)
         kwargs: dict[str, Any] = {**inputs, **sampling.generate_kwargs(), "pad_token_id": self.tokenizer.pad_token_id}
         if sampling.stop:
@@ -168,7 +168,7 @@ class Generator:
         with torch.inference_mode():  # also around the cache: inference tensors, as in warm-up (else a recompile)
             if self.compiled:
                 rows, prompt_length = inputs["input_ids"].shape
-                length = _bucket(prompt_length + sampling.max_new_tokens, self.cfg.cache_buckets)
+                length = _bucket(prompt_length + sampling.max_new_tokens, self.cfg.decode.cache_buckets)
                 kwargs.update(cache=self._cache(rows, length), compile_config=self._compile_config)
             output = self.model.generate(**kwargs)  # (n, prompt + new)
         new_tokens = output[: len(members), inputs["input_ids"].shape[1] :]  # (n, new), left padding aligns them
@@ -190,16 +190,16 @@ class Generator:
 
     def _compile_and_warm_up(self) -> None:
         """Compile the decode step for every (batch, cache length) bucket now, not on a request."""
-        need = self.max_input_tokens + self.cfg.max_new_tokens_limit
-        if max(self.cfg.cache_buckets) < need:
+        need = self.max_input_tokens + self.cfg.generate.max_new_tokens_limit
+        if max(self.cfg.decode.cache_buckets) < need:
             raise ConfigError(
-                f"handler.cache_buckets: the largest ({max(self.cfg.cache_buckets)}) must hold max_input_tokens + "
-                f"max_new_tokens_limit = {need} tokens"
+                f"handler.decode.cache_buckets: the largest ({max(self.cfg.decode.cache_buckets)}) must hold "
+                f"generate.max_input_tokens + generate.max_new_tokens_limit = {need} tokens"
             )
-        graphs = len(self.cfg.batch_buckets) * len(self.cfg.cache_buckets)
-        mode = self.cfg.compile_mode or ("reduce-overhead" if self.device.type == "cuda" else None)
-        self._compile_config = decode_compile_config(mode, graphs, self.cfg.compile_cache_dir)
-        shapes = [(rows, length) for rows in self.cfg.batch_buckets for length in self.cfg.cache_buckets]
+        graphs = len(self.cfg.decode.batch_buckets) * len(self.cfg.decode.cache_buckets)
+        mode = self.cfg.compile.mode or ("reduce-overhead" if self.device.type == "cuda" else None)
+        self._compile_config = decode_compile_config(mode, graphs, self.cfg.compile.cache_dir)
+        shapes = [(rows, length) for rows in self.cfg.decode.batch_buckets for length in self.cfg.decode.cache_buckets]
         self.warm_up_s = warm_up(self._warm_bucket, shapes)
 
     def _warm_bucket(self, shape: tuple[int, int]) -> None:

@@ -52,24 +52,26 @@ class InFlight:
     def __init__(self, generator: Generator, max_requests: int) -> None:
         self.generator = generator
         cfg = generator.cfg
-        self.sampling = cfg.do_sample
-        defaults = {"temperature": cfg.temperature, "top_p": cfg.top_p} if cfg.do_sample else {}
+        self.sampling = cfg.generate.do_sample
+        defaults = (
+            {"temperature": cfg.generate.temperature, "top_p": cfg.generate.top_p} if cfg.generate.do_sample else {}
+        )
         generation = GenerationConfig(
-            max_new_tokens=cfg.max_new_tokens,
-            do_sample=cfg.do_sample,
+            max_new_tokens=cfg.generate.max_new_tokens,
+            do_sample=cfg.generate.do_sample,
             eos_token_id=sorted(generator.eos_ids()),
             pad_token_id=generator.tokenizer.pad_token_id,
             **defaults,
         )
         # The cache holds every admitted request at its longest: no request is ever evicted mid-answer.
         max_input = generator.max_input_tokens
-        pages = max_requests * math.ceil((max_input + cfg.max_new_tokens_limit) / PAGE_TOKENS)
+        pages = max_requests * math.ceil((max_input + cfg.generate.max_new_tokens_limit) / PAGE_TOKENS)
         batching = ContinuousBatchingConfig(
             page_size=PAGE_TOKENS,
             num_blocks=pages,
-            max_batch_tokens=cfg.inflight_step_tokens,
+            max_batch_tokens=cfg.decode.inflight_step_tokens,
             max_requests_per_batch=max_requests,
-            per_request_processors=cfg.do_sample,  # per-request temperature/top_p
+            per_request_processors=cfg.generate.do_sample,  # per-request temperature/top_p
         )
         model = generator.model
         self.manager = model.init_continuous_batching(generation_config=generation, continuous_batching_config=batching)

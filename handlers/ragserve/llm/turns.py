@@ -1,7 +1,7 @@
 """One turn of TorchServe's continuous batching for the LLM endpoint: new requests join the in-flight decode,
 every request in the turn gets its reply.
 
-Public names: Job, Reply, admit, advance, answer_body, sampling_of.
+Public names: Job, admit, advance, answer_body, sampling_of.
 The frontend (continuousBatching: true) sends every running request id on each turn, a new one with its
 body and a running one without; jobs (TorchServe's context.cache) maps a running id to its Job. A Reply's
 `more` becomes the frontend's ts_stream_next: True = more follows, False = the last piece, None = the whole
@@ -16,13 +16,13 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from ragserve.api.openai_api import ChatQuery, ChatReply, OpenAIError, error_json
-from ragserve.api.requests import LLMQuery, RequestError, error_body
+from ragserve.api.openai_api import ChatQuery, ChatReply
+from ragserve.api.replies import JSON, TEXT, Reply, encode, error_json
+from ragserve.api.requests import LLMQuery, RequestError
 from ragserve.llm.generation import Completion, Sampling
 from ragserve.llm.inflight import InFlight, Update
 
 POLL_S = 1.0  # longest wait for news in one turn; a turn returns as soon as any request has news
-TEXT = "text/plain; charset=utf-8"
 
 
 @dataclass
@@ -31,14 +31,6 @@ class Job:
     as_json: bool
     responded: bool = False  # the frontend has sent this request's status and headers
     chat: ChatReply | None = None  # an OpenAI chat completion: its events or JSON
-
-
-@dataclass(frozen=True)
-class Reply:
-    body: str
-    content_type: str
-    status: int = 200
-    more: bool | None = None
 
 
 def sampling_of(query: LLMQuery) -> Sampling:
@@ -51,7 +43,7 @@ def admit(query: LLMQuery, inflight: InFlight) -> LLMQuery:
     name = inflight.unsupported_field(sampling_of(query))
     if name:
         raise RequestError(
-            f"'{name}' is not available with in-flight batching (handler.continuous_batching: true): one decode "
+            f"'{name}' is not available with in-flight batching (handler.decode.continuous_batching: true): one decode "
             "serves every request with the endpoint's sampling settings; leave the field out",
             name,
         )
@@ -81,15 +73,12 @@ def answer_body(completion: Completion, as_json: bool) -> tuple[str, str]:
     if not as_json:
         return completion.text, TEXT
     fields = {"answer": completion.text, "prompt_tokens": completion.prompt_tokens}
-    return json.dumps({**fields, "completion_tokens": completion.completion_tokens}), "application/json"
+    return json.dumps({**fields, "completion_tokens": completion.completion_tokens}), JSON
 
 
 def _reply(jobs: dict[str, Job], key: str, query, update: Update | None) -> Reply:
-    if isinstance(query, RequestError):
-        body = error_json(query) if isinstance(query, OpenAIError) else error_body(query)
-        return Reply(json.dumps(body), "application/json", query.status)
-    if isinstance(query, dict):
-        return Reply(json.dumps(query), "application/json")
+    if not isinstance(query, LLMQuery | None):  # a RequestError or a finished reply (GET v1/models)
+        return encode(query)
     job = jobs[key]
     update = update or Update("")
     done = update.completion is not None or update.error is not None
@@ -98,8 +87,8 @@ def _reply(jobs: dict[str, Job], key: str, query, update: Update | None) -> Repl
     if done:
         del jobs[key]
     if update.error is not None:  # mid-answer the status is already sent: the error ends the body
-        body = json.dumps({"error": f"generation failed: {update.error}", "status": 500})
-        return Reply(body, "application/json", 500 if first else 200, more)
+        body = json.dumps(error_json(RequestError(f"generation failed: {update.error}", "body", 500)))
+        return Reply(body, JSON, 500 if first else 200, more)
     if job.chat is not None:
         body = job.chat.piece(update.piece) if job.stream else ""
         body += job.chat.end(update.completion) if done else ""
@@ -107,5 +96,5 @@ def _reply(jobs: dict[str, Job], key: str, query, update: Update | None) -> Repl
     if job.stream:
         return Reply(update.piece, TEXT, more=more)
     if not done:
-        return Reply("", "application/json" if job.as_json else TEXT, more=more)
+        return Reply("", JSON if job.as_json else TEXT, more=more)
     return Reply(*answer_body(update.completion, job.as_json), more=more)

@@ -133,8 +133,8 @@ def add_llm_files(config: Path, target: Path, root: Path, live: bool = False) ->
     """The causal LM's folder (hard links), unless the yaml names a hub id or an absolute path."""
     cfg = LLMConfig.from_yaml(config, root=root)
     archived = LLMConfig.from_yaml(config, root=target)
-    if cfg.model_path and cfg.model_path != archived.model_path:
-        _link_tree(Path(cfg.model_path), Path(archived.model_path))
+    if cfg.model.path and cfg.model.path != archived.model.path:
+        _link_tree(Path(cfg.model.path), Path(archived.model.path))
 
 
 def _link_tree(source: Path, target: Path, skip: tuple[str, ...] = ()) -> None:

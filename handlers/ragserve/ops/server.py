@@ -13,10 +13,13 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from ragserve.ops.client import ROOT, Keys, call, request, wait_ready
 
@@ -167,10 +170,28 @@ def model_file(store: Path, name: str) -> str:
     return name
 
 
-def prepare_rag_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "", name: str = "rag") -> Path:
+Section = Mapping[str, Any] | str  # a mapping (the YAML text form is being retired)
+
+
+def write_model_yaml(path: Path, handler: Section, frontend: Section = "") -> Path:
+    """A TorchServe model yaml: the frontend keys (minWorkers, batchSize, ...) and the `handler:` section.
+
+    Settings are plain mappings, changed with ragserve.config.override (dotted keys), never YAML text."""
+    if isinstance(handler, str) or isinstance(frontend, str):
+        text = (frontend if isinstance(frontend, str) else yaml.safe_dump(dict(frontend))) + "handler:\n"
+        path.write_text(text + (handler if isinstance(handler, str) else _indent(yaml.safe_dump(dict(handler)))))
+        return path
+    path.write_text(yaml.safe_dump({**frontend, "handler": dict(handler)}, sort_keys=False))
+    return path
+
+
+def _indent(text: str) -> str:
+    return "".join(f"  {line}\n" for line in text.splitlines())
+
+
+def prepare_rag_archive(workdir: Path, handler: Section, frontend: Section = "", name: str = "rag") -> Path:
     """Write a model yaml, build its index under workdir and archive it into workdir/model_store/<name>."""
-    config = workdir / f"{name}-test.yaml"
-    config.write_text(frontend_yaml + "handler:\n" + handler_yaml)
+    config = write_model_yaml(workdir / f"{name}-test.yaml", handler, frontend)
     python = sys.executable
     subprocess.run([python, ROOT / "scripts/build_index.py", "--config", config, "--root", workdir], check=True)
     subprocess.run(
@@ -192,10 +213,9 @@ def prepare_rag_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "
     return workdir / "model_store" / name
 
 
-def prepare_llm_archive(workdir: Path, handler_yaml: str, frontend_yaml: str = "") -> Path:
+def prepare_llm_archive(workdir: Path, handler: Section, frontend: Section = "") -> Path:
     """Write an LLM model yaml and archive it into workdir/model_store/llm."""
-    config = workdir / "llm-test.yaml"
-    config.write_text(frontend_yaml + "handler:\n" + handler_yaml)
+    config = write_model_yaml(workdir / "llm-test.yaml", handler, frontend)
     subprocess.run(
         [
             sys.executable,

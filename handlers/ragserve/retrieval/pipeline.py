@@ -11,6 +11,7 @@ answered). from_config loads the line's live version and, with index.follow_s > 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -33,13 +34,21 @@ from ragserve.retrieval.retriever import Hit, PageIndex, Retriever
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageTimes:
-    """Milliseconds spent per stage in the last batch (exported as TorchServe metrics)."""
+    """Milliseconds spent per stage of one batch (exported as TorchServe metrics)."""
 
     embed_ms: float = 0.0
     search_ms: float = 0.0
     rerank_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answers:
+    """One batch's responses (a prompt, or a JSON-ready dict, per query, in order) and what each stage took."""
+
+    replies: list[str | dict[str, Any]]
+    times: StageTimes
 
 
 class RAGPipeline:
@@ -48,11 +57,10 @@ class RAGPipeline:
     def __init__(self, cfg: Config, encoder: Encoder, index: Index, device: str = "cpu") -> None:
         self.cfg = cfg
         self.encoder = encoder
-        set_search_threads(cfg.index.search_threads)
+        set_search_threads(cfg.runtime.search_threads)
         self.live = Live(index.version, self._retriever(index))
         self.follower: Follower[Retriever] | None = None
         self.reranker = Reranker(cfg.rerank, device) if cfg.rerank.model else None
-        self.last_times = StageTimes()
 
     @classmethod
     def from_config(cls, cfg: Config, device: str = "cpu") -> RAGPipeline:
@@ -89,11 +97,11 @@ class RAGPipeline:
         )
         return Retriever(index, self.cfg.retrieval, pages)
 
-    def answer(self, queries: Sequence[Query | RetrievalQuery | EmbeddingsQuery]) -> list[str | dict[str, Any]]:
+    def answer(self, queries: Sequence[Query | RetrievalQuery | EmbeddingsQuery]) -> Answers:
         """One embedding forward for every text of the batch (questions and embedding inputs alike) and one
         index search for its questions; one response per query: a prompt, or a JSON-ready dict."""
         if not queries:
-            return []
+            return Answers([], StageTimes())
         retriever = self.retriever  # one version for the whole batch, even if a swap lands meanwhile
         texts = [text for query in queries for text in _texts(query)]
         start = time.perf_counter()
@@ -102,8 +110,9 @@ class RAGPipeline:
         rows = np.cumsum([0] + [len(_texts(query)) for query in queries])  # each query's first row
         asking = [i for i, query in enumerate(queries) if not isinstance(query, EmbeddingsQuery)]
         hits: dict[int, list[Hit]] = {}
+        times = StageTimes(embed_ms)
         if asking:
-            found = self._search(
+            found, searched = self._search(
                 vectors[[rows[i] for i in asking]],
                 [queries[i].question for i in asking],
                 max(queries[i].k for i in asking),
@@ -111,12 +120,13 @@ class RAGPipeline:
                 [queries[i].filter for i in asking],
             )
             hits = dict(zip(asking, found, strict=True))
-        self.last_times.embed_ms = embed_ms
+            times = dataclasses.replace(searched, embed_ms=embed_ms)
         version = {"version": retriever.index.version, "created": retriever.index.manifest.get("created")}
-        return [
+        replies = [
             self._respond(query, hits.get(i, []), version, vectors[rows[i] : rows[i + 1]])
             for i, query in enumerate(queries)
         ]
+        return Answers(replies, times)
 
     def retrieve(
         self,
@@ -127,12 +137,8 @@ class RAGPipeline:
     ) -> list[list[Hit]]:
         """The top-k chunks for each question, best first (from the live version unless retriever is given);
         filters[i]: the chunks question i may retrieve."""
-        start = time.perf_counter()
         vectors = self.encoder.embed(questions)  # (n, dim)
-        embed_ms = (time.perf_counter() - start) * 1e3
-        hits = self._search(vectors, questions, k, retriever or self.retriever, filters)
-        self.last_times.embed_ms = embed_ms
-        return hits
+        return self._search(vectors, questions, k, retriever or self.retriever, filters)[0]
 
     def _search(
         self,
@@ -141,7 +147,7 @@ class RAGPipeline:
         k: int,
         retriever: Retriever,
         filters: list[Filter | None] | None,
-    ) -> list[list[Hit]]:
+    ) -> tuple[list[list[Hit]], StageTimes]:
         start = time.perf_counter()
         depth = max(k, self.cfg.rerank.candidates) if self.reranker else k
         hits = retriever.search(vectors, questions, depth, filters)
@@ -149,8 +155,7 @@ class RAGPipeline:
         if self.reranker:
             hits = self.reranker.rerank(questions, hits, k)
         done = time.perf_counter()
-        self.last_times = StageTimes(0.0, (searched - start) * 1e3, (done - searched) * 1e3)
-        return hits
+        return hits, StageTimes(0.0, (searched - start) * 1e3, (done - searched) * 1e3)
 
     def _respond(
         self, query: Query | RetrievalQuery | EmbeddingsQuery, hits: list[Hit], version: dict, vectors: np.ndarray
