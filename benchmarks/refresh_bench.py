@@ -34,8 +34,10 @@ import yaml
 from model_archive import archive_rag
 from report import Results, add_out_argument
 
+from ragserve.config import override
 from ragserve.ops.client import fresh_key
 from ragserve.ops.server import TorchServe, running
+from ragserve.testing import MODEL_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT.parent / "shared" / "corpus" / "hf-blog" / "site"
@@ -131,9 +133,8 @@ def swap_under_load(server: TorchServe, site: Path, config: Path, workdir: Path)
 def model_yaml(url: str) -> dict:
     """configs/rag-docs.yaml crawling the served mirror from /blog (depth 3); workers follow new versions within 1 s."""
     base = yaml.safe_load((ROOT / "configs" / "rag-docs.yaml").read_text())
-    base["handler"]["corpus"].update(source=f"{url}/blog", max_depth=3)
-    base["handler"]["embedding"]["model_path"] = str(ROOT / "models" / "all-mpnet-base-v2")
-    base["handler"]["index"]["follow_s"] = 1.0
+    changes = {"corpus.source": f"{url}/blog", "corpus.max_depth": 3, "index.follow_s": 1.0}
+    base["handler"] = override(base["handler"], {**changes, "embedding.model_path": str(MODEL_DIR)})
     return base
 
 

@@ -415,7 +415,8 @@ class LLMConfig:
 
 
 def override(mapping: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a handler mapping with dotted keys set: {"retrieval.top_k": 3, "compile": False}."""
+    """A copy of a handler mapping with changes applied: dotted keys ({"retrieval.top_k": 3}) or sections
+    ({"retrieval": {"top_k": 3}}), a section merged into the one it changes, any other value replacing."""
     result = copy.deepcopy(dict(mapping or {}))
     for dotted, value in changes.items():
         *path, last = dotted.split(".")
@@ -424,7 +425,10 @@ def override(mapping: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> d
             child = node.get(part)
             node[part] = child = dict(child) if isinstance(child, dict) else {}
             node = child
-        node[last] = value
+        if isinstance(value, Mapping) and isinstance(node.get(last), dict):
+            node[last] = override(node[last], value)
+        else:
+            node[last] = copy.deepcopy(value)
     return result
 
 
