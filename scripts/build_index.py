@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ragserve.config import Config
+from ragserve.config import Config, assignment
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import RefreshBusy, refresh, rollback
 from ragserve.index.store import IndexLine, read_manifest
@@ -46,16 +46,17 @@ def status(line: IndexLine) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/rag-docs.yaml")
-    parser.add_argument("--source", help="override corpus.source (URL or local path)")
+    parser.add_argument("--source", help="the same as --set corpus.source=... (URL or local path)")
+    parser.add_argument("--set", type=assignment, action="append", default=[], metavar="KEY=VALUE",
+                        help="change a handler setting, e.g. --set corpus.max_pages=500 (repeatable)")  # fmt: skip
     parser.add_argument("--root", type=Path, default=ROOT, help="resolve the yaml's relative paths here")
     parser.add_argument("--status", action="store_true", help="list the line's versions; change nothing")
     parser.add_argument("--rollback", nargs="?", const="", metavar="VERSION", help="publish an earlier version")
     parser.add_argument("--no-publish", action="store_true", help="write the new version but leave CURRENT")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    cfg = Config.from_yaml(args.config, root=args.root)
-    if args.source:
-        cfg = dataclasses.replace(cfg, corpus=dataclasses.replace(cfg.corpus, source=args.source)).resolve(args.root)
+    changes = dict(args.set) | ({"corpus.source": args.source} if args.source else {})
+    cfg = Config.from_yaml(args.config, args.root, changes)
     line = IndexLine.of(cfg)
     if args.status:
         status(line)

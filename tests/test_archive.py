@@ -68,7 +68,6 @@ def test_a_rag_archive_ships_the_onnx_export_only_for_that_backend(
 ) -> None:
     import shutil
 
-    sys.path.insert(0, str(ROOT / "handlers"))
     from ragserve.config import EmbeddingConfig
     from ragserve.embedding.onnxrt import onnx_file
 

@@ -1,13 +1,46 @@
 """ragserve: retrieval-augmented prompts and LLM answers, importable and testable without TorchServe.
 
-Modules: config (typed yaml), crawl and corpus (documents -> chunks), embeddings and compilation
-(the encoder), builder (the offline write side: refresh, embedding cache in embedcache, publish,
-rollback), store (the read side: immutable index versions, FAISS + BM25 in lexical) and follow (a
-worker's swap to a newly published version), filters (metadata filters), prompt, pipeline (the RAG
-endpoint's work), openai_api (the OpenAI-compatible routes of both endpoints), llm_requests and ragclient
-(the LLM endpoint's requests; grounded chat asks the RAG endpoint over HTTP),
-generation (the LLM endpoint's work), serving (request decoding). The TorchServe handlers in
-handlers/ are thin adapters over these.
+The two TorchServe handlers in handlers/ are thin adapters: rag_handler.py over
+retrieval.pipeline.RAGPipeline, llm_handler.py over llm.service.LLMService. This is the package's one
+module list (README and docs point here).
+
+RAG endpoint, write side (offline: `make index` / `make refresh`, never in a worker)
+  ingest/crawl.py        fetch a site (robots.txt, conditional requests) and extract main content
+  ingest/corpus.py       local files or crawled pages -> documents -> chunks
+  ingest/metadata.py     page title, dates, authors and tags
+  index/builder.py       refresh: embed only new text, write an immutable version, publish, roll back
+  embedding/cache.py     SQLite embedding cache keyed by text and model identity
+RAG endpoint, read side (every worker)
+  index/store.py         the live index version: FAISS vectors (memory-mapped), chunks, BM25
+  index/follow.py        swap to a newly published version between batches
+  index/lexical.py       BM25 terms; index/vectorsets.py, index/pages.py, index/windows.py: vector sets
+                         per chunk, per page and per sentence window
+  embedding/encoder.py   the Encoder (LangChain Embeddings): tokenize -> backend -> unit vectors
+  embedding/backends.py  one backend interface: torch eager or compiled, ONNX Runtime (embedding/onnxrt.py);
+                         embedding/module.py is the torch module they all run
+  retrieval/retriever.py hybrid search: dense + BM25 fused (retrieval/fusion.py), page and window scores,
+                         metadata filters (retrieval/filters.py); retrieval/rerank.py: optional cross-encoder
+  retrieval/prompt.py    the original demo's Llama prompt around the top-k chunks
+  retrieval/pipeline.py  RAGPipeline: one embed and one search per batch -> prompts, JSON, embeddings
+LLM endpoint
+  llm/generation.py      Generator: any Hugging Face causal LM, batched, optionally compiled (static cache)
+  llm/streaming.py       text pieces as they decode; llm/inflight.py: transformers' continuous batching
+  llm/turns.py           one TorchServe continuous-batching turn; llm/ragclient.py: grounded chat's RAG call
+  llm/service.py         LLMService: request -> reply for the batch and in-flight modes
+Requests and replies of both endpoints
+  api/requests.py        the endpoints' own contracts (text or JSON) decoded and checked
+  api/openai_api.py      OpenAI-compatible routes: v1/embeddings, v1/retrieval, v1/models, v1/chat/completions
+  api/llm_requests.py    every LLM route's request -> what the decode runs
+  api/replies.py         one Reply per request and one error shape (OpenAI's error object) for everything
+Shared
+  config.py              both endpoints' typed configuration (sections, checks, override, reference)
+  runtime.py             the runtime section applied: device and threads
+  compilation.py         torch.compile policy and warm-up
+Tooling (not shipped in model archives)
+  ops/client.py          TorchServe client: keys, readiness, streaming (stdlib only)
+  ops/server.py          a private TorchServe for tests and benchmarks; ops/archive.py: model archives;
+                         ops/ask.py: the question -> RAG -> LLM client behind `make ask`
+  testing.py             test support (paths, tiny models, TorchServe context, handler loading)
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -1,7 +1,7 @@
 """Typed configuration of both endpoints: the only code that reads YAML or raw dicts.
 
 Public names: Config (the RAG endpoint), LLMConfig (the LLM endpoint), ConfigError, override,
-reference_markdown.
+assignment (a command line's --set), reference_markdown.
 Both are one shape: a model yaml's `handler:` section holds named sections, each a frozen dataclass
 whose fields are the keys, with their defaults (defaults live here and nowhere else). The sections
 `compile` (torch.compile) and `runtime` (device and threads) are the same classes in both endpoints.
@@ -256,9 +256,9 @@ class Config:
         return cls(**built).resolve(Path(root))
 
     @classmethod
-    def from_yaml(cls, path: str | Path, root: str | Path | None = None) -> Config:
-        """Read the `handler:` section of a TorchServe model yaml (root defaults to the cwd)."""
-        return cls.from_mapping(_handler_section(path), root or Path.cwd())
+    def from_yaml(cls, path: str | Path, root: str | Path | None = None, changes: Mapping[str, Any] = {}) -> Config:  # noqa: B006
+        """Read the `handler:` section of a TorchServe model yaml (root defaults to the cwd), with changes."""
+        return cls.from_mapping(override(_handler_section(path), changes), root or Path.cwd())
 
     def resolve(self, root: Path) -> Config:
         """Return a copy whose relative local paths are absolute under root."""
@@ -407,8 +407,8 @@ class LLMConfig:
         )
 
     @classmethod
-    def from_yaml(cls, path: str | Path, root: str | Path | None = None) -> LLMConfig:
-        return cls.from_mapping(_handler_section(path), root or Path.cwd())
+    def from_yaml(cls, path: str | Path, root: str | Path | None = None, changes: Mapping[str, Any] = {}) -> LLMConfig:  # noqa: B006
+        return cls.from_mapping(override(_handler_section(path), changes), root or Path.cwd())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -430,6 +430,14 @@ def override(mapping: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> d
         else:
             node[last] = copy.deepcopy(value)
     return result
+
+
+def assignment(text: str) -> tuple[str, Any]:
+    """A command line's `--set retrieval.top_k=3` as (dotted key, YAML value), for override()."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects KEY=VALUE (e.g. retrieval.top_k=3), got {text!r}")
+    return key.strip(), yaml.safe_load(value)
 
 
 def reference_markdown() -> str:

@@ -1,0 +1,67 @@
+"""The package's shape: no import cycles, one module list (the package docstring) that names every module,
+and no sys.path edits anywhere (the package is installed: `pip install -e .`)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import ragserve
+from ragserve.testing import ROOT
+
+PACKAGE = ROOT / "handlers" / "ragserve"
+
+
+def modules() -> dict[str, Path]:
+    return {
+        ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in PACKAGE.rglob("*.py")
+    }
+
+
+def imports(path: Path) -> set[str]:
+    """The ragserve modules a file imports at any level (inside functions too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ragserve"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("ragserve")}
+    return found
+
+
+def test_no_import_cycles() -> None:
+    known = modules()
+    graph = {name: {m for m in imports(path) if m in known and m != name} for name, path in known.items()}
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = "open"
+        for child in sorted(graph[name]):
+            assert state.get(child) != "open", f"import cycle: {' -> '.join([*trail, name, child])}"
+            if child not in state:
+                visit(child, [*trail, name])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+
+
+def test_the_package_docstring_lists_every_module() -> None:
+    listed = ragserve.__doc__
+    missing = [
+        name for name, path in modules().items() if path.name != "__init__.py" and
+        str(path.relative_to(PACKAGE)) not in listed
+    ]  # fmt: skip
+    assert not missing, f"not in ragserve/__init__.py's module list: {missing}"
+
+
+def test_nothing_edits_sys_path() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("handlers", "scripts", "benchmarks", "tests")
+        for path in (ROOT / folder).rglob("*.py")
+        if "results" not in path.parts and "sys.path." + "insert" in path.read_text()
+    ]
+    assert not offenders
