@@ -18,7 +18,7 @@ from ragserve.api.openai_api import EmbeddingsQuery, RetrievalQuery, decode_rag_
 from ragserve.api.replies import Reply, encode
 from ragserve.api.requests import Query, RequestError, body_content_type
 from ragserve.config import Config
-from ragserve.retrieval.pipeline import RAGPipeline, StageTimes
+from ragserve.retrieval.pipeline import RAGPipeline
 from ragserve.runtime import apply_runtime
 
 QUERIES = (Query, RetrievalQuery, EmbeddingsQuery)
@@ -32,8 +32,8 @@ class RAGHandler(BaseHandler):
     def initialize(self, context) -> None:  # BaseHandler.initialize expects a serialized model: not ours
         properties = context.system_properties
         self.cfg = Config.from_mapping(context.model_yaml_config.get("handler"), properties["model_dir"])
-        device = apply_runtime(self.cfg.runtime, context.model_yaml_config, properties)
         logger.info("RAG config: %s", json.dumps(self.cfg.to_dict()))
+        device = apply_runtime(self.cfg.runtime, context.model_yaml_config, properties)
         self.pipeline = RAGPipeline.from_config(self.cfg, device)
         self.models = (context.model_name, Path(self.cfg.embedding.model_path).name)  # the v1 routes' model ids
         self.initialized = True
@@ -46,7 +46,8 @@ class RAGHandler(BaseHandler):
     @timed
     def inference(self, data: list, *args, **kwargs) -> list:
         answers = self.pipeline.answer([item for item in data if isinstance(item, QUERIES)])
-        self._record(answers.times)
+        for name, ms in answers.times.metrics().items():  # RAGEmbedTime, RAGSearchTime (and RAGRerankTime)
+            self.context.metrics.add_time(name, ms, None, "ms")
         replies = iter(answers.replies)
         return [next(replies) if isinstance(item, QUERIES) else item for item in data]
 
@@ -61,12 +62,6 @@ class RAGHandler(BaseHandler):
                                       self.models)  # fmt: skip
         except RequestError as err:
             return err
-
-    def _record(self, times: StageTimes) -> None:
-        self.context.metrics.add_time("RAGEmbedTime", times.embed_ms, None, "ms")
-        self.context.metrics.add_time("RAGSearchTime", times.search_ms, None, "ms")
-        if self.pipeline.reranker:
-            self.context.metrics.add_time("RAGRerankTime", times.rerank_ms, None, "ms")
 
     def _respond(self, idx: int, reply: Reply) -> str:
         self.context.set_response_status(reply.status, HTTPStatus(reply.status).phrase, idx)

@@ -12,7 +12,7 @@ from langchain_core.documents import Document
 from ragserve.api.requests import Query
 from ragserve.config import Config, ConfigError, RerankConfig
 from ragserve.index.builder import refresh
-from ragserve.retrieval.pipeline import RAGPipeline
+from ragserve.retrieval.pipeline import RAGPipeline, StageTimes
 from ragserve.retrieval.retriever import Hit
 
 pytestmark = pytest.mark.model
@@ -62,6 +62,8 @@ def test_the_pipeline_reranks_its_candidates_and_reports_the_score(
     answers = pipeline.answer([Query(question=question, k=2, as_json=True)])
     response = answers.replies[0]
     assert answers.times.rerank_ms > 0 and answers.times.search_ms > 0 and answers.times.embed_ms > 0
+    assert set(answers.times.metrics()) == {"RAGEmbedTime", "RAGSearchTime", "RAGRerankTime"}
+    assert set(StageTimes(1.0, 2.0).metrics()) == {"RAGEmbedTime", "RAGSearchTime"}  # no reranker, no rerank metric
     assert [s["rerank_score"] for s in response["sources"]] == pytest.approx([h.rerank for h in hits], abs=1e-5)
 
 

@@ -40,7 +40,12 @@ class StageTimes:
 
     embed_ms: float = 0.0
     search_ms: float = 0.0
-    rerank_ms: float = 0.0
+    rerank_ms: float | None = None  # None: no reranker
+
+    def metrics(self) -> dict[str, float]:
+        """The stages as TorchServe metric names (the rerank stage only when there is one)."""
+        stages = {"RAGEmbedTime": self.embed_ms, "RAGSearchTime": self.search_ms, "RAGRerankTime": self.rerank_ms}
+        return {name: ms for name, ms in stages.items() if ms is not None}
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,8 @@ class RAGPipeline:
         if self.reranker:
             hits = self.reranker.rerank(questions, hits, k)
         done = time.perf_counter()
-        return hits, StageTimes(0.0, (searched - start) * 1e3, (done - searched) * 1e3)
+        rerank_ms = (done - searched) * 1e3 if self.reranker else None
+        return hits, StageTimes(0.0, (searched - start) * 1e3, rerank_ms)
 
     def _respond(
         self, query: Query | RetrievalQuery | EmbeddingsQuery, hits: list[Hit], version: dict, vectors: np.ndarray
