@@ -147,6 +147,14 @@ class IndexConfig:
     follow_s: float = 2.0  # workers check the line's CURRENT this often and swap to a new version (0: never)
     keep_versions: int = 3  # versions a refresh keeps on disk (the live one, and the rest for rollback)
     metric: str = "cosine"  # "cosine" (inner product of unit vectors) or "l2" (the demo's)
+    # Approximate search past a size (index/ann.py; measured in benchmarks/ann_bench.py):
+    kind: str = "auto"  # "flat" (exact scan), "hnsw", "ivf" or "auto": flat below ann_min_chunks, HNSW from there
+    ann_min_chunks: int = 100_000  # auto's threshold: a flat scan of 100k chunks took ~5 ms per query
+    hnsw_m: int = 32  # HNSW links per vector (build): more is slower to build and better at recall
+    hnsw_ef_construction: int = 80  # HNSW candidates kept while building
+    hnsw_ef_search: int = 128  # HNSW candidates kept per query (search time: no rebuild)
+    ivf_lists: int = 0  # IVF clusters (build); 0: 4 x sqrt(chunks)
+    ivf_probe: int = 32  # IVF clusters scanned per query (search time: no rebuild)
     # BM25 terms (each setting is a line of its own: a refresh builds it from the embedding cache in
     # seconds, embedding nothing):
     bm25_numbers: bool = True  # keep numbers/versions ("3.1", "8B", "128,256"); false: bm25s' 2+ letter words
@@ -160,6 +168,10 @@ class IndexConfig:
 
     def __post_init__(self) -> None:
         _check(self.metric in ("cosine", "l2"), "index.metric must be 'cosine' or 'l2'")
+        _check(self.kind in ("flat", "hnsw", "ivf", "auto"), "index.kind must be 'flat', 'hnsw', 'ivf' or 'auto'")
+        _check(self.ann_min_chunks > 0 and self.hnsw_m >= 4, "index.ann_min_chunks must be > 0, index.hnsw_m >= 4")
+        _check(min(self.hnsw_ef_construction, self.hnsw_ef_search, self.ivf_probe) > 0, "index.hnsw_ef_*/ivf_probe > 0")
+        _check(self.ivf_lists >= 0, "index.ivf_lists must be >= 0 (0: 4 x sqrt(chunks))")
         _check(self.follow_s >= 0, "index.follow_s must be >= 0 (0: workers never swap)")
         _check(self.keep_versions >= 2, "index.keep_versions must be >= 2 (the live version and one to roll back to)")
         _check(self.window_sentences >= 1, "index.window_sentences must be >= 1")

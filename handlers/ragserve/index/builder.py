@@ -33,8 +33,6 @@ import faiss
 from langchain_core.documents import Document
 
 from ragserve.config import Config
-from ragserve.ingest.corpus import documents, read_pages, split
-from ragserve.ingest.crawl import Page
 from ragserve.embedding.cache import EmbeddingCache, cache_key
 from ragserve.index.pages import PageVectors
 from ragserve.index.store import (
@@ -53,6 +51,8 @@ from ragserve.index.store import (
 )
 from ragserve.index.vectorsets import embed_with_progress
 from ragserve.index.windows import WindowVectors
+from ragserve.ingest.corpus import documents, read_pages, split
+from ragserve.ingest.crawl import Page
 
 if TYPE_CHECKING:
     from ragserve.embedding.encoder import Encoder
@@ -145,7 +145,7 @@ def build_in_memory(
     before = getattr(encoder, "embedded", 0)
     vectors = embed_with_progress(encoder, [chunk.page_content for chunk in chunks], "chunks")
     count("chunks", before)
-    index = Index.from_vectors(chunks, vectors, cfg.index.metric, scheme_of(cfg))
+    index = Index.from_vectors(chunks, vectors, cfg.index.metric, scheme_of(cfg), cfg=cfg.index)
     before = getattr(encoder, "embedded", 0)
     index.pages = PageVectors.embed(chunks, encoder)
     count("page records", before)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from langchain_core.documents import Document
 
-from ragserve.ingest.metadata import date_terms
 from ragserve.index.vectorsets import VectorSet, embed_with_progress
+from ragserve.ingest.metadata import date_terms
 
 if TYPE_CHECKING:
     from ragserve.embedding.encoder import Encoder

@@ -37,8 +37,9 @@ from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 from threadpoolctl import threadpool_limits
 
-from ragserve.config import Config
+from ragserve.config import Config, IndexConfig
 from ragserve.embedding.cache import model_identity
+from ragserve.index.ann import EXACT_FILTERED_MAX, ann_identity, build_faiss_index, kind_of, search_params
 from ragserve.index.lexical import Lexical, LexicalScheme
 from ragserve.index.pages import PageVectors
 from ragserve.index.windows import WindowVectors, windows_folder
@@ -80,6 +81,7 @@ def identity(cfg: Config) -> dict[str, Any]:
         "corpus": corpus,
         **model_identity(cfg.embedding),
         "metric": cfg.index.metric,
+        **({"ann": ann} if (ann := ann_identity(cfg.index)) else {}),
         "bm25": scheme_of(cfg).folder,
         "windows": windows_of(cfg),
         "format": FORMAT_VERSION,
@@ -134,8 +136,10 @@ class Index:
         pages: PageVectors | None = None,
         windows: WindowVectors | None = None,
         manifest: dict[str, Any] | None = None,
+        cfg: IndexConfig | None = None,
     ) -> None:
         self.store = store
+        self.cfg = cfg or IndexConfig()  # search-time settings (efSearch, probes)
         self.lexical = lexical
         self.pages = pages  # page record vectors (every saved version has them)
         self.windows = windows  # sentence windows: only when the config uses them
@@ -150,18 +154,24 @@ class Index:
 
     @classmethod
     def from_vectors(
-        cls, chunks: list[Document], vectors: np.ndarray, metric: str, scheme: LexicalScheme, embeddings: Any = None
+        cls,
+        chunks: list[Document],
+        vectors: np.ndarray,
+        metric: str,
+        scheme: LexicalScheme,
+        embeddings: Any = None,
+        cfg: IndexConfig | None = None,
     ) -> Index:
-        """An in-memory index of chunks whose vectors are given (builder.py embeds them)."""
+        """An in-memory index of chunks whose vectors are given (builder.py embeds them); cfg: its kind (ann.py)."""
         texts = [chunk.page_content for chunk in chunks]
-        index = faiss.IndexFlatIP(vectors.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(vectors.shape[1])
-        index.add(_as_float32(vectors))
+        cfg = cfg or IndexConfig(kind="flat")
+        index = build_faiss_index(_as_float32(vectors), metric, cfg)
         ids = [str(i) for i in range(len(chunks))]  # positions, not random uuids: reproducible
         documents = [
             Document(text, metadata=chunk.metadata, id=i) for i, text, chunk in zip(ids, texts, chunks, strict=True)
         ]
         lexical = Lexical.build(texts, [scheme.header(chunk.metadata) for chunk in chunks], scheme)
-        return cls(_faiss_store(index, documents, metric, embeddings), lexical)
+        return cls(_faiss_store(index, documents, metric, embeddings), lexical, cfg=cfg)
 
     @property
     def metric(self) -> str:
@@ -172,11 +182,26 @@ class Index:
     ) -> tuple[np.ndarray, np.ndarray]:
         """FAISS's (scores, positions), each (n, k), for all (n, dim) query vectors at once; -1 pads.
 
-        allowed: the only positions that may be returned (FAISS's IDSelectorBatch), None for all."""
+        allowed: the only positions that may be returned (FAISS's IDSelectorBatch), None for all. An approximate
+        index scores a small allowed set exactly instead (ann.EXACT_FILTERED_MAX)."""
+        index = self.store.index
         if allowed is None:
-            return self.store.index.search(_as_float32(vectors), k)
-        selector = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
-        return self.store.index.search(_as_float32(vectors), k, params=selector)
+            return index.search(_as_float32(vectors), k, params=search_params(index, self.cfg))
+        if kind_of(index) != "flat" and len(allowed) <= EXACT_FILTERED_MAX:
+            return self._exact_search(_as_float32(vectors), k, allowed.astype(np.int64))
+        selector = faiss.IDSelectorBatch(allowed.astype(np.int64))
+        return index.search(_as_float32(vectors), k, params=search_params(index, self.cfg, selector))
+
+    def _exact_search(self, vectors: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, positions), each (n, k), over the allowed positions only, as a flat index would give them."""
+        scores = np.stack([self.dense_scores(vector, list(allowed)) for vector in vectors]) if len(allowed) else None
+        out_scores = np.full((len(vectors), k), -np.inf if self.metric == "cosine" else np.inf, np.float32)
+        out_positions = np.full((len(vectors), k), -1, np.int64)
+        if scores is not None:
+            order = np.argsort(-scores if self.metric == "cosine" else scores, axis=1, kind="stable")[:, :k]  # (n, k')
+            out_scores[:, : order.shape[1]] = np.take_along_axis(scores, order, axis=1)
+            out_positions[:, : order.shape[1]] = allowed[order]
+        return out_scores, out_positions
 
     def dense_score(self, vector: np.ndarray, position: int) -> float:
         """What FAISS would have scored this chunk: cosine, or squared L2 distance."""
@@ -230,6 +255,7 @@ class Index:
             PageVectors.load(folder / PAGES_FOLDER),
             WindowVectors.load(folder / windows, mmap) if windows else None,
             manifest,
+            cfg.index,
         )
 
 

@@ -1,0 +1,86 @@
+"""index.kind: exact and approximate FAISS indexes (index/ann.py) on synthetic vectors: no model, no download."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from langchain_core.documents import Document
+
+from ragserve.config import Config, ConfigError, IndexConfig
+from ragserve.index.ann import ann_identity, kind_of, resolve_kind
+from ragserve.index.lexical import LexicalScheme
+from ragserve.index.store import Index, identity
+
+
+def clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 20 topics, like a corpus's embeddings (uniform random ones have no neighbours)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((20, dim))
+    points = centers[rng.integers(0, 20, n)] + 0.5 * rng.standard_normal((n, dim))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+def index_of(vectors: np.ndarray, **settings) -> Index:
+    chunks = [Document(f"chunk {i}", metadata={"source": f"s{i % 7}"}) for i in range(len(vectors))]
+    return Index.from_vectors(chunks, vectors, "cosine", LexicalScheme(), cfg=IndexConfig(**settings))
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_kinds_find_what_the_flat_scan_finds(kind: str) -> None:
+    vectors, queries = clustered(3000), clustered(50, seed=1)
+    flat, ann = index_of(vectors, kind="flat"), index_of(vectors, kind=kind, ivf_probe=16)
+    assert (kind_of(flat.store.index), kind_of(ann.store.index)) == ("flat", kind)
+    _, exact = flat.dense_search(queries, 10)
+    scores, found = ann.dense_search(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, found, strict=True)])
+    assert recall >= 0.95, recall
+    # Every vector is kept: the page, window and rerank scores read them back by position.
+    assert np.allclose(ann.dense_scores(queries[0], list(found[0])), scores[0], atol=1e-5)
+    assert np.allclose(ann.vectors(), vectors, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_a_filter_returns_only_allowed_chunks_ranked_as_the_flat_scan_ranks_them(kind: str) -> None:
+    vectors, queries = clustered(2000), clustered(5, seed=2)
+    allowed = np.arange(3, 2000, 97)  # 21 chunks: scored exactly
+    _, exact = index_of(vectors, kind="flat").dense_search(queries, 10, allowed)
+    _, found = index_of(vectors, kind=kind).dense_search(queries, 10, allowed)
+    assert set(found.ravel()) <= set(allowed) and (found == exact).all()
+    _, few = index_of(vectors, kind=kind).dense_search(queries, 10, allowed[:3])
+    assert (few[:, 3:] == -1).all() and set(few[:, :3].ravel()) == set(allowed[:3])  # -1 pads, as FAISS does
+
+
+def test_auto_is_flat_below_the_threshold_and_hnsw_above() -> None:
+    cfg = IndexConfig(kind="auto", ann_min_chunks=1000)
+    assert (resolve_kind(cfg, 999), resolve_kind(cfg, 1000)) == ("flat", "hnsw")
+    assert kind_of(index_of(clustered(500), kind="auto", ann_min_chunks=1000).store.index) == "flat"
+    assert kind_of(index_of(clustered(1200), kind="auto", ann_min_chunks=1000).store.index) == "hnsw"
+
+
+def test_build_settings_change_the_line_and_search_settings_do_not() -> None:
+    base = Config()
+    with_index = lambda **s: dataclasses.replace(base, index=dataclasses.replace(base.index, **s))  # noqa: E731
+    assert ann_identity(IndexConfig(kind="flat")) is None and "ann" not in identity(with_index(kind="flat"))
+    assert identity(with_index(hnsw_m=16)) != identity(base)
+    assert identity(with_index(hnsw_ef_search=512)) == identity(base)
+    assert identity(with_index(ivf_probe=64)) == identity(base)
+    with pytest.raises(ConfigError, match="index.kind"):
+        Config.from_mapping({"index": {"kind": "annoy"}}, ".")
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_each_kind_is_saved_and_read_back_memory_mapped(kind: str, tmp_path) -> None:
+    import faiss
+
+    from ragserve.index.store import MMAP_FLAGS
+
+    vectors, queries = clustered(1500), clustered(5, seed=3)
+    built = index_of(vectors, kind=kind)
+    faiss.write_index(built.store.index, str(tmp_path / "index.faiss"))
+    read = faiss.read_index(str(tmp_path / "index.faiss"), MMAP_FLAGS)
+    assert kind_of(read) == kind and read.ntotal == len(vectors)
+    built.store.index = read
+    assert (built.dense_search(queries, 5)[1] == index_of(vectors, kind=kind).dense_search(queries, 5)[1]).all()
+    assert np.allclose(built.vectors(), vectors, atol=1e-6)
