@@ -81,7 +81,7 @@ class CorpusConfig:
 
 
 # embedding.backend: auto, per CPU architecture. x86_64: ONNX Runtime served 113.9 req/s against 100.6
-# for torch eager and 95.3 for torch.compile (2 cores, README "The CPU RAG endpoint"); aarch64
+# for torch eager and 95.3 for torch.compile (2 cores, docs/results/endpoints.md); aarch64
 # (Graviton) keeps torch.compile, the design this project reproduces (not measured here).
 AUTO_BACKENDS = {"x86_64": "onnxruntime", "AMD64": "onnxruntime", "aarch64": "torch", "arm64": "torch"}
 

@@ -5,7 +5,7 @@ The same SentenceEmbedder (transformer + mean pooling + L2 normalisation) is exp
 torch.onnx (dynamic batch and sequence axes) into the model folder's `onnx/`, so `make archive`
 ships it with the weights and a worker only loads it: nothing is compiled at start. On this
 project's 2-core x86 box ONNX Runtime ran the encoder about twice as fast as torch eager or
-compiled, with the same vectors (benchmarks/embed_bench.py; README "Embedding backends").
+compiled, with the same vectors (benchmarks/embed_bench.py; docs/results/embedding.md).
 """
 
 from __future__ import annotations
