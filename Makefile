@@ -10,7 +10,7 @@ Q ?= How do I rotate the TorchServe token?
 K ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-faults test-scale validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh eval eval-answers lint format
+.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-fast test-faults test-scale validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh eval eval-answers lint format
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ ask: ## question -> RAG prompt -> LLM answer on the running server: make ask Q="
 
 test: models ## run the test suite (starts its own TorchServe; the faults suite is `make test-faults`)
 	$(PY) -m pytest -q -m "not faults and not scale"
+
+test-fast: install ## the tests that need no download (`-m "not model"`: tiny random models over tests/fixtures tokenizers)
+	$(PY) -m pytest -q -m "not model"
 
 test-faults: models ## kill -9, restart, soak and full-queue tests against a real TorchServe (~10 min)
 	$(PY) -m pytest -q -s -m faults

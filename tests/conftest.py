@@ -1,4 +1,8 @@
-"""Shared fixtures: the real embedding model, small local corpora and a loopback web server."""
+"""Shared fixtures: the real models (models/, `model` mark), the tiny random ones (committed tokenizers, no download),
+small local corpora and a loopback web server.
+
+A test that reaches models/ (through `model_dir` or `llm_dir`) must carry the `model` mark: `make test-fast` runs
+`-m "not model"` on a clone with nothing downloaded, and the check below keeps that tier honest."""
 
 from __future__ import annotations
 
@@ -8,7 +12,30 @@ from pathlib import Path
 import pytest
 
 from ragserve.config import CompileConfig, EmbeddingConfig
-from ragserve.testing import FIXTURES, HF_SITE, LLM_DIR, MODEL_DIR, build_tiny_llm, serve_directory, tiny_llm_config
+from ragserve.testing import (
+    FIXTURES,
+    HF_SITE,
+    LLM_DIR,
+    MODEL_DIR,
+    TINY_LLAMA_TOKENIZER,
+    TINY_MPNET_TOKENIZER,
+    build_tiny_llm,
+    serve_directory,
+    tiny_llm_config,
+)
+
+REAL_MODEL_FIXTURES = {"model_dir", "llm_dir"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test that needs models/ without the `model` mark: it would skip silently in `make test-fast`."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("model") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"these tests use models/ (model_dir, llm_dir) but are not marked `model`: {unmarked}")
 
 
 @pytest.fixture(scope="session")
@@ -68,29 +95,30 @@ def generator(llm_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def tiny_llm(llm_dir: Path):
+def tiny_llm():
     """The tiny Llama with spread logits (initializer_range 0.5): greedy tokens vary from step to step,
     a stronger check that two decode paths agree than a model that repeats one token."""
-    return build_tiny_llm(llm_dir, 0.5)
+    return build_tiny_llm(0.5)
 
 
 @pytest.fixture(scope="session")
-def looping_llm(llm_dir: Path):
-    """The tiny Llama with transformers' default init (0.02): greedy decoding repeats itself, like the
-    degenerate SmolLM2 answers the loop breakers exist for."""
-    return build_tiny_llm(llm_dir, 0.02)
+def looping_llm():
+    """The tiny Llama with narrow logits (initializer_range 0.08): greedy decoding falls into a loop of a few tokens,
+    like the degenerate SmolLM2 answers the loop breakers exist for. (transformers' default 0.02 repeats one token so
+    strongly over the 1024-token vocabulary that a repetition penalty of 1.5 cannot move it.)"""
+    return build_tiny_llm(0.08)
 
 
 @pytest.fixture(scope="session")
-def tiny_generator(llm_dir: Path, tiny_llm):
-    """Eager Generator over the tiny random Llama (SmolLM2's tokenizer and chat template)."""
+def tiny_generator(tiny_llm):
+    """Eager Generator over the tiny random Llama (the tiny tokenizer, SmolLM2's chat format)."""
     from ragserve.llm.generation import Generator
 
-    return Generator(tiny_llm_config(llm_dir), model=tiny_llm)
+    return Generator(tiny_llm_config(), model=tiny_llm)
 
 
 @pytest.fixture(scope="session")
-def tiny_compiled_generator(llm_dir: Path, tiny_llm):
+def tiny_compiled_generator(tiny_llm):
     """Compiled Generator over the same tiny Llama: batch buckets 1, 2 x cache buckets 128, 256, warmed.
 
     compile_cache_dir None leaves Inductor's own cache (as tests/test_embeddings.py does): no process-wide
@@ -99,41 +127,41 @@ def tiny_compiled_generator(llm_dir: Path, tiny_llm):
     from ragserve.llm.generation import Generator
 
     changes = {"compile.enabled": True, "compile.cache_dir": None, "decode.batch_buckets": [1, 2]}
-    cfg = tiny_llm_config(llm_dir, {**changes, "decode.cache_buckets": [128, 256]})
+    cfg = tiny_llm_config({**changes, "decode.cache_buckets": [128, 256]})
     return Generator(cfg, model=tiny_llm)
 
 
 @pytest.fixture(scope="session")
-def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_llm, llm_dir: Path) -> Path:
-    """The tiny Llama saved as a Hugging Face folder (12 MB), for handlers that load from model_path."""
+def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_llm) -> Path:
+    """The tiny Llama saved as a Hugging Face folder with its tokenizer, for handlers that load from model_path."""
     from transformers import AutoTokenizer
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tiny_llm.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(llm_dir).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(TINY_LLAMA_TOKENIZER).save_pretrained(folder)
     return folder
 
 
 @pytest.fixture(scope="session")
-def tiny_inflight(llm_dir: Path):
+def tiny_inflight():
     """In-flight decode (4 requests) over its own copy of the tiny Llama: the manager switches its attention to a
     paged one and runs a decode thread, so it shares no model with the batch-path fixtures."""
     from ragserve.llm.generation import Generator
     from ragserve.llm.inflight import InFlight
 
-    decode = InFlight(Generator(tiny_llm_config(llm_dir), model=build_tiny_llm(llm_dir, 0.5)), max_requests=4)
+    decode = InFlight(Generator(tiny_llm_config(), model=build_tiny_llm(0.5)), max_requests=4)
     yield decode
     decode.stop()
 
 
 @pytest.fixture(scope="session")
-def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
-    """A random 1-layer MPNet cross-encoder (one relevance logit) with all-mpnet-base-v2's tokenizer, saved
-    as a folder: no reranker weights can be downloaded here, so it tests the stage's plumbing, not quality."""
+def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 1-layer MPNet cross-encoder (one relevance logit) with the tiny MPNet tokenizer, saved as a
+    folder: no reranker weights can be downloaded here, so it tests the stage's plumbing, not quality."""
     import torch
     from transformers import AutoTokenizer, MPNetConfig, MPNetForSequenceClassification
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(TINY_MPNET_TOKENIZER)
     config = MPNetConfig(
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
         intermediate_size=64, num_labels=1, initializer_range=0.5,

@@ -95,7 +95,7 @@ def test_settings_the_decode_cannot_honour_are_named(inflight: InFlight) -> None
 
 
 @pytest.mark.parametrize("key", ["generate.repetition_penalty", "generate.no_repeat_ngram_size", "compile.enabled"])
-def test_config_refuses_continuous_batching_with_what_it_cannot_do(llm_dir, key: str) -> None:
+def test_config_refuses_continuous_batching_with_what_it_cannot_do(key: str) -> None:
     value = {"generate.repetition_penalty": 1.05, "generate.no_repeat_ngram_size": 3, "compile.enabled": True}[key]
     with pytest.raises(ConfigError, match=key.split(".")[-1]):
-        tiny_llm_config(llm_dir, {"decode.continuous_batching": True, key: value})
+        tiny_llm_config({"decode.continuous_batching": True, key: value})

@@ -87,7 +87,7 @@ def test_streamed_deltas_add_up_to_the_whole_answer_cut_at_a_stop(
     assert streamed.stopped == (expected != "".join(pieces).strip())
 
 
-def test_a_chat_reply_streams_events_then_usage_sources_and_done(llm_dir) -> None:
+def test_a_chat_reply_streams_events_then_usage_sources_and_done() -> None:
     query = chat(LLM_CFG, stream=True, stream_options={"include_usage": True})
     reply = ChatReply(dataclasses.replace(query, sources=({"path": "docs/a.md", "title": "A", "score": 0.5},)))
     events = reply.piece("Hel") + reply.piece("lo") + reply.end(Completion("Hello", 5, 2))

@@ -1,6 +1,7 @@
 """The optional cross-encoder stage (rerank.py), on a tiny random cross-encoder: its scores order the
 hits, the pipeline retrieves `rerank.candidates` for it, and the JSON sources carry its score. No
-reranker weights can be downloaded here, so quality is not tested (README: "Reranking")."""
+reranker weights can be downloaded here, so quality is not tested (docs/indexing.md). The pipeline
+test also embeds with the real all-mpnet-base-v2 (`model` mark); the others need nothing downloaded."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from ragserve.index.builder import refresh
 from ragserve.retrieval.pipeline import RAGPipeline, StageTimes
 from ragserve.retrieval.retriever import Hit
 
-pytestmark = pytest.mark.model
 DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
 
 
@@ -39,6 +39,7 @@ def test_the_cross_encoder_scores_order_the_hits_and_k_cuts_them(tiny_cross_enco
     assert reranker.rerank(["q"], [[]], 3) == [[]]
 
 
+@pytest.mark.model
 def test_the_pipeline_reranks_its_candidates_and_reports_the_score(
     tiny_cross_encoder_dir: Path, model_dir: Path, tmp_path: Path, encoder
 ) -> None:

@@ -1,4 +1,6 @@
-"""BatchStreamer on SmolLM2's tokenizer: per-row pieces, stop tokens, padded rows, split UTF-8 characters."""
+"""BatchStreamer on the tiny byte-level BPE (SmolLM2's kind of tokenizer, tests/fixtures): per-row pieces, stop tokens,
+padded rows, split UTF-8 characters. The stop-token test needs " yes" and " no" as one token each, as SmolLM2 has
+them (the tiny vocabulary splits them): it reads SmolLM2's own tokenizer (`model` mark)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,16 @@ import torch
 from transformers import AutoTokenizer
 
 from ragserve.llm.streaming import BatchStreamer
+from ragserve.testing import TINY_LLAMA_TOKENIZER
 
 
 @pytest.fixture(scope="module")
-def tokenizer(llm_dir: Path):
+def tokenizer():
+    return AutoTokenizer.from_pretrained(TINY_LLAMA_TOKENIZER)
+
+
+@pytest.fixture(scope="module")
+def smollm2_tokenizer(llm_dir: Path):
     return AutoTokenizer.from_pretrained(llm_dir)
 
 
@@ -36,7 +44,9 @@ def test_each_row_streams_its_own_text_to_its_index(tokenizer) -> None:
     assert "".join(pieces[7]) == " Paris is big" and "".join(pieces[3]) == " Rome too!"
 
 
-def test_nothing_after_a_stop_token_and_nothing_from_padded_rows(tokenizer) -> None:
+@pytest.mark.model
+def test_nothing_after_a_stop_token_and_nothing_from_padded_rows(smollm2_tokenizer) -> None:
+    tokenizer = smollm2_tokenizer
     words = tokenizer(" yes no", add_special_tokens=False)["input_ids"]
     stop = tokenizer.eos_token_id
     rows = [[words[0], stop, words[1]], [words[0], words[1], words[1]]]  # row 2 is batch padding

@@ -1,10 +1,8 @@
 """The encoder's compile and ONNX Runtime paths on a tiny random MPNet (1 layer, hidden 32) built here:
 the same code as the real model's, in seconds instead of minutes, so they run on every `make test`.
-The tokenizer is all-mpnet-base-v2's (models/); no weights are downloaded."""
+The tokenizer is the committed tiny WordPiece with MPNet's special tokens (tests/fixtures); nothing is downloaded."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,16 +10,17 @@ import pytest
 from ragserve.compilation import compiled_graph_count
 from ragserve.config import CompileConfig, EmbeddingConfig
 from ragserve.embedding.encoder import Encoder
+from ragserve.testing import TINY_MPNET_TOKENIZER
 
 TEXTS = ["What's new with Llama 3.1?", "FAISS", "batchSize and maxBatchDelay " * 60, "one more", "a b c d e f"]
 
 
 @pytest.fixture(scope="module")
-def tiny_cfg(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> EmbeddingConfig:
+def tiny_cfg(tmp_path_factory: pytest.TempPathFactory) -> EmbeddingConfig:
     import torch
     from transformers import AutoTokenizer, MPNetConfig, MPNetModel
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(TINY_MPNET_TOKENIZER)
     config = MPNetConfig(
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=514,

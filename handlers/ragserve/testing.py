@@ -1,8 +1,9 @@
 """Test support shared by tests/, benchmarks and the TorchServe harness (like torch.testing).
 
-Public names: ROOT, FIXTURES, MODEL_DIR, LLM_DIR, SHARED, HF_SITE, serve_directory, build_tiny_llm,
-tiny_llm_config, assert_streamed_and_plain_answers_agree, make_context, load_handler, turns.
-Nothing here is imported by the handlers; `make archive` leaves it out of the model archives.
+Public names: ROOT, FIXTURES, MODEL_DIR, LLM_DIR, TINY_LLAMA_TOKENIZER, TINY_MPNET_TOKENIZER, SHARED, HF_SITE,
+serve_directory, build_tiny_llm, tiny_llm_config, assert_streamed_and_plain_answers_agree, make_context, load_handler,
+turns. The tiny models read the committed tokenizers in tests/fixtures (tests/fixtures/make_tiny_tokenizers.py), not
+models/: they need no download. Nothing here is imported by the handlers; `make archive` leaves it out of the archives.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository (the package is ins
 FIXTURES = ROOT / "tests" / "fixtures"
 MODEL_DIR = ROOT / "models" / "all-mpnet-base-v2"
 LLM_DIR = ROOT / "models" / "smollm2-135m-instruct"
+TINY_LLAMA_TOKENIZER = FIXTURES / "tiny-llama-tokenizer"  # byte-level BPE, 1024 tokens, SmolLM2's chat format
+TINY_MPNET_TOKENIZER = FIXTURES / "tiny-mpnet-tokenizer"  # WordPiece, 1024 tokens, MPNet's special tokens
 SHARED = ROOT.parent / "shared"
 HF_SITE = SHARED / "corpus" / "hf-blog" / "site"
 
@@ -43,12 +46,12 @@ def serve_directory(directory: Path) -> tuple[http.server.ThreadingHTTPServer, s
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def build_tiny_llm(llm_dir: Path, initializer_range: float):
-    """A random 2-layer Llama (hidden 64) over SmolLM2's vocabulary, float32: built in a second, no weights."""
+def build_tiny_llm(initializer_range: float):
+    """A random 2-layer Llama (hidden 64) over the tiny tokenizer's 1024 tokens, float32: built in a second."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(llm_dir)
+    tokenizer = AutoTokenizer.from_pretrained(TINY_LLAMA_TOKENIZER)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -67,12 +70,13 @@ def build_tiny_llm(llm_dir: Path, initializer_range: float):
     return LlamaForCausalLM(config).eval()
 
 
-def tiny_llm_config(llm_dir: Path, changes: dict | None = None):
-    """The LLM endpoint config the tiny-model tests use: short limits, eager unless changed (dotted keys)."""
+def tiny_llm_config(changes: dict | None = None):
+    """The LLM endpoint config the tiny-model tests use: the tiny tokenizer, short limits, eager unless changed
+    (dotted keys). The model itself is passed to Generator: model.path only names the tokenizer."""
     from ragserve.config import LLMConfig, override
 
     values = {
-        "model.path": str(llm_dir),
+        "model.path": str(TINY_LLAMA_TOKENIZER),
         "generate.max_input_tokens": 192,
         "generate.max_new_tokens": 16,
         "generate.max_new_tokens_limit": 64,
