@@ -1,6 +1,7 @@
-"""The private TorchServe harness (ragserve/ops/server.py) and the key handling of the clients (scripts/tsclient.py).
+"""The private TorchServe harness (ragserve/ops/server.py, ragserve.testing.serving) and the key handling of the
+clients (ragserve/ops/client.py).
 
-Real TorchServe servers without models: they start in seconds.
+Real TorchServe servers without models, on free port blocks (ragserve/ops/ports.py): they start in seconds.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.ops.client import call, fresh_key, request
+from ragserve.ops.client import call, fresh_key, is_serving, request
+from ragserve.ops.ports import is_free
 from ragserve.ops.server import GRAVITON_ENV, TorchServe, platform_env
+from ragserve.testing import serving
 
 # `make serve`'s ports: HTTP inference, management, metrics; gRPC inference, management.
 DEFAULT_PORTS = (8080, 8081, 8082, 7070, 7071)
@@ -24,11 +27,6 @@ DEFAULT_PORTS = (8080, 8081, 8082, 7070, 7071)
 def listening(port: int) -> bool:
     with closing(socket.socket()) as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def empty_server(workdir: Path, port: int, **properties: str) -> TorchServe:
-    (workdir / "model_store").mkdir(parents=True, exist_ok=True)
-    return TorchServe(workdir, port=port, properties=properties)
 
 
 @pytest.fixture
@@ -41,44 +39,50 @@ def default_ports_held(tmp_path: Path) -> Iterator[None]:
     if any(held):
         pytest.skip(f"some of the default ports {DEFAULT_PORTS} are in use by something else: {held}")
     defaults = {"grpc_inference_port": "7070", "grpc_management_port": "7071", "initial_worker_port": "9000"}
-    holder = empty_server(tmp_path / "default", 8080, **defaults)
-    holder.start([], timeout_s=120)
-    assert all(listening(port) for port in DEFAULT_PORTS)
-    yield
-    holder.stop()
+    with serving(tmp_path / "default", {}, port=8080, properties=defaults):
+        assert all(listening(port) for port in DEFAULT_PORTS)
+        yield
 
 
 @pytest.mark.server
 def test_a_private_server_starts_beside_one_on_the_default_ports(default_ports_held, tmp_path: Path) -> None:
-    server = empty_server(tmp_path / "private", 18280)
-    try:
-        server.start([], timeout_s=120)
+    with serving(tmp_path / "private", {}) as server:
         status, _, text = call(f"{server.inference_url}/ping", keys=server.keys)
         assert status == 200 and json.loads(text)["status"] == "Healthy"
-        assert all(listening(port) for port in range(18280, 18285))  # its own HTTP and gRPC ports
-    finally:
-        server.stop()
+        assert not set(server.ports) & set(DEFAULT_PORTS)
+        assert all(listening(port) for port in server.ports)  # its own HTTP and gRPC ports
+
+
+@pytest.mark.server
+def test_a_stopped_server_has_freed_its_ports_and_restarts_on_them_at_once(tmp_path: Path) -> None:
+    with serving(tmp_path, {}) as server:
+        server.stop()  # returns once the frontend has exited, not when SIGTERM is sent
+        assert server.processes() == [] and all(is_free(port) for port in server.ports)
+        server.start([], timeout_s=120)
+        assert call(f"{server.inference_url}/ping", keys=server.keys)[0] == 200
 
 
 @pytest.mark.server
 def test_a_server_that_cannot_bind_fails_fast_with_the_log_line(tmp_path: Path) -> None:
-    server = empty_server(tmp_path, 18290)
-    with closing(socket.socket()) as squatter:  # hold its gRPC inference port, as `make serve` held 7070
-        squatter.bind(("127.0.0.1", 18293))
-        squatter.listen()
-        with pytest.raises(SystemExit) as failure:
-            server.start([], timeout_s=600)
+    (tmp_path / "model_store").mkdir()
+    server = TorchServe(tmp_path)
+    try:
+        with closing(socket.socket()) as squatter:  # hold its gRPC inference port, as `make serve` held 7070
+            squatter.bind(("127.0.0.1", server.port + 3))
+            squatter.listen()
+            with pytest.raises(SystemExit) as failure:
+                server.start([], timeout_s=600)
+    finally:
+        server.stop()
+        server.release()
     # Only the exit check words it this way; the timeout path would say "not ready after 600 s".
     message = str(failure.value)
     assert "exited while starting" in message and "Failed to bind" in message, message
-    server.stop()
 
 
 @pytest.mark.server
 def test_clients_renew_an_expired_key_with_the_api_key(tmp_path: Path) -> None:
-    server = empty_server(tmp_path, 18300, token_expiration_min="0.05")  # keys live 3 s
-    try:
-        server.start([], timeout_s=120)
+    with serving(tmp_path, {}, properties={"token_expiration_min": "0.05"}) as server:  # keys live 3 s
         old = {kind: server.keys.get(kind) for kind in ("inference", "management")}
         deadline = time.monotonic() + 30
         while request(f"{server.inference_url}/ping", key=old["inference"])[0] == 200:
@@ -90,8 +94,23 @@ def test_clients_renew_an_expired_key_with_the_api_key(tmp_path: Path) -> None:
         assert call(f"{server.management_url}/models", keys=server.keys, kind="management")[0] == 200
         assert {kind: server.keys.get(kind) for kind in old} != old  # key_file.json holds the new keys
         assert fresh_key(server.inference_url, server.keys) == server.keys.get("inference")
-    finally:
-        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("statuses", "min_workers", "all_workers", "expected"),
+    [
+        (["READY"], 1, False, True),
+        (["READY", "UNLOADING"], 2, False, True),
+        (["READY", "UNLOADING"], 2, True, False),
+        (["READY", "READY"], 2, True, True),
+        ([], 1, False, False),
+    ],
+)
+def test_a_model_serves_with_one_ready_worker_or_with_all_its_min_workers(
+    statuses: list[str], min_workers: int, all_workers: bool, expected: bool
+) -> None:
+    description = [{"minWorkers": min_workers, "workers": [{"status": status} for status in statuses]}]
+    assert is_serving(description, all_workers) is expected
 
 
 def test_the_harness_applies_the_graviton_settings_serve_sh_applies(tmp_path: Path) -> None:

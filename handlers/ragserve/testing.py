@@ -1,9 +1,10 @@
 """Test support shared by tests/, benchmarks and the TorchServe harness (like torch.testing).
 
 Public names: ROOT, FIXTURES, MODEL_DIR, LLM_DIR, TINY_LLAMA_TOKENIZER, TINY_MPNET_TOKENIZER, SHARED, HF_SITE,
-serve_directory, build_tiny_llm, tiny_llm_config, assert_streamed_and_plain_answers_agree, make_context, load_handler,
-turns. The tiny models read the committed tokenizers in tests/fixtures (tests/fixtures/make_tiny_tokenizers.py), not
-models/: they need no download. Nothing here is imported by the handlers; `make archive` leaves it out of the archives.
+serve_directory, Archive, serving (the test servers' one factory), build_tiny_llm, tiny_llm_config,
+assert_streamed_and_plain_answers_agree, make_context, load_handler, turns. The tiny models read the tokenizers
+committed in tests/fixtures (tests/fixtures/make_tiny_tokenizers.py), not models/: they need no download.
+Nothing here is imported by the handlers; `make archive` leaves it out of the model archives.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ import http.server
 import importlib.util
 import json
 import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive
 
 if TYPE_CHECKING:
     from ts.context import Context
@@ -44,6 +50,37 @@ def serve_directory(directory: Path) -> tuple[http.server.ThreadingHTTPServer, s
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One model of a test server: its endpoint ("rag" or "llm"), handler section and frontend keys (mappings).
+    handler may be a function of the server instead, for a setting that names the server's own URL."""
+
+    endpoint: str
+    handler: Mapping[str, Any] | Callable[[TorchServe], Mapping[str, Any]]
+    frontend: Mapping[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def serving(
+    workdir: Path, archives: Mapping[str, Archive], all_workers: bool = False, **settings: Any
+) -> Iterator[TorchServe]:
+    """A TorchServe in workdir on a free port block with these models (name -> Archive): archived (a RAG archive
+    builds its index first), started and ready (all_workers: every model's minWorkers READY); stopped and its ports
+    given back at the end, whatever happens. settings: TorchServe's port, properties, environment."""
+    server = TorchServe(workdir, **settings)
+    try:
+        (workdir / "model_store").mkdir(parents=True, exist_ok=True)
+        for name, archive in archives.items():
+            handler = archive.handler(server) if callable(archive.handler) else archive.handler
+            prepare = {"rag": prepare_rag_archive, "llm": prepare_llm_archive}[archive.endpoint]
+            prepare(workdir, handler, archive.frontend, name)
+        server.start(list(archives), all_workers=all_workers)
+        yield server
+    finally:
+        server.stop()
+        server.release()
 
 
 def build_tiny_llm(initializer_range: float):

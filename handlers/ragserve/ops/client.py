@@ -173,9 +173,22 @@ def count_ready(description: list[dict]) -> int:
     return sum(w.get("status") == "READY" for entry in description for w in entry.get("workers", []))
 
 
+def describe(model: str, keys: Keys, token_auth: bool = True) -> list[dict]:
+    """The management API's description of a model (`GET /models/<name>`); [] when it answers anything but 200.
+    token_auth False: no key is sent (a server with `disable_token_authorization=true`)."""
+    url = f"{keys.management_url}/models/{model}"
+    status, _, text = call(url, keys=keys, kind="management", timeout_s=5) if token_auth else request(url, timeout_s=2)
+    return json.loads(text) if status == 200 else []
+
+
 def ready_workers(model: str, keys: Keys) -> int:
-    status, _, text = call(f"{keys.management_url}/models/{model}", keys=keys, kind="management", timeout_s=5)
-    return count_ready(json.loads(text)) if status == 200 else 0
+    return count_ready(describe(model, keys))
+
+
+def is_serving(description: list[dict], all_workers: bool = False) -> bool:
+    """Whether a model description has a READY worker; all_workers: as many READY workers as its minWorkers."""
+    wanted = sum(entry.get("minWorkers", 1) for entry in description) if all_workers else 1
+    return count_ready(description) >= max(wanted, 1)
 
 
 def server_pid(tmp_dir: Path) -> int | None:
@@ -238,13 +251,15 @@ def wait_ready(
     tmp_dir: Path | None = None,
     console_offset: int = 0,
     token_auth: bool = True,
+    all_workers: bool = False,
 ) -> float:
     """Wait until TorchServe has bound all its ports and every model has a ready worker; returns seconds.
 
     Fails within a second or two when the frontend exits (a port taken, a bad config), with the log
     line that says why, instead of waiting out the timeout. tmp_dir holds the pid file (TMPDIR);
     log_dir/torchserve.out is the console output, read from console_offset on. token_auth False:
-    a server with `disable_token_authorization=true`, which writes no key file.
+    a server with `disable_token_authorization=true`, which writes no key file. all_workers: wait
+    until each model has its minWorkers READY, not just one.
     """
     keys = keys or Keys()
     tmp_dir = tmp_dir or Path(tempfile.gettempdir())
@@ -258,10 +273,7 @@ def wait_ready(
             raise SystemExit(f"models {pending} not ready after {timeout_s:.0f} s; see {log_dir / 'model_log.log'}")
         started = started or has_started(log_dir / "torchserve.out", console_offset)
         try:
-            if token_auth:
-                pending = [m for m in pending if ready_workers(m, keys) == 0]
-            else:
-                pending = [m for m in pending if not is_ready(m, keys.management_url)]
+            pending = [m for m in pending if not is_serving(describe(m, keys, token_auth), all_workers)]
         except (SystemExit, OSError):
             pass  # server still starting: no key file or no listener yet
         if pending or not started:

@@ -2,8 +2,9 @@
 
 `make serve` runs the user's server on 8080-8082 (gRPC 7070-7071) from the repository; this one runs
 beside it without touching it. Every port it listens on moves with `port`: HTTP port..port+2, gRPC
-port+3 and port+4, worker sockets port+1000 and up. TorchServe keeps its pid file in TMPDIR, so each
-workdir gets its own.
+port+3 and port+4, worker sockets port+1000 and up. Without a port it reserves a free block
+(ops/ports.py) for as long as it lives. TorchServe keeps its pid file in TMPDIR, so each workdir gets
+its own. stop() returns once the frontend has exited and its ports bind again, so a restart can follow.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
-from ragserve.ops.client import ROOT, Keys, call, request, wait_ready
+from ragserve.ops.client import ROOT, Keys, call, request, server_pid, wait_ready
+from ragserve.ops.ports import BLOCK_SIZE, PortBlock, reserve, wait_free
 
 VENV_BIN = Path(sys.executable).parent
 GRAVITON_ENV = ROOT / "configs" / "graviton.env"
@@ -38,9 +41,21 @@ def platform_env(machine: str = platform.machine()) -> dict[str, str]:
 @dataclass
 class TorchServe:
     workdir: Path
-    port: int = 18080  # inference; management, metrics, gRPC inference and gRPC management follow (+1..+4)
+    # Inference; management, metrics, gRPC inference and gRPC management follow (+1..+4). None: a free block.
+    port: int | None = None
     properties: dict[str, str] = field(default_factory=dict)  # more config.properties settings
     environment: dict[str, str] = field(default_factory=dict)  # more environment for the server and its workers
+    reservation: PortBlock | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.port is None:
+            self.reservation = reserve()
+            self.port = self.reservation.base
+
+    @property
+    def ports(self) -> list[int]:
+        """The TCP ports it listens on: HTTP inference, management, metrics; gRPC inference, management."""
+        return [self.port + offset for offset in range(BLOCK_SIZE)]
 
     @property
     def inference_url(self) -> str:
@@ -76,8 +91,9 @@ class TorchServe:
             **self.environment,
         }
 
-    def start(self, models: list[str], timeout_s: float = 900) -> float:
-        """Start with the project's config.properties (ports moved) and wait until models are ready.
+    def start(self, models: list[str], timeout_s: float = 900, all_workers: bool = False) -> float:
+        """Start with the project's config.properties (ports moved) and wait until models are ready: one
+        READY worker each, or with all_workers their minWorkers. Returns the seconds waited.
 
         Raises SystemExit within seconds, with TorchServe's own log line, when the server exits instead.
         """
@@ -85,7 +101,8 @@ class TorchServe:
         offset = console.stat().st_size if console.exists() else 0  # a restart appends to the same file
         self.launch(models)
         token_auth = self.properties.get("disable_token_authorization") != "true"  # off: no key file to read
-        return wait_ready(models, timeout_s, self.keys, self.log_dir, self.workdir / "tmp", offset, token_auth)
+        tmp = self.workdir / "tmp"
+        return wait_ready(models, timeout_s, self.keys, self.log_dir, tmp, offset, token_auth, all_workers)
 
     def config_properties(self) -> str:
         """The project's config.properties with this server's ports and extra properties."""
@@ -123,7 +140,13 @@ class TorchServe:
         with open(self.log_dir / "torchserve.out", "ab") as out:
             subprocess.run(cmd, cwd=self.workdir, env=self.env, check=True, stdout=out, stderr=subprocess.STDOUT)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 60) -> None:
+        """`torchserve --stop`, then wait until the frontend and its workers have exited and the ports bind again.
+
+        `--stop` only sends SIGTERM and returns: a start on the same ports right after it could fail to bind.
+        What outlives timeout_s is killed (this server's processes only); RuntimeError if a port stays taken.
+        """
+        processes = self.processes()
         subprocess.run(
             [str(VENV_BIN / "torchserve"), "--stop"],
             cwd=self.workdir,
@@ -131,6 +154,28 @@ class TorchServe:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        _, alive = psutil.wait_procs(processes, timeout=timeout_s)
+        for process in alive:
+            process.kill()
+        psutil.wait_procs(alive, timeout=10)
+        if processes:
+            wait_free(self.ports, timeout_s)
+
+    def release(self) -> None:
+        """Give a reserved port block back: after the last stop (until then a restart keeps the same ports)."""
+        if self.reservation is not None:
+            self.reservation.release()
+
+    def processes(self) -> list[psutil.Process]:
+        """This workdir's running frontend (its pid file, checked against the process's cwd) and its workers."""
+        pid = server_pid(self.workdir / "tmp")
+        try:
+            frontend = psutil.Process(pid) if pid is not None else None
+            if frontend is None or Path(frontend.cwd()).resolve() != self.workdir.resolve():
+                return []  # not running, or the pid now belongs to another process
+            return [frontend, *frontend.children(recursive=True)]
+        except psutil.Error:
+            return []
 
     def post(
         self,
@@ -152,14 +197,18 @@ class TorchServe:
 
 
 @contextmanager
-def running(workdir: Path, models: list[str], port: int, **settings: dict[str, str]) -> Iterator[TorchServe]:
-    """A TorchServe on workdir's model store and these ports, started and (whatever happens) stopped."""
+def running(
+    workdir: Path, models: list[str], port: int | None = None, **settings: dict[str, str]
+) -> Iterator[TorchServe]:
+    """A TorchServe on workdir's model store and these ports (None: a free block), started and (whatever
+    happens) stopped, its ports given back."""
     server = TorchServe(workdir, port, **settings)
-    server.start(models)
     try:
+        server.start(models)
         yield server
     finally:
         server.stop()
+        server.release()
 
 
 def model_file(store: Path, name: str) -> str:
@@ -213,9 +262,9 @@ def prepare_rag_archive(workdir: Path, handler: Section, frontend: Section = "",
     return workdir / "model_store" / name
 
 
-def prepare_llm_archive(workdir: Path, handler: Section, frontend: Section = "") -> Path:
-    """Write an LLM model yaml and archive it into workdir/model_store/llm."""
-    config = write_model_yaml(workdir / "llm-test.yaml", handler, frontend)
+def prepare_llm_archive(workdir: Path, handler: Section, frontend: Section = "", name: str = "llm") -> Path:
+    """Write an LLM model yaml and archive it into workdir/model_store/<name>."""
+    config = write_model_yaml(workdir / f"{name}-test.yaml", handler, frontend)
     subprocess.run(
         [
             sys.executable,
@@ -226,7 +275,7 @@ def prepare_llm_archive(workdir: Path, handler: Section, frontend: Section = "")
             "--config",
             config,
             "--name",
-            "llm",
+            name,
             "--root",
             workdir,
             "--store",
@@ -234,4 +283,4 @@ def prepare_llm_archive(workdir: Path, handler: Section, frontend: Section = "")
         ],
         check=True,
     )
-    return workdir / "model_store" / "llm"
+    return workdir / "model_store" / name
