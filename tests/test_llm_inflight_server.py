@@ -2,7 +2,7 @@
 a request sent during a long decode joins it and finishes first; streamed and plain requests decode together;
 bad requests get their 4xx while another decodes.
 
-Own ports (48200-48204, worker sockets 49200+), so it runs beside `make run` and the other server tests.
+On a free port block (ragserve.testing.serving), so it runs beside `make run` and the other server tests.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 
 from ragserve.ops.client import stream
-from ragserve.ops.server import TorchServe, prepare_llm_archive
-from ragserve.testing import LLM_DIR, assert_streamed_and_plain_answers_agree
+from ragserve.ops.server import TorchServe
+from ragserve.testing import LLM_DIR, Archive, assert_streamed_and_plain_answers_agree, serving
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
-PORT = 48200
 FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 4, "maxBatchDelay": 50, "responseTimeout": 120}
 FRONTEND["continuousBatching"] = True
 HANDLER = {
@@ -35,12 +34,8 @@ LONG = json.dumps({"prompt": "Write a long story about a dragon.", "max_new_toke
 
 @pytest.fixture(scope="module")
 def llm_server(llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TorchServe:
-    workdir = tmp_path_factory.mktemp("torchserve-llm-inflight")
-    prepare_llm_archive(workdir, HANDLER, FRONTEND)
-    ts = TorchServe(workdir, port=PORT)
-    ts.start(["llm"])
-    yield ts
-    ts.stop()
+    with serving(tmp_path_factory.mktemp("torchserve-llm-inflight"), {"llm": Archive("llm", HANDLER, FRONTEND)}) as ts:
+        yield ts
 
 
 def long_decode(server: TorchServe, started: threading.Event, finished: list[str]) -> str:

@@ -1,6 +1,6 @@
 """The LLM endpoint in a real TorchServe (SmolLM2, CPU, eager): a streamed and a plain request sent together.
 
-Own ports (48100-48104, worker sockets 49100+), so it runs beside `make run` and tests/test_server.py.
+On a free port block (ragserve.testing.serving), so it runs beside `make run` and the other server tests.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from ragserve.config import override
-from ragserve.ops.server import TorchServe, prepare_llm_archive, running
-from ragserve.testing import LLM_DIR, assert_streamed_and_plain_answers_agree
+from ragserve.ops.server import TorchServe
+from ragserve.testing import LLM_DIR, Archive, assert_streamed_and_plain_answers_agree, serving
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
-PORT = 48100
 # A long batch delay, so that the two requests below land in one batch.
 FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 4, "maxBatchDelay": 1000, "responseTimeout": 120}
 PROMPT = "What is the capital of France? Answer in one sentence."
@@ -24,10 +23,9 @@ PROMPT = "What is the capital of France? Answer in one sentence."
 
 @pytest.fixture(scope="module")
 def llm_server(llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TorchServe:
-    workdir = tmp_path_factory.mktemp("torchserve-llm")
     llm = {"model.path": str(LLM_DIR), "generate.max_new_tokens": 24, "generate.max_new_tokens_limit": 32}
-    prepare_llm_archive(workdir, override({}, {**llm, "runtime.threads": 1}), FRONTEND)
-    with running(workdir, ["llm"], PORT) as server:
+    archives = {"llm": Archive("llm", override({}, {**llm, "runtime.threads": 1}), FRONTEND)}
+    with serving(tmp_path_factory.mktemp("torchserve-llm"), archives) as server:
         yield server
 
 

@@ -1,7 +1,7 @@
 """The OpenAI-compatible routes through a real TorchServe, used by clients nobody here wrote: the `openai` SDK
 and LangChain (`langchain-openai`). RAG over the fixture docs (torch backend, eager) and SmolLM2 (greedy), both
-in one server on its own ports (48400-48404); grounded chat goes from the LLM worker to the RAG endpoint over
-HTTP with the caller's key."""
+in one server on a free port block; grounded chat goes from the LLM worker to the RAG endpoint over HTTP with the
+caller's key."""
 
 from __future__ import annotations
 
@@ -16,29 +16,29 @@ from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
 from ragserve.config import override
 from ragserve.ops.client import request
-from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive, running
-from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR
+from ragserve.ops.server import TorchServe
+from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR, Archive, serving
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
-PORT = 48400
 FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 4, "maxBatchDelay": 20, "responseTimeout": 120}
 QUESTION = "How do I rotate the inference token?"
 
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TorchServe:
-    workdir = tmp_path_factory.mktemp("torchserve-openai")
     rag = {
         "corpus": {"source": str(FIXTURES / "docs"), "chunk_size": 300, "chunk_overlap": 30},
         "embedding": {"model_path": str(MODEL_DIR), "backend": "torch"},
         "compile": {"enabled": False},
     }
-    prepare_rag_archive(workdir, rag, FRONTEND)
     llm = {"model.path": str(LLM_DIR), "generate.max_new_tokens": 24, "generate.max_new_tokens_limit": 64}
-    grounded = {"runtime.threads": 1, "rag.url": f"http://127.0.0.1:{PORT}/predictions/rag"}
-    prepare_llm_archive(workdir, override({}, {**llm, **grounded}), FRONTEND)
-    with running(workdir, ["rag", "llm"], PORT) as server:
+
+    def grounded(server: TorchServe) -> dict:  # the LLM worker asks this server's own RAG endpoint
+        return override({}, {**llm, "runtime.threads": 1, "rag.url": f"{server.inference_url}/predictions/rag"})
+
+    archives = {"rag": Archive("rag", rag, FRONTEND), "llm": Archive("llm", grounded, FRONTEND)}
+    with serving(tmp_path_factory.mktemp("torchserve-openai"), archives) as server:
         yield server
 
 

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.ops.server import TorchServe, prepare_rag_archive, running
-from ragserve.testing import HF_SITE, MODEL_DIR, ROOT, serve_directory
+from ragserve.ops.server import TorchServe
+from ragserve.testing import HF_SITE, MODEL_DIR, ROOT, Archive, serve_directory, serving
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
-PORT = 48300  # its own ports (HTTP 48300-48302, gRPC 48303-48304): beside `make run` and the other test servers
 FRONTEND = {"minWorkers": 2, "maxWorkers": 2, "batchSize": 4, "maxBatchDelay": 10, "responseTimeout": 120}
 NEW_SENTENCE = "In December 2026 Meta retrained Llama 3 on the Okapi-7 corpus of weather reports."
 QUESTION = json.dumps({"question": "Which corpus was Llama 3 retrained on in December 2026?", "k": 5}).encode()
@@ -43,7 +42,6 @@ def site(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def server(site, model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     _, url = site
-    workdir = tmp_path_factory.mktemp("refresh-server")
     handler = {
         "url_to_scrape": f"{url}/blog/llama3",
         "model_path": str(MODEL_DIR),
@@ -51,8 +49,9 @@ def server(site, model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         "corpus": {"max_depth": 1, "max_pages": 2, "chunk_size": 1000, "chunk_overlap": 100},
         "index": {"follow_s": 0.5},
     }
-    prepare_rag_archive(workdir, handler, FRONTEND)
-    with running(workdir, ["rag"], PORT) as server:
+    # Both workers READY before the load starts: each must swap to the new version.
+    archives = {"rag": Archive("rag", handler, FRONTEND)}
+    with serving(tmp_path_factory.mktemp("refresh-server"), archives, all_workers=True) as server:
         yield server
 
 

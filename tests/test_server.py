@@ -12,8 +12,8 @@ import pytest
 
 from ragserve.config import override
 from ragserve.ops.client import request
-from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive
-from ragserve.testing import LLM_DIR, MODEL_DIR, ROOT
+from ragserve.ops.server import TorchServe
+from ragserve.testing import LLM_DIR, MODEL_DIR, ROOT, Archive, serving
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
@@ -23,22 +23,23 @@ FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 4, "maxBatchDelay": 5
 
 @pytest.fixture(scope="module")
 def server(hf_site_url: str, model_dir: Path, llm_dir: Path, tmp_path_factory) -> TorchServe:
-    workdir = tmp_path_factory.mktemp("torchserve")
     handler = {  # the original demo's flat keys, beside a section
         "url_to_scrape": f"{hf_site_url}/blog/llama3",
         "model_path": str(MODEL_DIR),
         "compile": False,
         "corpus": {"max_depth": 1, "max_pages": 2, "chunk_size": 1000, "chunk_overlap": 100},
     }
-    archive = prepare_rag_archive(workdir, handler, FRONTEND)
-    assert len(list((archive / "index").glob("*/CURRENT"))) == 1  # the archive links the built index line
     llm = {"model.path": str(LLM_DIR), "generate.max_new_tokens": 48, "generate.max_new_tokens_limit": 64}
-    prepare_llm_archive(workdir, override({}, {**llm, "runtime.threads": 1}), FRONTEND)
+    archives = {
+        "rag": Archive("rag", handler, FRONTEND),
+        "llm": Archive("llm", override({}, {**llm, "runtime.threads": 1}), FRONTEND),
+    }
     # Keys expire every 15 s (TorchServe's default is 60 min): every client path here meets expiry and renews.
-    ts = TorchServe(workdir, properties={"token_expiration_min": str(KEY_LIFETIME_S / 60)})
-    ts.start(["rag", "llm"])
-    yield ts
-    ts.stop()
+    expiry = {"token_expiration_min": str(KEY_LIFETIME_S / 60)}
+    with serving(tmp_path_factory.mktemp("torchserve"), archives, properties=expiry) as ts:
+        archive = ts.workdir / "model_store" / "rag"
+        assert len(list((archive / "index").glob("*/CURRENT"))) == 1  # the archive links the built index line
+        yield ts
 
 
 @pytest.mark.parametrize(
