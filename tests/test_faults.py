@@ -18,8 +18,8 @@ import psutil
 import pytest
 
 from ragserve.config import override
-from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive
-from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR
+from ragserve.ops.server import TorchServe
+from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR, Archive, serving
 
 pytestmark = [pytest.mark.faults, pytest.mark.server, pytest.mark.model]
 
@@ -29,21 +29,20 @@ QUESTION = b"How do I rotate the inference token?"
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, llm_dir: Path, tmp_path_factory) -> TorchServe:
-    workdir = tmp_path_factory.mktemp("faults")
     rag = {
         "corpus": {"source": str(FIXTURES / "docs"), "chunk_size": 300, "chunk_overlap": 30},
         "model_path": str(MODEL_DIR),
         "compile": False,
     }
-    prepare_rag_archive(workdir, rag, FRONTEND)
-    # A copy with a 2-slot job queue and batch size 1, to fill it on purpose.
-    prepare_rag_archive(workdir, rag, {"batchSize": 1, "jobQueueSize": 2, "responseTimeout": 60}, name="ragq")
     llm = {"model.path": str(LLM_DIR), "generate.max_new_tokens": 8, "runtime.threads": 1}
-    prepare_llm_archive(workdir, override({}, llm), FRONTEND)
-    ts = TorchServe(workdir, port=19080)
-    ts.start(["rag", "ragq", "llm"])
-    yield ts
-    ts.stop()
+    archives = {
+        "rag": Archive("rag", rag, FRONTEND),
+        # A copy with a 2-slot job queue and batch size 1, to fill it on purpose.
+        "ragq": Archive("rag", rag, {"batchSize": 1, "jobQueueSize": 2, "responseTimeout": 60}),
+        "llm": Archive("llm", override({}, llm), FRONTEND),
+    }
+    with serving(tmp_path_factory.mktemp("faults"), archives) as ts:
+        yield ts
 
 
 def load(server: TorchServe, model: str, body: bytes, count: int, concurrency: int) -> list[tuple[int, float]]:
