@@ -1,9 +1,10 @@
 """`make test-scale`: two TorchServe replicas of one archive behind haproxy, one killed under load, then
 both moved to a refreshed index version under load.
 
-The local proof of docs/scaling.md: replicas on 127.0.0.1:38200 and :38210 (token auth off, as
+The local proof of docs/scaling.md: two replicas on free port blocks of 127.0.0.1 (token auth off, as
 inside the cluster network), serving the same model store and index without writing to it; haproxy
-on :38600 checks one shared credential, health-checks `/ping` and retries the idempotent RAG POST.
+on a third block's port checks one shared credential, health-checks the management API's READY and
+retries the idempotent RAG POST.
 Prints the figures: req/s with one and two replicas, failed requests during a kill -9,
 switch-over and rejoin times. About 3 minutes on 2 cores.
 """
@@ -30,15 +31,13 @@ import psutil
 import pytest
 
 from ragserve.ops.client import is_ready, request, server_pid, wait_ready
+from ragserve.ops.ports import reserve, wait_free
 from ragserve.ops.server import TorchServe, prepare_rag_archive
 from ragserve.testing import ROOT
 
 pytestmark = [pytest.mark.scale, pytest.mark.server, pytest.mark.model]
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-PORTS = (38200, 38210)  # inference ports; +1..+4 and worker sockets +1000 follow
-# One thread per worker: one replica then has one core and two replicas two, on this 2-core machine.
-GATEWAY = "127.0.0.1:38600"
 QUESTION = b"How do I rotate the inference token?"
 FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 4, "maxBatchDelay": 10, "responseTimeout": 60}
 # Inside the pod network the gateway is the only client; see docs/scaling.md for the threat model.
@@ -50,10 +49,11 @@ class Gateway:
     process: subprocess.Popen
     socket_path: Path
     token: str
+    address: str  # host:port it listens on
 
     @property
     def url(self) -> str:
-        return f"http://{GATEWAY}/predictions/rag"
+        return f"http://{self.address}/predictions/rag"
 
     def admin(self, command: str) -> str:
         """One command on haproxy's stats socket (show stat, disable server ...)."""
@@ -122,10 +122,11 @@ def store(tmp_path_factory, model_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def replicas(store: Path, tmp_path_factory) -> Iterator[list[TorchServe]]:
     servers = []
-    for port in PORTS:
-        workdir = tmp_path_factory.mktemp(f"replica{port}")
+    for replica in (1, 2):
+        workdir = tmp_path_factory.mktemp(f"replica{replica}")
         (workdir / "model_store").symlink_to(store)
-        servers.append(TorchServe(workdir, port, dict(REPLICA_PROPERTIES), {"OMP_NUM_THREADS": "1"}))
+        # One thread per worker: one replica then has one core and two replicas two, on this 2-core machine.
+        servers.append(TorchServe(workdir, properties=dict(REPLICA_PROPERTIES), environment={"OMP_NUM_THREADS": "1"}))
     try:
         for server in servers:  # both JVMs and workers start at once, then both are waited for
             server.launch(["rag"])
@@ -135,6 +136,7 @@ def replicas(store: Path, tmp_path_factory) -> Iterator[list[TorchServe]]:
     finally:
         for server in servers:
             server.stop()
+            server.release()
         # TorchServe links each loaded model under the JVM's /tmp/models/<uuid>/ and removes it on
         # --stop; the replica killed with -9 leaves its link behind.
         for link in Path("/tmp/models").glob("*/rag"):
@@ -145,20 +147,20 @@ def replicas(store: Path, tmp_path_factory) -> Iterator[list[TorchServe]]:
 @pytest.fixture(scope="module")
 def gateway(replicas: list[TorchServe], tmp_path_factory) -> Iterator[Gateway]:
     workdir = tmp_path_factory.mktemp("gateway")
+    block = reserve()  # the gateway listens on its first port
     env = {
         **os.environ,
-        "GATEWAY_BIND": GATEWAY,
+        "GATEWAY_BIND": f"127.0.0.1:{block.base}",
         "GATEWAY_TOKEN": secrets.token_urlsafe(24),
         "HAPROXY_SOCKET": str(workdir / "admin.sock"),
-        "REPLICA_1": f"127.0.0.1:{PORTS[0]}",
-        "REPLICA_2": f"127.0.0.1:{PORTS[1]}",
-        "REPLICA_1_MANAGEMENT": str(PORTS[0] + 1),
-        "REPLICA_2_MANAGEMENT": str(PORTS[1] + 1),
     }
+    for number, server in enumerate(replicas, start=1):
+        env[f"REPLICA_{number}"] = f"127.0.0.1:{server.port}"
+        env[f"REPLICA_{number}_MANAGEMENT"] = str(server.port + 1)
     if shutil.which("haproxy") is None:
         pytest.fail("haproxy is missing: scripts/install_system.sh installs it")
     process = subprocess.Popen(["haproxy", "-db", "-f", str(FIXTURES / "haproxy-scale.cfg")], env=env)
-    gw = Gateway(process, workdir / "admin.sock", env["GATEWAY_TOKEN"])
+    gw = Gateway(process, workdir / "admin.sock", env["GATEWAY_TOKEN"], env["GATEWAY_BIND"])
     try:
         while not gw.socket_path.exists():
             time.sleep(0.05)
@@ -168,6 +170,7 @@ def gateway(replicas: list[TorchServe], tmp_path_factory) -> Iterator[Gateway]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        block.release()
 
 
 @pytest.fixture(scope="module")
@@ -206,22 +209,6 @@ def test_both_replicas_serve_from_one_archive_without_writing_it(gateway: Gatewa
     print(f"\nreq/s through the gateway, ab -n 160 -c 8: one replica {one['rps']:.1f}, two replicas {two['rps']:.1f}")
 
 
-def wait_ports_free(ports: list[int], timeout_s: float = 60) -> None:
-    """Return once every port can be bound again on 127.0.0.1 (as TorchServe binds it, SO_REUSEADDR)."""
-    deadline = time.monotonic() + timeout_s
-    for port in ports:
-        while True:
-            with socket.socket() as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind(("127.0.0.1", port))
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-            time.sleep(0.2)
-
-
 def test_kill_9_of_a_replica_under_load_loses_no_request_and_it_rejoins(
     gateway: Gateway, replicas: list[TorchServe], payload: Path
 ) -> None:
@@ -244,7 +231,7 @@ def test_kill_9_of_a_replica_under_load_loses_no_request_and_it_rejoins(
     assert int(gateway.servers()["r1"]["stot"]) == sent_while_down  # after DOWN, only the survivor gets traffic
     # A SIGKILLed JVM releases its sockets only when its exit completes, which can lag the kill by
     # seconds on 2 busy cores: restarting earlier failed once with "Failed to bind to address".
-    wait_ports_free([victim.port + offset for offset in range(5)])
+    wait_free(victim.ports)
     restart_s = victim.start(["rag"], timeout_s=600)
     rejoin_s = gateway.wait_status("r1", "UP", timeout_s=60)
     served = int(gateway.servers()["r1"]["stot"])
