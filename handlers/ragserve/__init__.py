@@ -38,9 +38,11 @@ Shared
   compilation.py         torch.compile policy and warm-up
 Tooling (not shipped in model archives)
   ops/client.py          TorchServe client: keys, readiness, streaming (stdlib only)
-  ops/server.py          a private TorchServe for tests and benchmarks; ops/archive.py: model archives;
-                         ops/ask.py: the question -> RAG -> LLM client behind `make ask`
-  testing.py             test support (paths, tiny models, TorchServe context, handler loading)
+  ops/server.py          a private TorchServe for tests and benchmarks, on a free port block (ops/ports.py);
+                         ops/archive.py: model archives; ops/ask.py: the question -> RAG -> LLM client behind
+                         `make ask`
+  testing.py             test support (paths, tiny models, the test servers' factory, TorchServe context,
+                         handler loading)
 """
 
 __version__ = "0.3.0"
