@@ -28,7 +28,6 @@ from report import Results, add_out_argument
 from ragserve.ops.archive import FORMATS, archive_path
 
 ROOT = Path(__file__).resolve().parent.parent
-PORT = 38100  # inside this project's benchmark range; worker sockets at 39100+
 
 
 def bench_yaml() -> dict[str, Any]:
@@ -63,7 +62,7 @@ def sizes(path: Path) -> tuple[int, int]:
 
 def ready_time(workdir: Path) -> float:
     """Seconds from `torchserve --start` until the rag worker is READY, then stop (until the ports are free)."""
-    server = BenchServer(workdir, port=PORT)
+    server = BenchServer(workdir)  # a free port block (ops/ports.py)
     start = time.perf_counter()
     try:
         server.start(["rag"], timeout_s=600)

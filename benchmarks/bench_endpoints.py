@@ -35,14 +35,13 @@ logs. Needs `ab` (apt-get install -y apache2-utils). No timing is asserted.
 from __future__ import annotations
 
 import argparse
-import socket
 import time
 from pathlib import Path
 
 import apache_bench
 import endpoint_report
 from endpoint_profile import Profile
-from endpoint_runner import PORT, prepare_workdir, run_cells
+from endpoint_runner import prepare_workdir, run_cells
 from report import Results, add_out_argument
 
 BENCHMARK = "endpoints"
@@ -55,9 +54,6 @@ def check_prerequisites() -> None:
         print(
             "note: matplotlib is missing: throughput.png will be skipped (pip install -r benchmarks/requirements.txt)"
         )
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", PORT)) == 0:
-            raise SystemExit(f"port {PORT} is in use: is a TorchServe from an earlier run still up?")
 
 
 def parse_args() -> argparse.Namespace:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 from endpoint_profile import SEED_DESIGN, Profile, repo_path
-from endpoint_runner import MODEL, PORT, inductor_cache
+from endpoint_runner import MODEL, inductor_cache
 from report import Results
 
 from ragserve.ops.server import platform_env
@@ -117,7 +117,7 @@ All cells:
 ## How it was measured
 
 `ab -k -s 120 -t {profile.time_limit_s} -n {profile.requests} -c {profile.concurrency} -p payload.txt -T text/plain
--H "Authorization: Bearer <key>" http://127.0.0.1:{PORT}/predictions/{MODEL}` per cell, after
+-H "Authorization: Bearer <key>" http://127.0.0.1:<port>/predictions/{MODEL}` per cell, after
 {profile.warmup_requests} warm-up requests, against a private TorchServe started for the cell
 (`minWorkers = maxWorkers = workers`, the cell's `batchSize`/`maxBatchDelay` and `handler.compile.enabled`;
 `OMP_NUM_THREADS` per worker, unset for `default`). `seed-design` is the original demo's configuration:

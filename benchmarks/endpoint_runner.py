@@ -1,6 +1,6 @@
 """The endpoint benchmark's runs: workdir -> index -> archive -> private TorchServe -> ab, once per profile cell.
 
-Public: `prepare_workdir`, `run_cells`, `inductor_cache`, `PORT`, `MODEL`. Each cell's model yaml is archived by
+Public: `prepare_workdir`, `run_cells`, `inductor_cache`, `MODEL`. Each cell's model yaml is archived by
 ragserve.ops.server's prepare_rag_archive (model_archive.py) and served by a private TorchServe on ports
 28080-28084 (worker sockets 29080+) with the cell's worker environment; warm-up requests, then the measured
 ab run while the workers' RSS is sampled; then the server stops. A cell returns one results.csv row (a dict;
@@ -31,7 +31,6 @@ from ts_metrics import log_offsets, server_metrics, slowest_handler_ms
 from ragserve.config import Config
 from ragserve.ops.client import fresh_key
 
-PORT = 28080  # inference; management 28081, metrics 28082, gRPC 28083-28084
 MODEL = "rag"
 WARMUP_LIMIT_S = 30  # warm-up ends after warmup_requests or this many seconds
 ALLOCATOR_PACKAGES = {"jemalloc": "libjemalloc2", "tcmalloc": "libtcmalloc-minimal4"}
@@ -163,7 +162,7 @@ def run_cell(cell: Cell, profile: Profile, base: dict[str, Any], workdir: Path, 
     except RuntimeError as err:
         row["error"] = str(err)
         return row
-    server = CellServer(workdir, port=PORT, extra_env=extra, drop_env=drop)
+    server = CellServer(workdir, extra_env=extra, drop_env=drop)  # a free port block (ops/ports.py)
     shutil.rmtree(server.log_dir, ignore_errors=True)
     try:
         archive_rag(workdir, doc, cell_dir / "archive.log")
@@ -172,6 +171,7 @@ def run_cell(cell: Cell, profile: Profile, base: dict[str, Any], workdir: Path, 
         row["error"] = str(err).splitlines()[0][:300]
     finally:
         server.stop_and_wait()
+        server.release()
         if server.log_dir.exists():
             shutil.move(str(server.log_dir), cell_dir / "logs")
     return row

@@ -25,7 +25,6 @@ from private_server import BenchServer
 from report import Results, add_out_argument
 
 ROOT = Path(__file__).resolve().parent.parent
-PORT = 38150
 WORKDIR = ROOT / "build" / "bench-archive"
 QUESTION = b"How do I rotate the TorchServe token?"
 
@@ -54,7 +53,7 @@ def measure(workers: int, mmap: bool) -> dict[str, float]:
     doc.update(minWorkers=workers, maxWorkers=workers, batchSize=1)
     doc["handler"]["index"]["mmap"] = mmap
     archive_rag(WORKDIR, doc, WORKDIR / "archive.log")
-    server = BenchServer(WORKDIR, port=PORT)
+    server = BenchServer(WORKDIR)  # a free port block (ops/ports.py)
     try:
         server.start(["rag"], timeout_s=900)
         with ThreadPoolExecutor(workers * 2) as pool:  # concurrent requests reach every worker

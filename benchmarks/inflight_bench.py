@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--short-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the worker (shared machine)")
     parser.add_argument("--modes", nargs="+", choices=["batch", "inflight"], default=["batch", "inflight"])
-    parser.add_argument("--port", type=int, default=48200)
+    parser.add_argument("--port", type=int, help="TorchServe's first port (default: a free block, ops/ports.py)")
     add_out_argument(parser, "inflight")
     args = parser.parse_args()
     results = Results.create("inflight", args.out)

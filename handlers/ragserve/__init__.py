@@ -12,6 +12,7 @@ RAG endpoint, write side (offline: `make index` / `make refresh`, never in a wor
   embedding/cache.py     SQLite embedding cache keyed by text and model identity
 RAG endpoint, read side (every worker)
   index/store.py         the live index version: FAISS vectors (memory-mapped), chunks, BM25
+  index/ann.py           which FAISS index a version holds: flat (exact) or HNSW / IVF past index.ann_min_chunks
   index/follow.py        swap to a newly published version between batches
   index/lexical.py       BM25 terms; index/vectorsets.py, index/pages.py, index/windows.py: vector sets
                          per chunk, per page and per sentence window

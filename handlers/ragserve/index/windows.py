@@ -5,8 +5,8 @@ One vector for a 1000-character chunk averages every topic in it; a question abo
 matches the two or three sentences that state it better. Each chunk's windows (`size` sentences,
 a new window every `stride` sentences) are embedded once with the index and saved beside it, and
 a chunk's window score is its best window's cosine (retrieval.py mixes it into the dense score).
-Measured in `make eval` (docs/results/retrieval-quality.md): dev hit@1 0.69 -> 0.73, qa_public 0.68 -> 0.71, the indirect
-set unchanged; it roughly doubles the index build, since every sentence is embedded once more.
+Measured in `make eval` (docs/results/retrieval-quality.md): dev hit@1 0.69 -> 0.73, qa_public 0.68 -> 0.71,
+the indirect set unchanged; it roughly doubles the index build, since every sentence is embedded once more.
 Sentences are cut with a regular expression: LangChain's NLTK and spaCy splitters need data
 packages that are downloaded at run time, which an offline build cannot do.
 """
