@@ -219,26 +219,17 @@ def model_file(store: Path, name: str) -> str:
     return name
 
 
-Section = Mapping[str, Any] | str  # a mapping (the YAML text form is being retired)
-
-
-def write_model_yaml(path: Path, handler: Section, frontend: Section = "") -> Path:
+def write_model_yaml(path: Path, handler: Mapping[str, Any], frontend: Mapping[str, Any] | None = None) -> Path:
     """A TorchServe model yaml: the frontend keys (minWorkers, batchSize, ...) and the `handler:` section.
 
     Settings are plain mappings, changed with ragserve.config.override (dotted keys), never YAML text."""
-    if isinstance(handler, str) or isinstance(frontend, str):
-        text = (frontend if isinstance(frontend, str) else yaml.safe_dump(dict(frontend))) + "handler:\n"
-        path.write_text(text + (handler if isinstance(handler, str) else _indent(yaml.safe_dump(dict(handler)))))
-        return path
-    path.write_text(yaml.safe_dump({**frontend, "handler": dict(handler)}, sort_keys=False))
+    path.write_text(yaml.safe_dump({**(frontend or {}), "handler": dict(handler)}, sort_keys=False))
     return path
 
 
-def _indent(text: str) -> str:
-    return "".join(f"  {line}\n" for line in text.splitlines())
-
-
-def prepare_rag_archive(workdir: Path, handler: Section, frontend: Section = "", name: str = "rag") -> Path:
+def prepare_rag_archive(
+    workdir: Path, handler: Mapping[str, Any], frontend: Mapping[str, Any] | None = None, name: str = "rag"
+) -> Path:
     """Write a model yaml, build its index under workdir and archive it into workdir/model_store/<name>."""
     config = write_model_yaml(workdir / f"{name}-test.yaml", handler, frontend)
     python = sys.executable
@@ -262,7 +253,9 @@ def prepare_rag_archive(workdir: Path, handler: Section, frontend: Section = "",
     return workdir / "model_store" / name
 
 
-def prepare_llm_archive(workdir: Path, handler: Section, frontend: Section = "", name: str = "llm") -> Path:
+def prepare_llm_archive(
+    workdir: Path, handler: Mapping[str, Any], frontend: Mapping[str, Any] | None = None, name: str = "llm"
+) -> Path:
     """Write an LLM model yaml and archive it into workdir/model_store/<name>."""
     config = write_model_yaml(workdir / f"{name}-test.yaml", handler, frontend)
     subprocess.run(
