@@ -26,6 +26,7 @@ from ragserve.config import Config, assignment
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import RefreshBusy, refresh, rollback
 from ragserve.index.store import IndexLine, read_manifest
+from ragserve.runtime import build_device
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,8 +66,11 @@ def main() -> None:
         version = rollback(line, args.rollback or None)
         print(f"rolled back: {version} is live; workers swap within {cfg.index.follow_s} s", file=sys.stderr)
     else:
-        # Eager: compiling would add minutes and change nothing in the vectors beyond float rounding.
-        encoder = lambda: Encoder(cfg.embedding, dataclasses.replace(cfg.compile, enabled=False))  # noqa: E731
+        # Eager: compiling would add minutes and change nothing in the vectors beyond float rounding. On a GPU
+        # (runtime.device auto), float16 (embedding.dtype auto) in token-budget batches (embedding.batch_tokens).
+        eager, device = dataclasses.replace(cfg.compile, enabled=False), build_device(cfg.runtime)
+        embedding = cfg.embedding if device == "cpu" else dataclasses.replace(cfg.embedding, backend="torch")
+        encoder = lambda: Encoder(embedding, eager, device)  # noqa: E731  # ONNX Runtime here runs on CPU only
         try:
             report = refresh(cfg, encoder, publish_it=not args.no_publish)
         except RefreshBusy as err:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from ragserve.compilation import compiled_graph_count
 from ragserve.config import CompileConfig, EmbeddingConfig
+from ragserve.embedding.encoder import Encoder
 
 SENTENCES = [
     "What's new with Llama 3.1?",
@@ -85,3 +88,13 @@ def test_compiled_encoder_matches_reference_and_never_recompiles_after_warm_up(e
     for batch in (["one"], ["two words"] * 3, ["x " * 200] * 7, [SENTENCES[3]], SENTENCES):
         compiled.embed(batch)
     assert compiled_graph_count() == graphs_after_warm_up
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_build_vectors_match_float32_within_cosine_0_999(embedding_cfg, encoder, dtype: str) -> None:
+    """A GPU build embeds in float16 (embedding.dtype auto): the vectors a CPU worker then searches with its
+    float32 queries must be the same to cosine 0.999. Checked here through the same code path on CPU."""
+    texts = ["What's new with Llama 3.1?", "TorchServe batches requests with batchSize and maxBatchDelay. " * 20]
+    half = Encoder(dataclasses.replace(embedding_cfg, dtype=dtype), CompileConfig(enabled=False)).embed(texts)
+    full = encoder.embed(texts)
+    assert np.min(np.sum(half * full, axis=1)) >= 0.999 and half.dtype == np.float32

@@ -55,3 +55,31 @@ def test_tiny_onnxruntime_encoder_equals_eager(tiny_cfg, eager) -> None:
     encoder = Encoder(cfg, CompileConfig())  # exports the module into the model folder first
     assert onnx_file(cfg).is_file()
     np.testing.assert_allclose(encoder.embed(TEXTS), eager, atol=1e-5)
+
+
+def test_token_budget_batches_hold_every_text_once_longest_first_and_embed_the_same(tiny_cfg, eager) -> None:
+    """embedding.batch_tokens (GPU builds): batches sized in padded tokens, not in texts."""
+    import dataclasses
+
+    encoder = Encoder(dataclasses.replace(tiny_cfg, batch_tokens=64), CompileConfig(enabled=False))
+    texts = TEXTS * 7  # 35 texts of 1 to ~400 tokens
+    tokens = encoder.count_tokens(texts)
+    batches = encoder.batches(texts)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(texts)))
+    for batch in batches:
+        padded = len(batch) * max(tokens[i] for i in batch)
+        assert padded <= 64 or len(batch) == 1  # a text longer than the budget goes alone
+        assert tokens[batch[0]] == max(tokens[i] for i in batch)
+    assert len(batches) < len(texts) and max(len(b) for b in batches) > encoder.cfg.batch_size  # short ones pack
+    np.testing.assert_allclose(encoder.embed(TEXTS), eager, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_vectors_stay_within_cosine_0_999_of_float32(tiny_cfg, eager, dtype: str) -> None:
+    """embedding.dtype (float16 on a GPU by default): the same code path on CPU; vectors stay float32 on disk."""
+    import dataclasses
+
+    half = Encoder(dataclasses.replace(tiny_cfg, dtype=dtype), CompileConfig(enabled=False)).embed(TEXTS)
+    assert half.dtype == np.float32
+    cosines = np.sum(half * eager, axis=1) / np.linalg.norm(half, axis=1) / np.linalg.norm(eager, axis=1)
+    assert cosines.min() >= 0.999, cosines

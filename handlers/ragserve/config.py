@@ -45,6 +45,7 @@ FLAT_KEYS = {
     "top_k": ("retrieval", "top_k"),
 }
 IGNORED_KEYS = {"profile"}  # TorchServe's own `handler.profile` switch
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 class ConfigError(ValueError):
@@ -92,7 +93,9 @@ class EmbeddingConfig:
 
     model_path: str = "models/all-mpnet-base-v2"  # local sentence-transformers folder
     max_seq_length: int = 384  # tokens; longer texts are truncated (the model's trained limit)
-    batch_size: int = 16  # texts per forward pass when embedding documents
+    batch_size: int = 16  # texts per forward pass when embedding documents (batch_tokens 0)
+    batch_tokens: int = 0  # > 0: a batch holds length-sorted texts up to this many padded tokens (GPU builds)
+    dtype: str = "auto"  # torch backend: "auto" (float16 on CUDA, float32 on CPU), "float32", "float16", "bfloat16"
     pooling: str = "mean"  # "mean" (+ L2 norm, as trained) or "cls_pooler" (the demo's pooler_output)
     # "auto" is read once here, so everything after sees torch or onnxruntime.
     backend: str = "torch"  # "torch" (compile applies), "onnxruntime" (exported once) or "auto": measured best per CPU
@@ -105,6 +108,8 @@ class EmbeddingConfig:
             object.__setattr__(self, "backend", AUTO_BACKENDS.get(platform.machine(), "torch"))
         _check(0 < self.max_seq_length <= 512, "embedding.max_seq_length must be in 1..512")
         _check(self.batch_size > 0, "embedding.batch_size must be > 0")
+        _check(self.batch_tokens >= 0, "embedding.batch_tokens must be >= 0 (0: batch_size texts per batch)")
+        _check(self.dtype in ("auto", *DTYPES), f"embedding.dtype must be 'auto' or one of {DTYPES}")
 
 
 @dataclass(frozen=True)
@@ -289,9 +294,6 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)

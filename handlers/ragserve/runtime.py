@@ -1,6 +1,6 @@
 """The `runtime` section applied, once per worker: which device, how many threads. No TorchServe imports.
 
-Public names: apply_runtime, device_from_properties, worker_threads.
+Public names: apply_runtime, build_device, device_from_properties, worker_threads.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ def apply_runtime(cfg: RuntimeConfig, model_yaml: dict[str, Any], properties: di
     device = device_from_properties(properties) if cfg.device == "auto" else cfg.device
     logger.info("runtime: %s, %d threads", device, threads)
     return device
+
+
+def build_device(cfg: RuntimeConfig) -> str:
+    """The device of an offline job (the index build): "auto" is the first GPU when there is one."""
+    return "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu"
 
 
 def device_from_properties(properties: dict[str, Any]) -> str:

@@ -39,7 +39,8 @@ class TorchBackend:
 
     def __init__(self, cfg: EmbeddingConfig, compile_cfg: CompileConfig, device: str) -> None:
         self.device = torch.device(device)
-        transformer = AutoModel.from_pretrained(cfg.model_path).eval().to(self.device)
+        dtype = cfg.dtype if cfg.dtype != "auto" else ("float16" if self.device.type == "cuda" else "float32")
+        transformer = AutoModel.from_pretrained(cfg.model_path, dtype=getattr(torch, dtype)).eval().to(self.device)
         self.model = SentenceEmbedder(transformer, cfg.pooling).eval()
         self.compiled = compile_cfg.on(True)
         if self.compiled:

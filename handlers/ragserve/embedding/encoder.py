@@ -42,13 +42,26 @@ class Encoder(Embeddings):
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed texts; returns (len(texts), dim) float32, rows in the order of texts."""
-        # Sorting by length keeps each batch's padding small; `order` restores the caller's order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(texts), self.cfg.batch_size):
-            batch = order[start : start + self.cfg.batch_size]
+        for batch in self.batches(texts):
             vectors[batch] = self._forward([texts[i] for i in batch])
         return vectors
+
+    def batches(self, texts: list[str]) -> list[list[int]]:
+        """Positions of texts, longest first, in batches: batch_size texts each, or (batch_tokens > 0) as many
+        as fit batch_tokens padded tokens, so a device gets batches of one size in tokens, not in texts."""
+        if not self.cfg.batch_tokens:  # sorting by length keeps each batch's padding small
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+            return [order[start : start + self.cfg.batch_size] for start in range(0, len(texts), self.cfg.batch_size)]
+        tokens = self.count_tokens(texts)
+        order = sorted(range(len(texts)), key=lambda i: tokens[i], reverse=True)
+        batches: list[list[int]] = []
+        for i in order:  # the first text of a batch is its longest: it sets the padded length
+            if batches and (len(batches[-1]) + 1) * tokens[batches[-1][0]] <= self.cfg.batch_tokens:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens the model reads of each text (special tokens included, cut at max_seq_length)."""
