@@ -81,3 +81,41 @@ def test_crawl_is_the_same_whatever_the_hash_seed(site_url: str) -> None:
         ).stdout
         runs.append(json.loads(out))
     assert runs[0] == runs[1] == runs[2]
+
+
+SPHINX_PAGE = """<html><head><title>json — JSON encoder and decoder</title></head><body>
+<div class="related" role="navigation"><h3>Navigation</h3><ul><li><a href="../index.html">index</a></li></ul></div>
+<div class="document"><div class="documentwrapper"><div class="bodywrapper"><div class="body" role="main">
+<section id="module-json"><h1>json — JSON encoder and decoder<a class="headerlink" href="#module-json">¶</a></h1>
+<p>JSON is a lightweight data interchange format.</p>
+<dl><dt id="json.dumps">json.dumps(obj)<a class="headerlink" href="#json.dumps">¶</a></dt>
+<dd><p>Serialize obj to a JSON formatted str.</p></dd></dl></section></div></div></div>
+<div class="sphinxsidebar" role="navigation"><h3>Previous topic</h3><p>email</p></div></div>
+<div class="footer">© Copyright 2001-2026, Python Software Foundation. Created using Sphinx.</div>
+</body></html>"""
+
+
+def test_sphinx_pages_give_their_main_div_without_permalinks_sidebar_or_footer() -> None:
+    from bs4 import BeautifulSoup
+
+    from ragserve.ingest.crawl import html_to_text
+
+    text = html_to_text(BeautifulSoup(SPHINX_PAGE, "html.parser"))
+    assert text.splitlines()[0] == "# json — JSON encoder and decoder"
+    assert "Serialize obj to a JSON formatted str." in text and "json.dumps(obj)" in text
+    for noise in ("¶", "Navigation", "Previous topic", "Copyright", "Sphinx"):
+        assert noise not in text
+
+
+PYDOCS = Path("/usr/share/doc/python3.11/html")
+
+
+@pytest.mark.skipif(not PYDOCS.is_dir(), reason="python3.11-doc is not installed (apt-get install python3.11-doc)")
+def test_the_python_docs_pages_give_their_visible_main_text() -> None:
+    from bs4 import BeautifulSoup
+
+    from ragserve.ingest.crawl import html_to_text
+
+    text = html_to_text(BeautifulSoup((PYDOCS / "library" / "json.html").read_text(), "html.parser"))
+    assert text.startswith("# json — JSON encoder and decoder\n") and "object_pairs_hook" in text
+    assert "¶" not in text and "Copyright" not in text and "Python Software Foundation" not in text

@@ -33,9 +33,9 @@ from ragserve.ingest.metadata import page_metadata
 logger = logging.getLogger(__name__)
 
 BOILERPLATE_TAGS = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "template"]
-# Bylines, dates, tag lists and share bars inside an article: noise for retrieval.
+# Bylines, dates, tag lists and share bars inside an article, Sphinx's heading permalinks ("¶"): noise for retrieval.
 BOILERPLATE_SELECTORS = (
-    '[class*="byline"], [class*="metadata"], [class*="author"], [class*="share"], [role="navigation"]'
+    '[class*="byline"], [class*="metadata"], [class*="author"], [class*="share"], [role="navigation"], a.headerlink'
 )
 BLOCK_TAGS = ["p", "div", "li", "pre", "blockquote", "tr", "dt", "dd", "section", "table", "ul", "ol", "figure"]
 USER_AGENT = "ragserve-crawler/1.0"
@@ -128,7 +128,10 @@ def html_to_text(soup: BeautifulSoup, extract: str = "main") -> str:
         return _clean_lines(soup.get_text("\n"))
     for tag in soup(BOILERPLATE_TAGS) + soup.select(BOILERPLATE_SELECTORS):
         tag.decompose()
-    root = soup.find("article") or soup.find("main") or soup.body or soup
+    # Sphinx (e.g. the Python docs) marks its content div[role=main] (div.body in older themes), beside its
+    # sidebar, related-links bars and footer divs.
+    main = soup.find("article") or soup.find("main") or soup.select_one('[role="main"]') or soup.select_one("div.body")
+    root = main or soup.body or soup
     _mark_blocks(root)
     return _clean_lines(root.get_text())
 
