@@ -114,6 +114,9 @@ bench-refresh: models ## refresh cost on the blog mirror: nothing changed, one p
 eval: models ## retrieval quality (hit@k, MRR) per setting on ../shared/corpus/hf-blog
 	$(PY) benchmarks/eval_retrieval.py
 
+eval-pydocs: models ## opt-in: retrieval quality on the Python 3.11 docs (apt-get install python3.11-doc; hours on 2 CPUs)
+	$(PY) benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs.yaml $(EVAL_ARGS)
+
 eval-answers: models ## SmolLM2 answer quality (key term of the expected answer) per setting on ../shared/corpus/hf-blog
 	$(PY) benchmarks/answer_eval.py
 

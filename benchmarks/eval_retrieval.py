@@ -4,6 +4,8 @@
   .venv/bin/python benchmarks/eval_retrieval.py                       # every variant of benchmarks/eval.yaml
   .venv/bin/python benchmarks/eval_retrieval.py --variants "default"  # some of them, by name
   .venv/bin/python benchmarks/eval_retrieval.py --questions my_qa.jsonl other.jsonl
+  .venv/bin/python benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs.yaml  # make eval-pydocs: hours on CPU
+  .venv/bin/python benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs.yaml --set corpus.max_pages=40  # a slice
 
 Serves ../shared/corpus/hf-blog/site on 127.0.0.1, crawls it from /blog with each variant's config
 (`make index`'s refresh; versions and the embedding cache live under .cache/eval-index, so a
@@ -36,11 +38,12 @@ from typing import Any
 import yaml
 from report import Results, add_out_argument
 
-from ragserve.config import CompileConfig, Config, override
+from ragserve.config import CompileConfig, Config, assignment, override
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh
 from ragserve.index.store import load_current
 from ragserve.retrieval.pipeline import RAGPipeline
+from ragserve.runtime import build_device
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,7 +136,9 @@ def run_variant(cfg: Config, encoders: dict, question_sets: dict[str, list]) -> 
     """Per-set summaries plus chunks, query ms (one embedding + one search) and build s; every question's row."""
     embedding_key = dataclasses.astuple(cfg.embedding)
     if embedding_key not in encoders:
-        encoder = Encoder(cfg.embedding, CompileConfig(enabled=False))
+        device = build_device(cfg.runtime)  # a GPU when there is one (float16, embedding.dtype auto)
+        embedding = cfg.embedding if device == "cpu" else dataclasses.replace(cfg.embedding, backend="torch")
+        encoder = Encoder(embedding, CompileConfig(enabled=False), device)
         encoders[embedding_key] = (encoder, Questions(encoder, question_sets))
     encoder, questions = encoders[embedding_key]
     refresh(cfg, lambda: encoder)  # embeds only what the embedding cache lacks
@@ -177,6 +182,8 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=ROOT / "benchmarks" / "eval.yaml")
     parser.add_argument("--questions", type=Path, nargs="+", help="QA jsonl files (default: the spec's)")
     parser.add_argument("--variants", nargs="*", help="names of the spec's variants to run (default: all)")
+    parser.add_argument("--set", type=assignment, action="append", default=[], metavar="KEY=VALUE",
+                        help="change every variant's setting, e.g. --set corpus.max_pages=40 (repeatable)")  # fmt: skip
     add_out_argument(parser, "eval")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
@@ -196,7 +203,7 @@ def main() -> None:
         for variant in spec["variants"]:
             if args.variants and variant["name"] not in args.variants:
                 continue
-            cfg = variant_config(variant, base, source)
+            cfg = variant_config({"handler": override(variant.get("handler", {}), dict(args.set))}, base, source)
             results[variant["name"]], rows = run_variant(cfg, encoders, question_sets)
             all_rows += [{"variant": variant["name"], **row} for row in rows]
             scores = "  ".join(

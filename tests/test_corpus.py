@@ -87,3 +87,19 @@ def test_html_pages_become_markdown_like_text_without_byline(tmp_path: Path) -> 
     )
     text = load_documents(CorpusConfig(source=str(tmp_path)))[0].page_content
     assert text == "## Part\nOne linked sentence.\na | b |"
+
+
+def test_exclude_skips_matching_files_of_a_local_folder(tmp_path: Path) -> None:
+    """corpus.exclude: a Sphinx build's _sources/ copies, genindex and search pages stay out."""
+    for name in ("library/json.html", "_sources/library/json.rst.txt", "genindex-A.html", "search.html"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("<html><body><main><p>text of " + name + "</p></main></body></html>")
+    cfg = CorpusConfig(source=str(tmp_path), exclude=["_sources/*", "genindex*", "search.html"])
+    assert [page.url for page in read_pages(cfg)] == [f"{tmp_path.name}/library/json.html"]
+    assert len(read_pages(CorpusConfig(source=str(tmp_path)))) == 4
+
+
+def test_exclude_keeps_the_crawler_off_matching_paths(site_url: str) -> None:
+    every = {page.url for page in read_pages(CorpusConfig(source=site_url + "/", max_depth=3))}
+    kept = {page.url for page in read_pages(CorpusConfig(source=site_url + "/", max_depth=3, exclude=["guide/*"]))}
+    assert any("/guide/" in url for url in every) and kept == {url for url in every if "/guide/" not in url}

@@ -67,6 +67,7 @@ class CorpusConfig:
     extract: str = "main"  # "main": <article>/<main> without nav/header/footer; "page": all text
     split: str = "plain"  # "plain": the splitter alone; "sections": cut at headings first (measured: no gain)
     chunk_header: bool = False  # start each chunk with a "title > section" line (measured: no gain)
+    exclude: list[str] = field(default_factory=list)  # glob patterns of paths under the source to skip, e.g. _sources/*
 
     def __post_init__(self) -> None:
         _check(self.chunk_size > 0, "corpus.chunk_size must be > 0")

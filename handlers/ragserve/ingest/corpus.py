@@ -24,7 +24,7 @@ from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharac
 from transformers import AutoTokenizer
 
 from ragserve.config import CorpusConfig
-from ragserve.ingest.crawl import Page, crawl, html_to_text
+from ragserve.ingest.crawl import Page, crawl, excluded, html_to_text
 from ragserve.ingest.metadata import page_metadata
 
 logger = logging.getLogger(__name__)
@@ -41,9 +41,10 @@ class CorpusError(RuntimeError):
 def read_pages(cfg: CorpusConfig, known: Mapping[str, Page] | None = None) -> list[Page]:
     """Crawl cfg.source when it is a URL (revalidating known pages), else read the local file or folder."""
     if cfg.is_url:
-        return crawl(cfg.source, cfg.max_depth, cfg.max_pages, cfg.max_page_bytes, cfg.timeout_s, cfg.extract, known)
+        limits = (cfg.max_depth, cfg.max_pages, cfg.max_page_bytes, cfg.timeout_s)
+        return crawl(cfg.source, *limits, cfg.extract, known, cfg.exclude)
     root = Path(cfg.source)
-    pages = [_read_file(path, root.parent, cfg.extract) for path in _local_files(root)]
+    pages = [_read_file(path, root.parent, cfg.extract) for path in _local_files(root, cfg.exclude)]
     pages = [page for page in pages if page.text]
     if not pages:
         raise CorpusError(f"no .md/.txt/.html text found in {cfg.source}")
@@ -115,10 +116,15 @@ def _sections(document: Document, by_heading: bool) -> list[tuple[str, str]]:
     return sections
 
 
-def _local_files(source: Path) -> list[Path]:
+def _local_files(source: Path, exclude: Sequence[str] = ()) -> list[Path]:
     if not source.exists():
         raise CorpusError(f"corpus.source {source} does not exist")
-    candidates = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    if source.is_file():
+        candidates = [source]
+    else:
+        candidates = sorted(
+            p for p in source.rglob("*") if p.is_file() and not excluded(p.relative_to(source).as_posix(), exclude)
+        )
     return [p for p in candidates if p.suffix.lower() in TEXT_SUFFIXES | HTML_SUFFIXES]
 
 

@@ -16,11 +16,12 @@ private or loopback addresses only when the start URL itself is one; no TorchSer
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import ipaddress
 import logging
 import socket
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
@@ -67,14 +68,16 @@ def crawl(
     timeout_s: float,
     extract: str = "main",
     known: Mapping[str, Page] | None = None,
+    exclude: Sequence[str] = (),
 ) -> list[Page]:
     """Fetch start_url and the pages it links to, up to max_depth hops, in a stable order.
 
-    known: an earlier crawl's pages by URL, revalidated instead of downloaded where the server allows."""
+    known: an earlier crawl's pages by URL, revalidated instead of downloaded where the server allows.
+    exclude: glob patterns of paths under the start folder that are neither fetched nor followed."""
     known = known or {}
     start = normalise_url(start_url)
     prefix = _scope_prefix(start)
-    scope = _Scope(prefix, allow_private=_is_private(urlsplit(start).hostname or ""))
+    scope = _Scope(prefix, allow_private=_is_private(urlsplit(start).hostname or ""), exclude=tuple(exclude))
     queue: deque[tuple[str, int]] = deque([(start, 0)])
     seen = {start}
     pages: list[Page] = []
@@ -164,10 +167,17 @@ class _Scope:
 
     prefix: str
     allow_private: bool
+    exclude: tuple[str, ...] = ()
+
+    def covers(self, url: str) -> bool:
+        """Under the prefix and not excluded (patterns match the path after the prefix)."""
+        if not (url.startswith(self.prefix) or url + "/" == self.prefix):
+            return False
+        return not excluded(url[len(self.prefix) :], self.exclude)
 
     def check(self, url: str) -> None:
-        if not (url.startswith(self.prefix) or url + "/" == self.prefix):
-            raise _SkipPage(f"{url} is outside {self.prefix}")
+        if not self.covers(url):
+            raise _SkipPage(f"{url} is outside {self.prefix} or excluded")
         if not self.allow_private and _is_private(urlsplit(url).hostname or ""):
             raise _SkipPage(f"{url} resolves to a private or loopback address")
 
@@ -253,6 +263,11 @@ def _read_limited(response: requests.Response, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+def excluded(path: str, patterns: Sequence[str]) -> bool:
+    """Whether a relative path ("_sources/json.rst.txt", "genindex-A.html") matches one of the glob patterns."""
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns)
+
+
 def _scope_prefix(start: str) -> str:
     """Links are followed only under the start page's folder: /blog/llama3 -> /blog/."""
     parts = urlsplit(start)
@@ -267,7 +282,7 @@ def _links(soup: BeautifulSoup, base_url: str, scope: _Scope) -> list[str]:
         if not url.startswith(("http://", "https://")):
             continue  # mailto:, javascript:, file:, ...
         url = normalise_url(url)
-        if url.startswith(scope.prefix) or url + "/" == scope.prefix:
+        if scope.covers(url):
             links.append(url)
     return links
 
