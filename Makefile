@@ -111,6 +111,9 @@ bench-openai: models ## OpenAI routes under ab beside the JSON contract; chat ti
 bench-refresh: models ## refresh cost on the blog mirror: nothing changed, one page edited, a swap under ab load
 	$(PY) benchmarks/refresh_bench.py
 
+bench-ann: install ## exact vs approximate search (flat, HNSW, IVF): recall@10 and ms per query at 100k and 1M vectors (~40 min)
+	$(PY) benchmarks/ann_bench.py $(ANN_ARGS)
+
 eval: models ## retrieval quality (hit@k, MRR) per setting on ../shared/corpus/hf-blog
 	$(PY) benchmarks/eval_retrieval.py
 
