@@ -5,11 +5,17 @@
   .venv/bin/python benchmarks/llm_bench.py --shape tiny --batches 1 4 --prompt-tokens 128 --new-tokens 16
 
 Random weights (no download): on CUDA a Llama-3-8B-shaped model (32 layers, hidden 4096, 32/8 heads,
-MLP 14336, vocab 49152, float16); on CPU SmolLM2-135M's shape (float32), or `--shape tiny`. The
-tokenizer is SmolLM2's (models/smollm2-135m-instruct). Both modes share the weights. Per mode: warm-up
-(compile) seconds, tok/s (all sequences, greedy) per batch size, time to first token of one
-`--prompt-tokens` prompt, peak memory (GPU allocated on CUDA, process RSS on CPU). Greedy tokens from
-random weights are not compared here (near-ties flip); tests/test_generation.py checks equality.
+MLP 14336, Llama-3's vocabulary of 128,256: 8.03 B parameters, float16); on CPU SmolLM2-135M's shape
+(float32), or `--shape tiny`. The tokenizer is SmolLM2's (models/smollm2-135m-instruct; its ids fit the
+larger vocabulary). Both modes share the weights. The compiled mode uses production's cache buckets
+(2048 and 4096 tokens for the Llama shape, as configs/llama3-8b-instruct.yaml) and the batch sizes asked
+for as its batch buckets. Per mode: warm-up (compile) seconds, tok/s (all sequences, greedy) per batch
+size, time to first token of one `--prompt-tokens` prompt, peak memory (GPU allocated on CUDA, reset
+between modes; process RSS on CPU). Then a "realistic requests" row: after warm-up, prompts of other
+lengths at batch sizes between the buckets, as requests arrive, with the graphs compiled meanwhile
+(a recompile) and, on CUDA, the CUDA graphs recorded meanwhile (a re-record): both should stay 0.
+Greedy tokens from random weights are not compared here (near-ties flip); tests/test_generation.py
+checks equality.
 Writes report.md, figures.json (tok/s per batch size, TTFT, warm-up, peak memory per mode) and setup.json
 under benchmarks/results/llm-<date>-<host>/.
 """
@@ -25,6 +31,7 @@ import torch
 from report import Results, add_out_argument
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from ragserve.compilation import compiled_graph_count
 from ragserve.config import LLMConfig, override
 from ragserve.llm.generation import Generator, Sampling
 
@@ -35,6 +42,10 @@ SHAPES = {  # (layers, hidden, heads, kv heads, MLP)
     "smollm2": (30, 576, 9, 3, 1536),
     "tiny": (2, 64, 4, 2, 128),
 }
+VOCAB = {"llama3-8b": 128_256}  # the real vocabulary (the LM head is 1 GB of it); others: the tokenizer's
+CACHE_BUCKETS = {"llama3-8b": [2048, 4096]}  # production's (configs/llama3-8b-instruct.yaml)
+# After warm-up: (share of --prompt-tokens, batch size), lengths and batch sizes the loop above never ran.
+REALISTIC = [(0.3, 1), (0.7, 3), (0.95, 1), (0.45, 5), (0.85, 2)]
 
 
 def random_model(shape: str, dtype: torch.dtype, device: str, vocab: int) -> LlamaForCausalLM:
@@ -79,6 +90,32 @@ def measure(generator: Generator, prompt: str, batches: list[int], new_tokens: i
     return row
 
 
+def realistic(generator: Generator, tokenizer, prompt_tokens: int, new_tokens: int) -> dict:
+    """tok/s over requests of new lengths and batch sizes, and the recompiles / CUDA graph records they caused."""
+    graphs, records = compiled_graph_count(), cuda_graph_records()
+    tokens, start = 0, time.perf_counter()
+    for share, batch in REALISTIC:
+        prompt = prompt_of(tokenizer, int(share * prompt_tokens))
+        _sync()
+        completions = generator.generate([prompt] * batch, [Sampling(new_tokens)] * batch)
+        tokens += sum(c.completion_tokens for c in completions)
+    _sync()
+    return {
+        "tok_s": tokens / (time.perf_counter() - start),
+        "recompiles": compiled_graph_count() - graphs,
+        "cuda_graph_records": cuda_graph_records() - records,
+    }
+
+
+def cuda_graph_records() -> int:
+    """CUDA graphs Inductor's cudagraph trees have recorded so far (0 on CPU)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"].get("cudagraph_recorded_non_static_inputs", 0)) + int(
+        sum(v for k, v in counters["inductor"].items() if "cudagraph" in k and "record" in k)
+    )
+
+
 def peak_memory_gb(device: str) -> float:
     if device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**30
@@ -94,12 +131,19 @@ def table(rows: dict[str, dict], batches: list[int], description: str) -> str:
     lines = [
         description,
         "",
-        "| mode | warm-up s | " + " | ".join(f"batch {b} tok/s" for b in batches) + " | TTFT ms | peak memory GB |",
-        "|---" * (len(batches) + 4) + "|",
+        "| mode | warm-up s | "
+        + " | ".join(f"batch {b} tok/s" for b in batches)
+        + " | TTFT ms | peak memory GB | realistic requests tok/s | recompiles | CUDA graph records |",
+        "|---" * (len(batches) + 7) + "|",
     ]
     for mode, row in rows.items():
         speeds = " | ".join(f"{row[b]:.1f}" for b in batches)
-        lines.append(f"| {mode} | {row['warm_up_s']:.1f} | {speeds} | {row['ttft_ms']:.0f} | {row['peak_gb']:.2f} |")
+        real = row["realistic"]
+        lines.append(
+            f"| {mode} | {row['warm_up_s']:.1f} | {speeds} | {row['ttft_ms']:.0f} | {row['peak_gb']:.2f} | "
+            f"{real['tok_s']:.1f} | {real['recompiles']} | {real['cuda_graph_records']} |"
+        )
+    lines += ["", f"Realistic requests (share of the prompt length, batch size), after warm-up: {REALISTIC}."]
     return "\n".join(lines) + "\n"
 
 
@@ -118,12 +162,15 @@ def main() -> None:
     results = Results.create("llm", args.out)
     device, dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
-    model = random_model(args.shape, dtype, device, len(tokenizer))
+    model = random_model(args.shape, dtype, device, VOCAB.get(args.shape, len(tokenizer)))
     prompt = prompt_of(tokenizer, args.prompt_tokens)
     rows = {}
     for mode in args.modes:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()  # each mode's own peak, not the run's
         generator = Generator(bench_config(args, mode == "compiled"), device, model=model)
         row = measure(generator, prompt, args.batches, args.new_tokens)
+        row["realistic"] = realistic(generator, tokenizer, args.prompt_tokens, args.new_tokens)
         rows[mode] = {**row, "warm_up_s": sum(generator.warm_up_s), "peak_gb": peak_memory_gb(device)}
         print(table({mode: rows[mode]}, args.batches, mode), flush=True)
     name = torch.cuda.get_device_name() if cuda else "CPU"
@@ -148,7 +195,7 @@ def bench_config(args: argparse.Namespace, compiled: bool) -> LLMConfig:
         "generate.use_chat_template": False,  # the prompt is exactly --prompt-tokens long
         "compile.enabled": compiled,
         "decode.batch_buckets": sorted(args.batches),
-        "decode.cache_buckets": [-(-need // 256) * 256],  # rounded up to 256 tokens
+        "decode.cache_buckets": CACHE_BUCKETS.get(args.shape, [-(-need // 256) * 256]),  # else rounded up to 256
     }
     return LLMConfig.from_mapping(override({}, settings), ROOT)
 
