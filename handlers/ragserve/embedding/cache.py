@@ -1,7 +1,8 @@
 """Embedding cache: a text's vector is computed once per model, whatever version or refresh asks for it.
 
 Public names: EmbeddingCache, cache_key.
-EmbeddingCache stands in for an Encoder wherever the builder embeds (chunks, page records, sentence windows).
+EmbeddingCache stands in for an Encoder wherever the builder embeds (chunks, page records, sentence windows);
+fill() embeds everything a build lacks in one encoder call first (on a Ray cluster: one job, distributed.py).
 One SQLite database per model identity (cache_key: the model, its weights' size, max_seq_length, pooling:
 everything that changes a vector), one row per text: the sha256 of the text -> its float32 vector. A
 refresh asks for every chunk, sentence window and page record text of the new version; only those the
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +28,7 @@ from ragserve.config import EmbeddingConfig
 if TYPE_CHECKING:
     from ragserve.embedding.encoder import Encoder
 
+logger = logging.getLogger(__name__)
 LOOKUP_ROWS = 500  # keys per SELECT ... IN (...): SQLite allows 999 parameters by default
 
 
@@ -77,24 +81,63 @@ class EmbeddingCache:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) float32 unit vectors, from the cache or, for texts it lacks, from the encoder."""
-        keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+        keys = [_sha256(text) for text in texts]
         found = self._lookup(sorted(set(keys)))
         missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
-        if missing:
-            vectors = self.encoder.embed(list(missing.values())).astype(np.float32)
-            rows = [(key, vector.tobytes()) for key, vector in zip(missing, vectors, strict=True)]
-            with self.db:  # one transaction
-                self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
-            found.update(zip(missing, vectors, strict=True))
-            self.embedded += len(missing)
+        found.update(self._store(missing))
         if not keys:
             return np.empty((0, self.dimension), np.float32)
         return np.stack([found[key] for key in keys])
 
+    def fill(self, groups: dict[str, Sequence[str]]) -> dict[str, int]:
+        """Embed every text of every group that the cache lacks, in one encoder call; the new texts per group
+        (a text in two groups counts in the first). A build calls it once, so a Ray cluster runs one job."""
+        missing: dict[str, str] = {}
+        new = {}
+        for group, texts in groups.items():
+            keys = {_sha256(text): text for text in texts}
+            known = self._known(sorted(keys))
+            fresh = {key: text for key, text in keys.items() if key not in known and key not in missing}
+            missing.update(fresh)
+            new[group] = len(fresh)
+        self._store(missing)
+        return new
+
+    def _store(self, missing: dict[str, str]) -> dict[str, np.ndarray]:
+        """Embed missing (sha256 -> text) and write the vectors in one transaction; sha256 -> vector."""
+        if not missing:
+            return {}
+        start = time.perf_counter()
+        vectors = self.encoder.embed(list(missing.values())).astype(np.float32)
+        seconds = time.perf_counter() - start  # the encoder's load (or a Ray job's start) included
+        logger.info("embedded %d new texts in %.1f s (%.1f texts/s)", len(missing), seconds, len(missing) / seconds)
+        rows = [(key, vector.tobytes()) for key, vector in zip(missing, vectors, strict=True)]
+        with self.db:  # one transaction
+            self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
+        self.embedded += len(missing)
+        return dict(zip(missing, vectors, strict=True))
+
     def _lookup(self, keys: list[str]) -> dict[str, np.ndarray]:
         found = {}
-        for start in range(0, len(keys), LOOKUP_ROWS):
-            part = keys[start : start + LOOKUP_ROWS]
-            query = f"SELECT text_sha256, vector FROM vectors WHERE text_sha256 IN ({','.join('?' * len(part))})"
+        for part, marks in _parts(keys):
+            query = f"SELECT text_sha256, vector FROM vectors WHERE text_sha256 IN ({marks})"
             found.update((key, np.frombuffer(blob, np.float32)) for key, blob in self.db.execute(query, part))
         return found
+
+    def _known(self, keys: list[str]) -> set[str]:
+        """The keys the cache holds (without reading their vectors)."""
+        known = set()
+        for part, marks in _parts(keys):
+            query = f"SELECT text_sha256 FROM vectors WHERE text_sha256 IN ({marks})"
+            known.update(key for (key,) in self.db.execute(query, part))
+        return known
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _parts(keys: list[str]) -> list[tuple[list[str], str]]:
+    """keys in slices of LOOKUP_ROWS, each with its SQL placeholders."""
+    parts = [keys[start : start + LOOKUP_ROWS] for start in range(0, len(keys), LOOKUP_ROWS)]
+    return [(part, ",".join("?" * len(part))) for part in parts]

@@ -3,8 +3,9 @@
 Public names: refresh, Refresh, RefreshBusy, build_in_memory, write_version, publish, rollback, content_sha256.
 refresh(cfg, encoder) re-reads cfg.corpus.source: a crawl that revalidates the live version's pages
 (conditional requests, crawl.py), or the local files. Every page is split again (cheap); every chunk,
-sentence window and page record text goes through the embedding cache (embedcache.py), so only new
-text reaches the encoder. The version id hashes the line (store.identity) and each page's content
+sentence window and page record text goes through the embedding cache (embedding/cache.py), so only new
+text reaches the encoder, in one call per build (an Encoder in process, or embedding/distributed.py's
+RayEncoder on a Ray cluster). The version id hashes the line (store.identity) and each page's content
 hash: a source that has not changed gives the live version's id, and nothing is embedded or written.
 A new version is written into a staging folder (manifest last), renamed into versions/ and published
 (CURRENT); workers that follow the line swap to it between batches (follow.py). The last
@@ -34,7 +35,7 @@ from langchain_core.documents import Document
 
 from ragserve.config import Config
 from ragserve.embedding.cache import EmbeddingCache, cache_key
-from ragserve.index.pages import PageVectors
+from ragserve.index.pages import PageVectors, page_records
 from ragserve.index.store import (
     CURRENT,
     FORMAT_VERSION,
@@ -50,7 +51,7 @@ from ragserve.index.store import (
     windows_of,
 )
 from ragserve.index.vectorsets import embed_with_progress
-from ragserve.index.windows import WindowVectors
+from ragserve.index.windows import WindowVectors, sentence_windows
 from ragserve.ingest.corpus import documents, read_pages, split
 from ragserve.ingest.crawl import Page
 
@@ -134,26 +135,29 @@ def build_in_memory(
 ) -> tuple[Index, dict[str, int]]:
     """An Index of chunks with its page vectors (and sentence windows when cfg uses them).
 
-    With an EmbeddingCache for encoder, also how many texts of each kind it had to embed ({} otherwise)."""
+    With an EmbeddingCache for encoder, every text it lacks is embedded first, in one encoder call, and the
+    result says how many texts of each kind that was ({} otherwise)."""
     cfg = cfg or Config()
-    embedded: dict[str, int] = {}
-
-    def count(kind: str, before: int) -> None:
-        if isinstance(encoder, EmbeddingCache):
-            embedded[kind] = encoder.embedded - before
-
-    before = getattr(encoder, "embedded", 0)
+    embedded = encoder.fill(_texts(chunks, cfg)) if isinstance(encoder, EmbeddingCache) else {}
     vectors = embed_with_progress(encoder, [chunk.page_content for chunk in chunks], "chunks")
-    count("chunks", before)
     index = Index.from_vectors(chunks, vectors, cfg.index.metric, scheme_of(cfg), cfg=cfg.index)
-    before = getattr(encoder, "embedded", 0)
     index.pages = PageVectors.embed(chunks, encoder)
-    count("page records", before)
     if windows_of(cfg):
-        before = getattr(encoder, "embedded", 0)
         index.windows = WindowVectors.embed(chunks, encoder, cfg.index.window_sentences, cfg.index.window_stride)
-        count("sentence windows", before)
     return index, embedded
+
+
+def _texts(chunks: Sequence[Document], cfg: Config) -> dict[str, list[str]]:
+    """Every text build_in_memory embeds, by kind, as PageVectors.embed and WindowVectors.embed make them (a
+    text missed here is still embedded there, only not in the one call)."""
+    texts = {
+        "chunks": [chunk.page_content for chunk in chunks],
+        "page records": [text for record in page_records(chunks) for text in record.dense_texts()],
+    }
+    if windows_of(cfg):
+        size, stride = cfg.index.window_sentences, cfg.index.window_stride
+        texts["sentence windows"] = [w for chunk in chunks for w in sentence_windows(chunk.page_content, size, stride)]
+    return texts
 
 
 def version_id(cfg: Config, pages: Sequence[Page]) -> str:
