@@ -156,12 +156,13 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128 if cuda else 32)
     parser.add_argument("--modes", nargs="+", choices=["eager", "compiled"], default=["eager", "compiled"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU (the machine may be shared)")
+    parser.add_argument("--tokenizer", type=Path, default=TOKENIZER, help="a tokenizer folder (SmolLM2's by default)")
     add_out_argument(parser, "llm")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = Results.create("llm", args.out)
     device, dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     model = random_model(args.shape, dtype, device, VOCAB.get(args.shape, len(tokenizer)))
     prompt = prompt_of(tokenizer, args.prompt_tokens)
     rows = {}
@@ -188,7 +189,7 @@ def bench_config(args: argparse.Namespace, compiled: bool) -> LLMConfig:
     """Buckets fitted to the run: every batch size, one cache length for prompt + new tokens."""
     need = args.prompt_tokens + args.new_tokens + 16  # the chat template adds a few tokens
     settings = {
-        "model.path": str(TOKENIZER),
+        "model.path": str(args.tokenizer),
         "generate.max_input_tokens": args.prompt_tokens + 16,
         "generate.max_new_tokens": args.new_tokens,
         "generate.max_new_tokens_limit": args.new_tokens,
