@@ -5,12 +5,15 @@
   python scripts/build_index.py --config configs/rag-docs.yaml --status     # the line's versions and which is live
   python scripts/build_index.py --config configs/rag-docs.yaml --rollback   # publish the version live before this one
   python scripts/build_index.py --config configs/rag-docs.yaml --rollback 3f2a...   # or a named one
+  python scripts/build_index.py --config configs/rag-docs.yaml --ray-address 10.0.0.5:6379   # embed on Ray
 
 A refresh re-reads the source (a crawl that revalidates known pages with conditional requests, or
 the local files), embeds only texts the embedding cache lacks and, when anything changed, writes a
 new immutable version and publishes it: running workers swap to it within index.follow_s seconds.
 The last stdout line is the live version's folder. While another refresh of the same line runs, this
 one exits at once with status 75 (EX_TEMPFAIL) and says so: safe to start from cron.
+With a Ray address (--ray-address, else $RAY_ADDRESS) the texts the cache lacks are embedded on that
+cluster (Ray Data over one Encoder per worker, embedding/distributed.py); everything else stays here.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
-from ragserve.config import Config, assignment
+from ragserve.config import Config, EmbeddingConfig, assignment
+from ragserve.embedding.distributed import RayEncoder, connect
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import RefreshBusy, refresh, rollback
 from ragserve.index.store import IndexLine, read_manifest
@@ -44,6 +49,11 @@ def status(line: IndexLine) -> None:
         print(f"{mark} {version}  created {manifest['created']}  {manifest['count']} chunks  {json.dumps(counts)}")
 
 
+def on_device(embedding: EmbeddingConfig, device: str) -> EmbeddingConfig:
+    """The embedding section for a build on device: ONNX Runtime here runs on CPU only, so torch on a GPU."""
+    return embedding if device == "cpu" else dataclasses.replace(embedding, backend="torch")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/rag-docs.yaml")
@@ -54,6 +64,9 @@ def main() -> None:
     parser.add_argument("--status", action="store_true", help="list the line's versions; change nothing")
     parser.add_argument("--rollback", nargs="?", const="", metavar="VERSION", help="publish an earlier version")
     parser.add_argument("--no-publish", action="store_true", help="write the new version but leave CURRENT")
+    parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
+                        help="embed on this Ray cluster (host:port or auto; default $RAY_ADDRESS)")  # fmt: skip
+    parser.add_argument("--ray-workers", type=int, help="Encoder actors on the cluster (default: one per node)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     changes = dict(args.set) | ({"corpus.source": args.source} if args.source else {})
@@ -68,9 +81,16 @@ def main() -> None:
     else:
         # Eager: compiling would add minutes and change nothing in the vectors beyond float rounding. On a GPU
         # (runtime.device auto), float16 (embedding.dtype auto) in token-budget batches (embedding.batch_tokens).
-        eager, device = dataclasses.replace(cfg.compile, enabled=False), build_device(cfg.runtime)
-        embedding = cfg.embedding if device == "cpu" else dataclasses.replace(cfg.embedding, backend="torch")
-        encoder = lambda: Encoder(embedding, eager, device)  # noqa: E731  # ONNX Runtime here runs on CPU only
+        # Built only when some text is not in the embedding cache.
+        eager = dataclasses.replace(cfg.compile, enabled=False)
+
+        def encoder() -> Encoder | RayEncoder:
+            if args.ray_address:
+                device = connect(args.ray_address, cfg.runtime)  # auto: CUDA if the cluster has GPUs
+                return RayEncoder(on_device(cfg.embedding, device), eager, device, args.ray_workers)
+            device = build_device(cfg.runtime)
+            return Encoder(on_device(cfg.embedding, device), eager, device)
+
         try:
             report = refresh(cfg, encoder, publish_it=not args.no_publish)
         except RefreshBusy as err:

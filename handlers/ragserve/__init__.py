@@ -10,6 +10,7 @@ RAG endpoint, write side (offline: `make index` / `make refresh`, never in a wor
   ingest/metadata.py     page title, dates, authors and tags
   index/builder.py       refresh: embed only new text, write an immutable version, publish, roll back
   embedding/cache.py     SQLite embedding cache keyed by text and model identity
+  embedding/distributed.py  the same embedding on a Ray cluster (Ray Data, one Encoder per worker)
 RAG endpoint, read side (every worker)
   index/store.py         the live index version: FAISS vectors (memory-mapped), chunks, BM25
   index/ann.py           which FAISS index a version holds: flat (exact) or HNSW / IVF past index.ann_min_chunks
