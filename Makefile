@@ -35,7 +35,7 @@ models: install ## fetch all-mpnet-base-v2 and SmolLM2-135M-Instruct into models
 	$(PY) scripts/fetch_models.py embedding
 	$(PY) scripts/fetch_models.py llm
 
-index: models ## build or refresh the index for RAG_CONFIG (embeds only new text) and publish it
+index: models ## build or refresh the index for RAG_CONFIG (embeds only new text) and publish it; RAY_ADDRESS=host:port embeds on that Ray cluster
 	$(PY) scripts/build_index.py --config $(RAG_CONFIG)
 
 refresh: index ## re-read RAG_CONFIG's source; running workers swap to the new version within index.follow_s
@@ -94,7 +94,7 @@ validate-k8s: build/deploy-venv/.installed ## render deploy/k8s (kubectl kustomi
 	$(DEPLOY_PY) scripts/validate_k8s.py
 
 lint-docker: build/deploy-venv/.installed ## hadolint on deploy/docker/*.Dockerfile (no image is built here)
-	build/deploy-venv/bin/hadolint deploy/docker/cpu.Dockerfile deploy/docker/cuda.Dockerfile
+	build/deploy-venv/bin/hadolint deploy/docker/cpu.Dockerfile deploy/docker/cuda.Dockerfile deploy/docker/ray.Dockerfile
 
 benchmark: models ## throughput matrix through TorchServe (ab) and the embedder micro-benchmark
 	@command -v ab >/dev/null || { echo "ab is missing: sudo apt-get install -y apache2-utils"; exit 1; }

@@ -6,7 +6,10 @@ object strictly, against the schemas of the oldest and the newest Kubernetes we 
 (kubernetes-validate, pinned in deploy/requirements.txt). KServe's CRDs are not in those schemas
 and are not vendored here: the Kubernetes parts of an InferenceService or ServingRuntime (containers,
 probes, resources, nodeSelector, tolerations) are validated as a Pod, the KServe fields against
-KSERVE_CONTRACT below. The gateway's haproxy.cfg is checked with `haproxy -c`.
+KSERVE_CONTRACT below. KubeRay's RayJob (deploy/k8s/ray) likewise: no published schema is vendored, so
+its head and worker pod templates are validated as Pods and the RayJob fields this project uses against
+RAY_CONTRACT (field names and types from KubeRay's ray.io/v1 Go types; unknown fields are errors).
+The gateway's haproxy.cfg is checked with `haproxy -c`.
 """
 
 from __future__ import annotations
@@ -87,9 +90,80 @@ KSERVE_CONTRACT = {
 }
 
 
+# The fields of KubeRay ray.io/v1 objects this project uses (rayjob_types.go, raycluster_types.go).
+RAY_START_PARAMS = {"type": "object", "additionalProperties": {"type": "string"}}  # map[string]string
+POD_TEMPLATE = {"type": "object", "required": ["spec"], "properties": {"spec": {"required": ["containers"]}}}
+RAY_CONTRACT = {
+    "RayJob": {
+        "type": "object",
+        "required": ["apiVersion", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "ray.io/v1"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["entrypoint", "rayClusterSpec"],
+                "properties": {
+                    "entrypoint": {"type": "string", "minLength": 1},
+                    "submissionMode": {"enum": ["K8sJobMode", "HTTPMode", "InteractiveMode"]},
+                    "shutdownAfterJobFinishes": {"type": "boolean"},
+                    "ttlSecondsAfterFinished": {"type": "integer", "minimum": 0},
+                    "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
+                    "rayClusterSpec": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["headGroupSpec"],
+                        "properties": {
+                            "rayVersion": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
+                            "headGroupSpec": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["rayStartParams", "template"],
+                                "properties": {"rayStartParams": RAY_START_PARAMS, "template": POD_TEMPLATE},
+                            },
+                            "workerGroupSpecs": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["groupName", "rayStartParams", "template"],
+                                    "properties": {
+                                        "groupName": {"type": "string", "minLength": 1},
+                                        "replicas": {"type": "integer", "minimum": 0},
+                                        "minReplicas": {"type": "integer", "minimum": 0},
+                                        "maxReplicas": {"type": "integer", "minimum": 0},
+                                        "rayStartParams": RAY_START_PARAMS,
+                                        "template": POD_TEMPLATE,
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+CONTRACTS = {**KSERVE_CONTRACT, **RAY_CONTRACT}
+
+
 def render(folder: Path) -> list[dict]:
     text = subprocess.run([KUBECTL, "kustomize", str(folder)], capture_output=True, text=True, check=True).stdout
     return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def as_pods(obj: dict) -> list[dict]:
+    """The Kubernetes parts of a KServe or KubeRay object, as the Pods they become."""
+    if obj["kind"] == "RayJob":
+        cluster = obj["spec"]["rayClusterSpec"]
+        workers = [(group["groupName"], group) for group in cluster.get("workerGroupSpecs", [])]
+        groups = [("head", cluster["headGroupSpec"]), *workers]
+        return [pod(f"{obj['metadata']['name']}-{name}", group["template"]["spec"]) for name, group in groups]
+    return [as_pod(obj)]
+
+
+def pod(name: str, spec: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
 def as_pod(obj: dict) -> dict:
@@ -101,14 +175,16 @@ def as_pod(obj: dict) -> dict:
         container = {k: v for k, v in predictor["model"].items() if k not in KSERVE_KEYS}
         spec = {"containers": [{"name": "kserve-container", **container}]}
         spec.update({k: v for k, v in predictor.items() if k in PREDICTOR_POD_KEYS})
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": obj["metadata"]["name"]}, "spec": spec}
+    return pod(obj["metadata"]["name"], spec)
 
 
 def validate(obj: dict, version: str) -> None:
-    if obj["kind"] in KSERVE_CONTRACT:
-        jsonschema.validate(obj, KSERVE_CONTRACT[obj["kind"]])
-        obj = as_pod(obj)
-    kubernetes_validate.validate(obj, version, strict=True)
+    if obj["kind"] not in CONTRACTS:
+        kubernetes_validate.validate(obj, version, strict=True)
+        return
+    jsonschema.validate(obj, CONTRACTS[obj["kind"]])
+    for part in as_pods(obj):
+        kubernetes_validate.validate(part, version, strict=True)
 
 
 def check_gateway() -> None:
@@ -121,7 +197,7 @@ def check_gateway() -> None:
 
 
 def main() -> None:
-    folders = [K8S / "base", *sorted((K8S / "overlays").iterdir()), K8S / "kserve"]
+    folders = [K8S / "base", *sorted((K8S / "overlays").iterdir()), K8S / "kserve", K8S / "ray"]
     failures = 0
     for folder in folders:
         objects, failed = render(folder), 0
