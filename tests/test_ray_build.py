@@ -30,7 +30,7 @@ from ragserve.testing import FIXTURES, ROOT, TINY_MPNET_TOKENIZER
 RAY = Path(sys.executable).parent / "ray"
 START_S = 120  # one `ray start` (imports, GCS, raylet) on 2 busy cores
 BUILD_S = 300  # the build: two actors import torch and load the model, then embed ~100 texts
-STOP_S = 15
+STOP_S = 5  # then SIGKILL: some of Ray's processes outlive SIGTERM, and a test cluster keeps nothing
 NODE_PORTS = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
               "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")  # fmt: skip
 WORKER_PORTS = 12  # ports for a node's worker processes (the actor, Ray Data's tasks, idle workers)
