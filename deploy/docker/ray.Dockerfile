@@ -8,8 +8,6 @@ ARG BUILDER_IMAGE=ragserve-builder:0.1.0
 FROM ${BUILDER_IMAGE}
 WORKDIR /opt/ragserve
 RUN .venv/bin/python -m pip install --no-cache-dir --quiet "ray[default]==2.60.0"
-# KubeRay starts `ray start` and the submitter runs `ray job submit`: both from this venv. The build stage
-# copies handlers/ without installing the package: the path makes ragserve importable by the driver and by
-# every Ray worker process (they inherit the raylet's environment).
-ENV PATH=/opt/ragserve/.venv/bin:$PATH \
-    PYTHONPATH=/opt/ragserve/handlers
+# KubeRay starts `ray start` and the submitter runs `ray job submit`: both from this venv, in which the build
+# stage installed ragserve (editable, from /opt/ragserve/handlers): the driver and every Ray worker import it.
+ENV PATH=/opt/ragserve/.venv/bin:$PATH
