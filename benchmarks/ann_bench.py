@@ -115,12 +115,13 @@ def percentiles(times: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
 
 
-def settings_for(n: int) -> dict:
+def settings_for(n: int, kinds: list[str], efs: list[int], probes: list[int]) -> dict:
     lists = max(1, min(n // 39, int(4 * np.sqrt(n))))  # FAISS wants >= 39 training points per list
-    return {
-        "hnsw": [({"hnsw_m": 32, "hnsw_ef_construction": 80}, [{"hnsw_ef_search": ef} for ef in (64, 128, 256)])],
-        "ivf": [({"ivf_lists": lists}, [{"ivf_probe": p} for p in (16, 32, 64, 128)])],
+    settings = {
+        "hnsw": [({"hnsw_m": 32, "hnsw_ef_construction": 80}, [{"hnsw_ef_search": ef} for ef in efs])],
+        "ivf": [({"ivf_lists": lists}, [{"ivf_probe": p} for p in probes])],
     }
+    return {kind: settings[kind] for kind in kinds}
 
 
 def real_vectors(folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -155,16 +156,22 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--real", type=Path, help="an index version folder (index/<line>/versions/<id>)")
     parser.add_argument("--build-threads", type=int, default=0, help="FAISS threads while building (0: all)")
+    parser.add_argument("--kinds", nargs="+", default=["hnsw", "ivf"], choices=["hnsw", "ivf"])
+    parser.add_argument("--hnsw-ef", type=int, nargs="+", default=[64, 128, 256, 512], help="efSearch values")
+    parser.add_argument("--ivf-probe", type=int, nargs="+", default=[16, 32, 64, 128], help="nprobe values")
     add_out_argument(parser, "ann")
     args = parser.parse_args()
     results = Results.create("ann", args.out, packages=["numpy"])
     rows, threads = [], args.build_threads or faiss.omp_get_max_threads()
     if args.real:
         chunks, queries = real_vectors(args.real)
-        rows += measure(f"real ({args.real.name})", chunks, queries, settings_for(len(chunks)), threads)
+        settings = settings_for(len(chunks), args.kinds, args.hnsw_ef, args.ivf_probe)
+        rows += measure(f"real ({args.real.name})", chunks, queries, settings, threads)
     for n in args.sizes:
         vectors, queries = synthetic(n, args.queries, seed=n)
-        rows += measure("synthetic", vectors, queries, settings_for(n), threads)
+        rows += measure(
+            "synthetic", vectors, queries, settings_for(n, args.kinds, args.hnsw_ef, args.ivf_probe), threads
+        )
         del vectors
     results.write_csv("results.csv", rows, FIELDS)
     print(results.write_report(markdown(rows, args)))
