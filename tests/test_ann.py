@@ -52,18 +52,19 @@ def test_a_filter_returns_only_allowed_chunks_ranked_as_the_flat_scan_ranks_them
     assert (few[:, 3:] == -1).all() and set(few[:, :3].ravel()) == set(allowed[:3])  # -1 pads, as FAISS does
 
 
-def test_auto_is_flat_below_the_threshold_and_hnsw_above() -> None:
+def test_auto_is_flat_below_the_threshold_and_ivf_above() -> None:
     cfg = IndexConfig(kind="auto", ann_min_chunks=1000)
-    assert (resolve_kind(cfg, 999), resolve_kind(cfg, 1000)) == ("flat", "hnsw")
+    assert (resolve_kind(cfg, 999), resolve_kind(cfg, 1000)) == ("flat", "ivf")
     assert kind_of(index_of(clustered(500), kind="auto", ann_min_chunks=1000).store.index) == "flat"
-    assert kind_of(index_of(clustered(1200), kind="auto", ann_min_chunks=1000).store.index) == "hnsw"
+    assert kind_of(index_of(clustered(1200), kind="auto", ann_min_chunks=1000).store.index) == "ivf"
 
 
 def test_build_settings_change_the_line_and_search_settings_do_not() -> None:
     base = Config()
     with_index = lambda **s: dataclasses.replace(base, index=dataclasses.replace(base.index, **s))  # noqa: E731
     assert ann_identity(IndexConfig(kind="flat")) is None and "ann" not in identity(with_index(kind="flat"))
-    assert identity(with_index(hnsw_m=16)) != identity(base)
+    assert identity(with_index(ivf_lists=64)) != identity(base)  # auto's build setting
+    assert identity(with_index(kind="hnsw", hnsw_m=16)) != identity(with_index(kind="hnsw"))
     assert identity(with_index(hnsw_ef_search=512)) == identity(base)
     assert identity(with_index(ivf_probe=64)) == identity(base)
     with pytest.raises(ConfigError, match="index.kind"):

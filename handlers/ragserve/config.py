@@ -154,8 +154,8 @@ class IndexConfig:
     keep_versions: int = 3  # versions a refresh keeps on disk (the live one, and the rest for rollback)
     metric: str = "cosine"  # "cosine" (inner product of unit vectors) or "l2" (the demo's)
     # Approximate search past a size (index/ann.py; measured in benchmarks/ann_bench.py):
-    kind: str = "auto"  # "flat" (exact scan), "hnsw", "ivf" or "auto": flat below ann_min_chunks, HNSW from there
-    ann_min_chunks: int = 100_000  # auto's threshold: a flat scan of 100k chunks took ~5 ms per query
+    kind: str = "auto"  # "flat" (exact scan), "hnsw", "ivf" or "auto": flat below ann_min_chunks, IVF from there
+    ann_min_chunks: int = 100_000  # auto's threshold: past it a flat scan takes tens of ms per query
     hnsw_m: int = 32  # HNSW links per vector (build): more is slower to build and better at recall
     hnsw_ef_construction: int = 80  # HNSW candidates kept while building
     hnsw_ef_search: int = 128  # HNSW candidates kept per query (search time: no rebuild)
