@@ -1,13 +1,15 @@
 """Which FAISS index a version holds: exact (flat) up to a size, approximate (HNSW or IVF) past it.
 
-Public names: ANN_KINDS, resolve_kind, ann_identity, build_faiss_index, kind_of, search_params, EXACT_FILTERED_MAX.
+Public names: ANN_KINDS, resolve_kind, ann_identity, build_faiss_index, kind_of, search_params,
+EXACT_FILTERED_MAX.
 `index.kind: auto` is flat below `index.ann_min_chunks` and IVF above. Measured one query at a time on
 one thread of a 2-core x86 VM (benchmarks/ann_bench.py, docs/results/ann.md): a flat scan took 25 ms at
 100k vectors and 224 ms at 1M; IVF (4,000 lists, 32 probed) 3.4 ms at 1M with recall@10 1.000 against
-it; HNSW (M 32, efConstruction 80) 0.8-2.8 ms but its recall stopped at 0.97 however wide the search. All kinds are saved in index.faiss, keep
-every vector (reconstruct works: page, window and re-ranking scores read them) and take FAISS's
-IDSelector for metadata filters. Build settings (M, efConstruction, lists) change the saved index and
-are part of the line's identity; search settings (efSearch, probes) are read per query.
+it; HNSW (M 32, efConstruction 80) 0.8-2.8 ms but its recall stopped at 0.97 however wide the search.
+All kinds are saved in index.faiss, keep every vector (reconstruct works: page, window and re-ranking
+scores read them) and take FAISS's IDSelector for metadata filters. Build settings (M, efConstruction,
+lists) change the saved index and are part of the line's identity; search settings (efSearch, probes)
+are read per query.
 """
 
 from __future__ import annotations
