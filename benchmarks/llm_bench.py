@@ -111,9 +111,7 @@ def cuda_graph_records() -> int:
     """CUDA graphs Inductor's cudagraph trees have recorded so far (0 on CPU)."""
     from torch._dynamo.utils import counters
 
-    return int(counters["inductor"].get("cudagraph_recorded_non_static_inputs", 0)) + int(
-        sum(v for k, v in counters["inductor"].items() if "cudagraph" in k and "record" in k)
-    )
+    return int(sum(v for k, v in counters["inductor"].items() if "cudagraph" in k and "record" in k))
 
 
 def peak_memory_gb(device: str) -> float:

@@ -25,7 +25,7 @@ from ragserve.config import CompileConfig, Config
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh
 from ragserve.index.store import IndexLine
-from ragserve.testing import FIXTURES, ROOT, TINY_MPNET_TOKENIZER
+from ragserve.testing import FIXTURES, ROOT, build_tiny_mpnet
 
 RAY = Path(sys.executable).parent / "ray"
 START_S = 120  # one `ray start` (imports, GCS, raylet) on 2 busy cores
@@ -100,19 +100,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random MPNet of tests/test_tiny_encoder.py, saved as a model folder every node can read."""
-    import torch
-    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
-
-    tokenizer = AutoTokenizer.from_pretrained(TINY_MPNET_TOKENIZER)
-    config = MPNetConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=514,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-mpnet")
-    MPNetModel(config, add_pooling_layer=False).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_tiny_mpnet(tmp_path_factory.mktemp("tiny-mpnet"))
 
 
 def handler(model: Path, index_dir: Path) -> dict:

@@ -10,25 +10,14 @@ import pytest
 from ragserve.compilation import compiled_graph_count
 from ragserve.config import CompileConfig, EmbeddingConfig
 from ragserve.embedding.encoder import Encoder
-from ragserve.testing import TINY_MPNET_TOKENIZER
+from ragserve.testing import build_tiny_mpnet
 
 TEXTS = ["What's new with Llama 3.1?", "FAISS", "batchSize and maxBatchDelay " * 60, "one more", "a b c d e f"]
 
 
 @pytest.fixture(scope="module")
 def tiny_cfg(tmp_path_factory: pytest.TempPathFactory) -> EmbeddingConfig:
-    import torch
-    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
-
-    tokenizer = AutoTokenizer.from_pretrained(TINY_MPNET_TOKENIZER)
-    config = MPNetConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=514,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-mpnet")
-    MPNetModel(config, add_pooling_layer=False).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = build_tiny_mpnet(tmp_path_factory.mktemp("tiny-mpnet"))
     return EmbeddingConfig(model_path=str(folder), batch_size=4)
 
 

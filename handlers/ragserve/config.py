@@ -231,17 +231,6 @@ class RerankConfig:
         _check(self.max_length > 0 and self.batch_size > 0, "rerank.max_length and rerank.batch_size must be > 0")
 
 
-SECTIONS = {
-    "corpus": CorpusConfig,
-    "embedding": EmbeddingConfig,
-    "compile": CompileConfig,
-    "index": IndexConfig,
-    "retrieval": RetrievalConfig,
-    "rerank": RerankConfig,
-    "runtime": RuntimeConfig,
-}
-
-
 @dataclass(frozen=True)
 class Config:
     """The whole RAG endpoint configuration, one section per module."""
@@ -295,6 +284,15 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def sections_of(config_cls: type) -> dict[str, type]:
+    """A whole config's sections, {yaml key: section dataclass}, read from its fields."""
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(config_cls)}
+
+
+SECTIONS = sections_of(Config)
 
 
 @dataclass(frozen=True)
@@ -373,16 +371,6 @@ class GroundingConfig:
         _check(self.timeout_s > 0, "rag.timeout_s must be > 0")
 
 
-LLM_SECTIONS = {
-    "model": ModelConfig,
-    "generate": GenerateConfig,
-    "decode": DecodeConfig,
-    "rag": GroundingConfig,
-    "compile": CompileConfig,
-    "runtime": RuntimeConfig,
-}
-
-
 @dataclass(frozen=True)
 class LLMConfig:
     """The whole LLM endpoint configuration, one section per concern."""
@@ -427,6 +415,9 @@ class LLMConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+LLM_SECTIONS = sections_of(LLMConfig)
 
 
 def override(mapping: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> dict[str, Any]:

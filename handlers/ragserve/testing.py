@@ -1,7 +1,7 @@
 """Test support shared by tests/, benchmarks and the TorchServe harness (like torch.testing).
 
 Public names: ROOT, FIXTURES, MODEL_DIR, LLM_DIR, TINY_LLAMA_TOKENIZER, TINY_MPNET_TOKENIZER, SHARED, HF_SITE,
-serve_directory, Archive, serving (the test servers' one factory), build_tiny_llm, tiny_llm_config,
+serve_directory, Archive, serving (the test servers' one factory), build_tiny_llm, build_tiny_mpnet, tiny_llm_config,
 assert_streamed_and_plain_answers_agree, make_context, load_handler, turns. The tiny models read the tokenizers
 committed in tests/fixtures (tests/fixtures/make_tiny_tokenizers.py), not models/: they need no download.
 Nothing here is imported by the handlers; `make archive` leaves it out of the model archives.
@@ -105,6 +105,22 @@ def build_tiny_llm(initializer_range: float):
     )
     torch.manual_seed(0)
     return LlamaForCausalLM(config).eval()
+
+
+def build_tiny_mpnet(folder: Path) -> Path:
+    """A random 1-layer MPNet encoder (hidden 32) over the tiny WordPiece tokenizer, saved to folder: no download."""
+    import torch
+    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+
+    tokenizer = AutoTokenizer.from_pretrained(TINY_MPNET_TOKENIZER)
+    config = MPNetConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=514,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    MPNetModel(config, add_pooling_layer=False).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 def tiny_llm_config(changes: dict | None = None):

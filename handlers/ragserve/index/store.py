@@ -194,7 +194,7 @@ class Index:
 
     def _exact_search(self, vectors: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores, positions), each (n, k), over the allowed positions only, as a flat index would give them."""
-        scores = np.stack([self.dense_scores(vector, list(allowed)) for vector in vectors]) if len(allowed) else None
+        scores = self._scores_against(vectors, allowed) if len(allowed) else None
         out_scores = np.full((len(vectors), k), -np.inf if self.metric == "cosine" else np.inf, np.float32)
         out_positions = np.full((len(vectors), k), -1, np.int64)
         if scores is not None:
@@ -215,6 +215,13 @@ class Index:
         if self.store.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT:
             return stored @ vector
         return np.sum((stored - vector) ** 2, axis=1)
+
+    def _scores_against(self, queries: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """(n, len(positions)) what FAISS would score each query against these chunks: one reconstruct."""
+        stored = self.store.index.reconstruct_batch(positions)  # (m, dim)
+        if self.metric == "cosine":
+            return queries @ stored.T
+        return np.sum((queries[:, None, :] - stored[None, :, :]) ** 2, axis=2)
 
     def vectors(self) -> np.ndarray:
         """(n, dim) every chunk's vector, in position order."""

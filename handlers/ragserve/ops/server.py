@@ -232,48 +232,20 @@ def prepare_rag_archive(
 ) -> Path:
     """Write a model yaml, build its index under workdir and archive it into workdir/model_store/<name>."""
     config = write_model_yaml(workdir / f"{name}-test.yaml", handler, frontend)
-    python = sys.executable
-    subprocess.run([python, ROOT / "scripts/build_index.py", "--config", config, "--root", workdir], check=True)
-    subprocess.run(
-        [
-            python,
-            "-m",
-            "ragserve.ops.archive",
-            "--config",
-            config,
-            "--name",
-            name,
-            "--root",
-            workdir,
-            "--store",
-            workdir / "model_store",
-        ],
-        check=True,
-    )
-    return workdir / "model_store" / name
+    subprocess.run([sys.executable, ROOT / "scripts/build_index.py", "--config", config, "--root", workdir], check=True)
+    return _archive(workdir, config, "rag", name)
 
 
 def prepare_llm_archive(
     workdir: Path, handler: Mapping[str, Any], frontend: Mapping[str, Any] | None = None, name: str = "llm"
 ) -> Path:
     """Write an LLM model yaml and archive it into workdir/model_store/<name>."""
-    config = write_model_yaml(workdir / f"{name}-test.yaml", handler, frontend)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ragserve.ops.archive",
-            "--endpoint",
-            "llm",
-            "--config",
-            config,
-            "--name",
-            name,
-            "--root",
-            workdir,
-            "--store",
-            workdir / "model_store",
-        ],
-        check=True,
-    )
-    return workdir / "model_store" / name
+    return _archive(workdir, write_model_yaml(workdir / f"{name}-test.yaml", handler, frontend), "llm", name)
+
+
+def _archive(workdir: Path, config: Path, endpoint: str, name: str) -> Path:
+    """ragserve.ops.archive on config, into workdir/model_store/<name> (relative paths resolved under workdir)."""
+    store = workdir / "model_store"
+    args = ["--endpoint", endpoint, "--config", config, "--name", name, "--root", workdir, "--store", store]
+    subprocess.run([sys.executable, "-m", "ragserve.ops.archive", *args], check=True)
+    return store / name
