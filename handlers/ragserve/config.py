@@ -171,6 +171,7 @@ class IndexConfig:
     # these embeds the new windows, never the chunks, which the embedding cache holds):
     window_sentences: int = 3  # sentences per window
     window_stride: int = 2  # a new window every this many sentences
+    window_mode: str = "encoded"  # "encoded": each window's own pass; "pooled": its chunk's token vectors averaged
 
     def __post_init__(self) -> None:
         _check(self.metric in ("cosine", "l2"), "index.metric must be 'cosine' or 'l2'")
@@ -182,6 +183,7 @@ class IndexConfig:
         _check(self.keep_versions >= 2, "index.keep_versions must be >= 2 (the live version and one to roll back to)")
         _check(self.window_sentences >= 1, "index.window_sentences must be >= 1")
         _check(1 <= self.window_stride <= self.window_sentences, "index.window_stride must be in 1..window_sentences")
+        _check(self.window_mode in ("encoded", "pooled"), "index.window_mode must be 'encoded' or 'pooled'")
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,10 @@ class Config:
                 self.corpus.chunk_size + 2 <= self.embedding.max_seq_length,
                 "corpus.chunk_size (tokens) + 2 special tokens must fit embedding.max_seq_length",
             )
+        _check(
+            self.index.window_mode != "pooled" or self.embedding.pooling == "mean",
+            "index.window_mode: pooled averages token embeddings: it needs embedding.pooling: mean",
+        )
 
     @classmethod
     def from_mapping(cls, mapping: dict[str, Any] | None, root: str | Path) -> Config:

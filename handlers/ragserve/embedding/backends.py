@@ -1,7 +1,9 @@
 """One interface over the encoder's three backends: torch eager, torch compiled and ONNX Runtime.
 
 Public names: Backend, TorchBackend, make_backend.
-A backend turns tokenized texts into (n, dim) float32 vectors. `tensors` says which tokenizer output it
+A backend turns tokenized texts into (n, dim) float32 vectors, or with tokens=True into the
+transformer's (n, seq, dim) token embeddings and the (n, seq) attention mask (for span vectors:
+encoder.embed_spans). `tensors` says which tokenizer output it
 reads ("pt" or "np"); `compiled` says whether the encoder must warm it up. The ONNX backend is
 onnxrt.OnnxRunner.
 """
@@ -29,8 +31,9 @@ Tokenize = Callable[[str], dict]  # tensors ("pt" | "np") -> {"input_ids": (n, s
 class Backend(Protocol):
     compiled: bool
 
-    def run(self, tokenize: Tokenize) -> np.ndarray:
-        """Tokenize (with this backend's tensor kind) and embed; (n, dim) float32."""
+    def run(self, tokenize: Tokenize, tokens: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Tokenize (with this backend's tensor kind) and embed; (n, dim) float32, or with tokens
+        ((n, seq, dim) float32 token embeddings, (n, seq) mask)."""
         ...
 
 
@@ -46,13 +49,16 @@ class TorchBackend:
         if self.compiled:
             compile_module(self.model, compile_cfg)
 
-    def run(self, tokenize: Tokenize) -> np.ndarray:
+    def run(self, tokenize: Tokenize, tokens: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         # Tokenize inside inference mode too: tensors made outside it carry another dispatch key,
         # and dynamo would guard on the difference and recompile (warm-up runs inside it).
         with torch.inference_mode():
             encoded = tokenize("pt")
             input_ids = encoded["input_ids"].to(self.device)  # (n, seq)
             attention_mask = encoded["attention_mask"].to(self.device)  # (n, seq)
+            if tokens:  # the transformer alone, eager: only index builds ask for token embeddings
+                hidden = self.model.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                return hidden.float().cpu().numpy(), encoded["attention_mask"].numpy()  # (n, seq, dim), (n, seq)
             return self.model(input_ids, attention_mask).float().cpu().numpy()  # (n, dim)
 
 
@@ -62,10 +68,17 @@ class OnnxBackend:
     compiled = False
 
     def __init__(self, cfg: EmbeddingConfig) -> None:
+        self.cfg = cfg
         self.runner = OnnxRunner(cfg, torch.get_num_threads())
+        self.token_runner: OnnxRunner | None = None  # the transformer alone, exported when first asked for
 
-    def run(self, tokenize: Tokenize) -> np.ndarray:
+    def run(self, tokenize: Tokenize, tokens: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         encoded = tokenize("np")
+        if tokens:
+            if self.token_runner is None:
+                self.token_runner = OnnxRunner(self.cfg, torch.get_num_threads(), pooling="tokens")
+            hidden = self.token_runner(encoded["input_ids"], encoded["attention_mask"])  # (n, seq, dim)
+            return hidden, encoded["attention_mask"]
         return self.runner(encoded["input_ids"], encoded["attention_mask"])  # (n, dim)
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 LOOKUP_ROWS = 500  # keys per SELECT ... IN (...): SQLite allows 999 parameters by default
+STORE_EVERY = 2048  # texts per encoder call and transaction: minutes of CPU work each, seconds on a GPU
 
 
 def model_identity(cfg: EmbeddingConfig) -> dict[str, Any]:
@@ -89,6 +90,44 @@ class EmbeddingCache:
             return np.empty((0, self.dimension), np.float32)
         return np.stack([found[key] for key in keys])
 
+    def embed_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Encoder.embed_spans from the cache: a span's row is keyed by its text and its character range. A text
+        with any span missing goes through the encoder whole, which stores its own vector too (one pass)."""
+        span_keys = [
+            [_sha256(f"\x00span {a}:{b}\x00{text}") for a, b in text_spans]
+            for text, text_spans in zip(texts, spans, strict=True)
+        ]
+        found = self._lookup(sorted({key for keys in span_keys for key in keys}))
+        todo = [i for i, keys in enumerate(span_keys) if any(key not in found for key in keys)]
+        for start in range(0, len(todo), STORE_EVERY):  # stored as it goes: a stopped build keeps what it paid for
+            part = todo[start : start + STORE_EVERY]
+            begun = time.perf_counter()
+            whole, per_text = self.encoder.embed_spans([texts[i] for i in part], [list(spans[i]) for i in part])
+            rows = {_sha256(texts[i]): vector for i, vector in zip(part, whole, strict=True)}
+            for i, vectors in zip(part, per_text, strict=True):
+                rows.update(zip(span_keys[i], vectors, strict=True))
+            self._write(rows)
+            found.update(rows)
+            self.embedded += len(part)
+            logger.info(
+                "embedded %d/%d texts with their spans in %.1f s",
+                start + len(part),
+                len(todo),
+                time.perf_counter() - begun,
+            )
+        whole_found = self._lookup(sorted({_sha256(text) for text in texts}))
+        vectors = (
+            np.stack([whole_found[_sha256(text)] for text in texts])
+            if texts
+            else np.empty((0, self.dimension), np.float32)
+        )
+        return vectors, [
+            np.stack([found[key] for key in keys]) if keys else np.empty((0, vectors.shape[1]), np.float32)
+            for keys in span_keys
+        ]
+
     def fill(self, groups: dict[str, Sequence[str]]) -> dict[str, int]:
         """Embed every text of every group that the cache lacks, in one encoder call; the new texts per group
         (a text in two groups counts in the first). A build calls it once, so a Ray cluster runs one job."""
@@ -104,18 +143,35 @@ class EmbeddingCache:
         return new
 
     def _store(self, missing: dict[str, str]) -> dict[str, np.ndarray]:
-        """Embed missing (sha256 -> text) and write the vectors in one transaction; sha256 -> vector."""
-        if not missing:
-            return {}
-        start = time.perf_counter()
-        vectors = self.encoder.embed(list(missing.values())).astype(np.float32)
-        seconds = time.perf_counter() - start  # the encoder's load (or a Ray job's start) included
-        logger.info("embedded %d new texts in %.1f s (%.1f texts/s)", len(missing), seconds, len(missing) / seconds)
-        rows = [(key, vector.tobytes()) for key, vector in zip(missing, vectors, strict=True)]
-        with self.db:  # one transaction
-            self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
-        self.embedded += len(missing)
-        return dict(zip(missing, vectors, strict=True))
+        """Embed missing (sha256 -> text) and write the vectors; sha256 -> vector. Written STORE_EVERY texts at a
+        time (one encoder call each, so a Ray job per slice), so a build stopped after an hour keeps that hour."""
+        stored: dict[str, np.ndarray] = {}
+        items = list(missing.items())
+        for begin in range(0, len(items), STORE_EVERY):
+            part = dict(items[begin : begin + STORE_EVERY])
+            start = time.perf_counter()
+            vectors = self.encoder.embed(list(part.values())).astype(np.float32)
+            seconds = time.perf_counter() - start  # the encoder's load (or a Ray job's start) included
+            logger.info(
+                "embedded %d/%d new texts in %.1f s (%.1f texts/s)",
+                begin + len(part),
+                len(items),
+                seconds,
+                len(part) / seconds,
+            )
+            rows = dict(zip(part, vectors, strict=True))
+            self._write(rows)
+            self.embedded += len(part)
+            stored.update(rows)
+        return stored
+
+    def _write(self, rows: dict[str, np.ndarray]) -> None:
+        """sha256 -> vector rows, in one transaction."""
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                [(k, v.astype(np.float32).tobytes()) for k, v in rows.items()],
+            )
 
     def _lookup(self, keys: list[str]) -> dict[str, np.ndarray]:
         found = {}

@@ -63,6 +63,37 @@ class Encoder(Embeddings):
                 batches.append([i])
         return batches
 
+    def embed_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One forward pass per text gives its vector and one vector per (start, end) character span of it: the
+        mean of the token embeddings that overlap the span, L2-normalised (mean pooling only). Returns the
+        (len(texts), dim) text vectors (equal to embed's up to float rounding) and, per text, (len(spans), dim).
+        A span past max_seq_length (no token read) is embedded as a text of its own."""
+        if self.cfg.pooling != "mean":
+            raise ValueError(f"span vectors need embedding.pooling: mean, not {self.cfg.pooling!r}")
+        whole = np.empty((len(texts), self.dimension), dtype=np.float32)
+        parts: list[np.ndarray] = [np.empty((0, self.dimension), np.float32)] * len(texts)
+        for batch in self.batches(texts):
+            batch_texts = [texts[i] for i in batch]
+            offsets = self.tokenizer(
+                batch_texts,
+                padding=True,
+                truncation=True,
+                max_length=self.cfg.max_seq_length,
+                return_offsets_mapping=True,
+                return_tensors="np",
+            )["offset_mapping"]  # (n, seq, 2) character range of each token; (0, 0) for special and padding
+            hidden, mask = self.backend.run(lambda tensors, b=batch_texts: self._tokenize(b, tensors), tokens=True)
+            whole[batch] = _unit(_masked_mean(hidden, mask.astype(np.float32)))
+            for row, i in enumerate(batch):
+                starts, ends = offsets[row, :, 0], offsets[row, :, 1]
+                real = (ends > starts)[None, :]  # (1, seq): tokens of the text, not special or padding
+                bounds = np.array(spans[i], dtype=np.int64).reshape(-1, 2)  # (k, 2)
+                inside = real & (starts[None, :] < bounds[:, 1:]) & (ends[None, :] > bounds[:, :1])  # (k, seq)
+                parts[i] = _unit(inside.astype(np.float32) @ hidden[row] / np.maximum(inside.sum(1, keepdims=True), 1))
+                for k in np.flatnonzero(~inside.any(1)):  # cut off by max_seq_length: embedded on its own
+                    parts[i][k] = self.embed([texts[i][bounds[k, 0] : bounds[k, 1]]])[0]
+        return whole, parts
+
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens the model reads of each text (special tokens included, cut at max_seq_length)."""
         encoded = self.tokenizer(texts, truncation=True, max_length=self.cfg.max_seq_length)
@@ -81,3 +112,12 @@ class Encoder(Embeddings):
         return self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.cfg.max_seq_length, return_tensors=tensors
         )
+
+
+def _masked_mean(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(n, seq, dim) token embeddings, (n, seq) mask -> (n, dim) mean over the masked tokens."""
+    return np.einsum("nsd,ns->nd", hidden, mask) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)).astype(np.float32)

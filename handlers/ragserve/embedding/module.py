@@ -20,6 +20,8 @@ class SentenceEmbedder(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         output = self.transformer(input_ids=input_ids, attention_mask=attention_mask)
+        if self.pooling == "tokens":
+            return output.last_hidden_state  # (n, seq, dim): no pooling (span vectors, encoder.embed_spans)
         if self.pooling == "cls_pooler":
             return output.pooler_output  # (n, dim), the demo's choice: not what the model was trained for
         hidden = output.last_hidden_state  # (n, seq, dim)

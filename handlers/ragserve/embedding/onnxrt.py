@@ -28,19 +28,24 @@ logger = logging.getLogger(__name__)
 EXPORT_EXAMPLE = ["an example", "a second, longer example text"]
 
 
-def onnx_file(cfg: EmbeddingConfig) -> Path:
-    """Where the export of this model, pooling and torch version lives (inside the model folder)."""
+def onnx_file(cfg: EmbeddingConfig, pooling: str | None = None) -> Path:
+    """Where the export of this model, pooling (cfg's, or "tokens": no pooling) and torch version lives (inside
+    the model folder)."""
     version = re.sub(r"[^\w.]", "_", torch.__version__)
-    return Path(cfg.model_path) / "onnx" / f"model-{cfg.pooling}-{cfg.max_seq_length}-torch{version}.onnx"
+    return Path(cfg.model_path) / "onnx" / f"model-{pooling or cfg.pooling}-{cfg.max_seq_length}-torch{version}.onnx"
 
 
-def export(cfg: EmbeddingConfig, path: Path) -> None:
+def output_name(pooling: str) -> str:
+    return "token_embeddings" if pooling == "tokens" else "sentence_embedding"
+
+
+def export(cfg: EmbeddingConfig, path: Path, pooling: str) -> None:
     """Export transformer + pooling + normalisation; written beside, then renamed (never half a file)."""
     from transformers import AutoModel, AutoTokenizer
 
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
-    model = SentenceEmbedder(AutoModel.from_pretrained(cfg.model_path).eval(), cfg.pooling).eval()
+    model = SentenceEmbedder(AutoModel.from_pretrained(cfg.model_path).eval(), pooling).eval()
     example = tokenizer(EXPORT_EXAMPLE, padding=True, return_tensors="pt")
     batch = torch.export.Dim("batch", min=1, max=4096)
     seq = torch.export.Dim("seq", min=1, max=cfg.max_seq_length)
@@ -53,7 +58,7 @@ def export(cfg: EmbeddingConfig, path: Path) -> None:
             (example["input_ids"], example["attention_mask"]),
             str(partial),
             input_names=["input_ids", "attention_mask"],
-            output_names=["sentence_embedding"],
+            output_names=[output_name(pooling)],
             dynamic_shapes={"input_ids": axes, "attention_mask": axes},
             dynamo=True,
             external_data=False,
@@ -66,16 +71,17 @@ def export(cfg: EmbeddingConfig, path: Path) -> None:
 class OnnxRunner:
     """An onnxruntime session over the exported file (exported first, under a lock, when missing)."""
 
-    def __init__(self, cfg: EmbeddingConfig, threads: int) -> None:
+    def __init__(self, cfg: EmbeddingConfig, threads: int, pooling: str | None = None) -> None:
         import onnxruntime as ort
 
-        path = onnx_file(cfg)
+        self.pooling = pooling or cfg.pooling
+        path = onnx_file(cfg, self.pooling)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path.with_suffix(".lock"), "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # one exporter; other workers wait, then load
                 if not path.exists():
-                    export(cfg, path)
+                    export(cfg, path, self.pooling)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # the worker's OMP_NUM_THREADS, as torch uses
         options.inter_op_num_threads = 1
@@ -84,6 +90,6 @@ class OnnxRunner:
         self.path = path
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """(n, seq) int64 token ids and mask -> (n, dim) float32 unit rows."""
+        """(n, seq) int64 token ids and mask -> (n, dim) float32 unit rows (pooling "tokens": (n, seq, dim))."""
         feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
-        return self.session.run(["sentence_embedding"], feeds)[0]
+        return self.session.run([output_name(self.pooling)], feeds)[0]

@@ -138,12 +138,21 @@ def build_in_memory(
     With an EmbeddingCache for encoder, every text it lacks is embedded first, in one encoder call, and the
     result says how many texts of each kind that was ({} otherwise)."""
     cfg = cfg or Config()
-    embedded = encoder.fill(_texts(chunks, cfg)) if isinstance(encoder, EmbeddingCache) else {}
+    cached = isinstance(encoder, EmbeddingCache)
+    size, stride = cfg.index.window_sentences, cfg.index.window_stride
+    windows, pooled_new = None, 0
+    if windows_of(cfg) and cfg.index.window_mode == "pooled":  # first: its one pass embeds the chunks too
+        before = encoder.embedded if cached else 0
+        windows = WindowVectors.embed(chunks, encoder, size, stride, "pooled")
+        pooled_new = encoder.embedded - before if cached else 0
+    embedded = encoder.fill(_texts(chunks, cfg)) if cached else {}
+    if windows is not None and cached:
+        embedded = {"chunks with pooled windows": pooled_new, **embedded}
     vectors = embed_with_progress(encoder, [chunk.page_content for chunk in chunks], "chunks")
     index = Index.from_vectors(chunks, vectors, cfg.index.metric, scheme_of(cfg), cfg=cfg.index)
     index.pages = PageVectors.embed(chunks, encoder)
     if windows_of(cfg):
-        index.windows = WindowVectors.embed(chunks, encoder, cfg.index.window_sentences, cfg.index.window_stride)
+        index.windows = windows or WindowVectors.embed(chunks, encoder, size, stride)
     return index, embedded
 
 
@@ -154,7 +163,7 @@ def _texts(chunks: Sequence[Document], cfg: Config) -> dict[str, list[str]]:
         "chunks": [chunk.page_content for chunk in chunks],
         "page records": [text for record in page_records(chunks) for text in record.dense_texts()],
     }
-    if windows_of(cfg):
+    if windows_of(cfg) and cfg.index.window_mode == "encoded":
         size, stride = cfg.index.window_sentences, cfg.index.window_stride
         texts["sentence windows"] = [w for chunk in chunks for w in sentence_windows(chunk.page_content, size, stride)]
     return texts

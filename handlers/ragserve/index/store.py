@@ -68,7 +68,9 @@ def scheme_of(cfg: Config) -> LexicalScheme:
 
 def windows_of(cfg: Config) -> str | None:
     """The sentence-window folder this config reads, or None."""
-    return windows_folder(cfg.index.window_sentences, cfg.index.window_stride) if cfg.uses_windows else None
+    if not cfg.uses_windows:
+        return None
+    return windows_folder(cfg.index.window_sentences, cfg.index.window_stride, cfg.index.window_mode)
 
 
 def identity(cfg: Config) -> dict[str, Any]:

@@ -108,7 +108,7 @@ def add_rag_files(config: Path, target: Path, root: Path, live: bool = False) ->
             exported = onnx_file(cfg.embedding)
             if not exported.exists():
                 exported.parent.mkdir(parents=True, exist_ok=True)
-                export(cfg.embedding, exported)
+                export(cfg.embedding, exported, cfg.embedding.pooling)
             _link_file(exported, onnx_file(archived.embedding))
     reranker = cfg.rerank.model
     if reranker and Path(reranker).is_dir() and reranker != archived.rerank.model:  # a local, relative folder
