@@ -10,7 +10,7 @@ Q ?= How do I rotate the TorchServe token?
 K ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-fast test-faults test-scale validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh eval eval-answers lint format
+.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-fast test-faults test-scale validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh eval eval-answers quant-gate lint format
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -122,6 +122,9 @@ eval-pydocs: models ## opt-in: retrieval quality on the Python 3.11 docs (apt-ge
 
 eval-answers: models ## SmolLM2 answer quality (key term of the expected answer) per setting on ../shared/corpus/hf-blog
 	$(PY) benchmarks/answer_eval.py
+
+quant-gate: models ## LLM weight quantization's quality gate: token agreement and key-term answers, torchao vs float32
+	$(PY) benchmarks/quant_gate.py $(QUANT_ARGS)
 
 lint: ## ruff lint and format check
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

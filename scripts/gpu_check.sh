@@ -16,7 +16,7 @@ bundle() {
   rm -rf "$BUNDLE" && mkdir -p "$BUNDLE/wheels" "$BUNDLE/tokenizers"
   # The pinned transformers and tokenizers with their dependencies at this project's pins (pure-python or abi3
   # wheels: they install on the GPU machine's Python whatever its minor version); numpy and torch are there.
-  grep -E '^(transformers|tokenizers|huggingface-hub|safetensors)==' requirements.txt > "$BUNDLE/pins.txt"
+  grep -E '^(transformers|tokenizers|huggingface-hub|safetensors|torchao)==' requirements.txt > "$BUNDLE/pins.txt"
   grep -vE '^(torch|torchserve|torch-model-archiver|numpy)==' requirements.txt | grep -E '==' > "$BUNDLE/constraints.txt"
   "$PY" -m pip download --quiet --only-binary=:all: -d "$BUNDLE/wheels" -r "$BUNDLE/pins.txt" -c "$BUNDLE/constraints.txt"
   rm -f "$BUNDLE"/wheels/numpy-*.whl

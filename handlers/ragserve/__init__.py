@@ -26,6 +26,7 @@ RAG endpoint, read side (every worker)
   retrieval/pipeline.py  RAGPipeline: one embed and one search per batch -> prompts, JSON, embeddings
 LLM endpoint
   llm/generation.py      Generator: any Hugging Face causal LM, batched, optionally compiled (static cache)
+  llm/quantization.py    torchao weight quantization (model.quantization) and its token-agreement gate
   llm/streaming.py       text pieces as they decode; llm/inflight.py: transformers' continuous batching
   llm/turns.py           one TorchServe continuous-batching turn; llm/ragclient.py: grounded chat's RAG call
   llm/service.py         LLMService: request -> reply for the batch and in-flight modes

@@ -46,6 +46,7 @@ FLAT_KEYS = {
 }
 IGNORED_KEYS = {"profile"}  # TorchServe's own `handler.profile` switch
 DTYPES = ("float32", "bfloat16", "float16")
+QUANTIZATIONS = ("int8_weight_only", "int4_weight_only", "float8_weight_only", "float8_dynamic")  # llm/quantization.py
 
 
 class ConfigError(ValueError):
@@ -310,10 +311,14 @@ class ModelConfig:
     revision: str | None = None  # hub commit to pin with id
     dtype: str = "float32"  # float32 | bfloat16 | float16 (float16/bfloat16 on GPU)
     device_map: str | None = None  # "auto" spreads a big model over the GPUs (accelerate); null: one device
+    quantization: str | None = None  # torchao weights: int8_weight_only | int4_weight_only | float8_* ; null: none
 
     def __post_init__(self) -> None:
         _check(bool(self.path or self.id), "model.path or model.id is required")
         _check(self.dtype in DTYPES, f"model.dtype must be one of {DTYPES}")
+        _check(
+            self.quantization in (None, *QUANTIZATIONS), f"model.quantization must be null or one of {QUANTIZATIONS}"
+        )
 
 
 @dataclass(frozen=True)

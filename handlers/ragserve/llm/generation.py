@@ -27,6 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StaticCache
 
 from ragserve.compilation import decode_compile_config, warm_up
 from ragserve.config import ConfigError, LLMConfig
+from ragserve.llm.quantization import quantize
 from ragserve.llm.streaming import BatchStreamer
 
 logger = logging.getLogger(__name__)
@@ -76,8 +77,11 @@ class Generator:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = (model or self._load(source, device)).eval()
+        if cfg.model.quantization:  # before compiling: the compiled graphs read the quantized weights
+            quantize(self.model, cfg.model.quantization)
         self.load_s = time.perf_counter() - start
-        logger.info("loaded %s (%s) in %.1f s", source, self.model.dtype, self.load_s)
+        weights = f"{self.model.dtype}, {cfg.model.quantization or 'not quantized'}"
+        logger.info("loaded %s (%s) in %.1f s", source, weights, self.load_s)
         # The in-flight decode (inflight.py) has its own paged cache: the static-cache buckets would go unused.
         default_compile = self.device.type == "cuda" and not cfg.decode.continuous_batching
         self.compiled = cfg.compile.on(default_compile)
