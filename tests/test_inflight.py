@@ -94,8 +94,34 @@ def test_settings_the_decode_cannot_honour_are_named(inflight: InFlight) -> None
         inflight.submit("bad", PROMPTS[0], dataclasses.replace(greedy, repetition_penalty=1.2))
 
 
-@pytest.mark.parametrize("key", ["generate.repetition_penalty", "generate.no_repeat_ngram_size", "compile.enabled"])
+@pytest.mark.parametrize("key", ["generate.repetition_penalty", "generate.no_repeat_ngram_size"])
 def test_config_refuses_continuous_batching_with_what_it_cannot_do(key: str) -> None:
-    value = {"generate.repetition_penalty": 1.05, "generate.no_repeat_ngram_size": 3, "compile.enabled": True}[key]
+    value = {"generate.repetition_penalty": 1.05, "generate.no_repeat_ngram_size": 3}[key]
     with pytest.raises(ConfigError, match=key.split(".")[-1]):
         tiny_llm_config({"decode.continuous_batching": True, key: value})
+
+
+@pytest.mark.compile
+def test_compiled_inflight_steps_answer_as_the_batch_path_and_never_recompile(tiny_generator: Generator) -> None:
+    """compile.enabled compiles the in-flight forward steps (on CUDA by default, with CUDA graphs): warmed up at
+    start, the same greedy tokens, and no compile on requests of new lengths after warm-up."""
+    from ragserve.compilation import compiled_graph_count
+    from ragserve.testing import build_tiny_llm
+
+    compiled = Generator(
+        tiny_llm_config({"decode.continuous_batching": True, "compile.enabled": True}), model=build_tiny_llm(0.5)
+    )
+    assert not compiled.compiled  # the batch path's static-cache buckets are not built for an in-flight worker
+    decode = InFlight(compiled, max_requests=4)
+    try:
+        assert decode.compiled and not decode.cuda_graphs and decode.warm_up_s > 0
+        sampling = Sampling(max_new_tokens=16)
+        before = compiled_graph_count()
+        for key, prompt in zip("abc", PROMPTS, strict=True):
+            decode.submit(key, prompt, sampling)
+        answers = run(decode, {"a", "b", "c"})
+        for key, prompt in zip("abc", PROMPTS, strict=True):
+            assert answers[key][1] == tiny_generator.generate([prompt], [sampling])[0]
+        assert compiled_graph_count() == before
+    finally:
+        decode.stop()

@@ -67,3 +67,20 @@ def test_smollm2_int8_weights_keep_its_greedy_tokens(llm_dir) -> None:
     prompts = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
     agreement = token_agreement(reference, quantized, prompts, 24)
     assert agreement.positions >= 30 and agreement.teacher_forced >= 0.9, agreement
+
+
+@pytest.mark.compile
+def test_compiled_int8_decode_equals_eager_int8_and_never_recompiles() -> None:
+    """The quantized weights go through the same compiled, bucketed decode (issue: no recompile after warm-up)."""
+    from ragserve.compilation import compiled_graph_count
+
+    prompts = ["What is the capital of France?", "Name a colour.", "Count to ten, slowly, one number a line."]
+    settings = {"model.quantization": "int8_weight_only", "decode.batch_buckets": [1, 2]}
+    eager = Generator(tiny_llm_config(settings), model=build_tiny_llm(0.5))
+    compiled_cfg = {**settings, "compile.enabled": True, "compile.cache_dir": None, "decode.cache_buckets": [256]}
+    compiled = Generator(tiny_llm_config(compiled_cfg), model=build_tiny_llm(0.5))
+    before = compiled_graph_count()
+    greedy = [Sampling(max_new_tokens=12)] * 3
+    assert compiled.generate(prompts, greedy) == eager.generate(prompts, greedy)
+    compiled.generate(prompts[:1], greedy[:1])
+    assert compiled_graph_count() == before

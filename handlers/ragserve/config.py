@@ -362,6 +362,7 @@ class DecodeConfig:
     cache_buckets: list[int] = field(default_factory=lambda: [1024, 2048, 4096])  # compiled KV cache lengths (tokens)
     continuous_batching: bool = False  # requests join a running decode (with the frontend's continuousBatching: true)
     inflight_step_tokens: int = 256  # tokens one in-flight forward step holds: longer prompts prefill in pieces
+    inflight_cuda_graphs: bool | None = None  # in-flight steps replay CUDA graphs; None: on where there is CUDA
 
     def __post_init__(self) -> None:
         _check(bool(self.batch_buckets) and min(self.batch_buckets) > 0, "decode.batch_buckets must be positive")
@@ -401,7 +402,6 @@ class LLMConfig:
                 "no_repeat_ngram_size; set generate.repetition_penalty: 1.0 and generate.no_repeat_ngram_size: 0, "
                 "or decode.continuous_batching: false",
             )
-            _check(not self.compile.enabled, "compile.enabled: the static-cache compiled decode is the batch path's")
 
     @classmethod
     def from_mapping(cls, mapping: dict[str, Any] | None, root: str | Path) -> LLMConfig:

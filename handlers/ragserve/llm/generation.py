@@ -82,9 +82,9 @@ class Generator:
         self.load_s = time.perf_counter() - start
         weights = f"{self.model.dtype}, {cfg.model.quantization or 'not quantized'}"
         logger.info("loaded %s (%s) in %.1f s", source, weights, self.load_s)
-        # The in-flight decode (inflight.py) has its own paged cache: the static-cache buckets would go unused.
-        default_compile = self.device.type == "cuda" and not cfg.decode.continuous_batching
-        self.compiled = cfg.compile.on(default_compile)
+        # The in-flight decode (inflight.py) has its own paged cache and compiles its own steps (compile.enabled
+        # applies there): the static-cache buckets would go unused.
+        self.compiled = not cfg.decode.continuous_batching and cfg.compile.on(self.device.type == "cuda")
         self.warm_up_s: list[float] = []
         self._caches: dict[tuple[int, int], StaticCache] = {}  # (padded batch, cache length) -> its reused cache
         if self.compiled:
