@@ -62,7 +62,7 @@ def test_a_saved_version_loads_like_the_index_built_in_memory_without_pickles(cf
     saved = sorted(p.name for p in folder.iterdir())
     assert saved == [
         "bm25-numbers-title-meta", "chunks.jsonl", "index.faiss", "manifest.json",
-        "pages", "sources.jsonl", "windows-3-2",
+        "pages", "sources.jsonl", "windows-3-3",
     ]  # fmt: skip
     assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle")]
     built, _ = build_in_memory(loaded.documents(), encoder, cfg)
@@ -170,4 +170,4 @@ def test_turning_sentence_windows_on_embeds_the_windows_and_no_chunk(cfg: Config
     chunk_texts = {doc.page_content for doc in index.documents()}
     assert embedded and not chunk_texts & set(embedded)  # windows (and nothing else) reached the encoder
     manifest = json.loads((live_folder(cfg) / "manifest.json").read_text())
-    assert "windows-3-2/vectors.npy" in manifest["sha256"] and manifest["changes"]["embedded"]["chunks"] == 0
+    assert "windows-3-3/vectors.npy" in manifest["sha256"] and manifest["changes"]["embedded"]["chunks"] == 0

@@ -114,12 +114,12 @@ def test_a_pooled_build_embeds_each_chunk_once_and_saves_its_own_window_folder(t
     cache = EmbeddingCache(tmp_path / "c.sqlite", lambda: Encoder(tiny_cfg, CompileConfig(enabled=False)))
     index, embedded = build_in_memory(chunks, cache, cfg)
     assert embedded["chunks with pooled windows"] == 2 and embedded["chunks"] == 0
-    owners = [len(sentence_window_spans(c.page_content, 3, 2)) for c in chunks]
+    owners = [len(sentence_window_spans(c.page_content, 3, 3)) for c in chunks]
     assert np.bincount(index.windows.owner).tolist() == owners
-    assert windows_of(cfg) == "windows-3-2-pooled"
+    assert windows_of(cfg) == "windows-3-3-pooled"
     assert (
         windows_of(dataclasses.replace(cfg, index=dataclasses.replace(cfg.index, window_mode="encoded")))
-        == "windows-3-2"
+        == "windows-3-3"
     )
     cache.close()
 

@@ -137,7 +137,7 @@ def test_a_build_on_a_ray_cluster_equals_the_in_process_build(cluster: str, tiny
     assert on_ray.name == local.version  # the same line and content
     assert (on_ray / "chunks.jsonl").read_bytes() == (in_process / "chunks.jsonl").read_bytes()
     expected, got = vectors(in_process), vectors(on_ray)
-    assert set(got) == set(expected) == {"chunks", "pages", "windows-3-2"}
+    assert set(got) == set(expected) == {"chunks", "pages", "windows-3-3"}
     for name, vectors_in_process in expected.items():
         assert got[name].shape == vectors_in_process.shape
         cosines = np.sum(got[name] * vectors_in_process, axis=1)  # unit rows

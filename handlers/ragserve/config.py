@@ -171,7 +171,7 @@ class IndexConfig:
     # Sentence windows (windows.py; embedded with the index when retrieval.window_weight > 0: changing
     # these embeds the new windows, never the chunks, which the embedding cache holds):
     window_sentences: int = 3  # sentences per window
-    window_stride: int = 2  # a new window every this many sentences
+    window_stride: int = 3  # a new window every this many sentences (3/3: no overlap)
     window_mode: str = "encoded"  # "encoded": each window's own pass; "pooled": its chunk's token vectors averaged
 
     def __post_init__(self) -> None:
