@@ -58,11 +58,14 @@ REALISTIC = [(0.3, 1), (0.7, 3), (0.95, 1), (0.45, 5), (0.85, 2)]
 QUANTIZED = {"compiled+int8": "int8_weight_only", "compiled+fp8": "float8_weight_only"}  # mode -> model.quantization
 
 
+def quantized_modes() -> list[str]:
+    """The quantized modes this device runs: int8 anywhere, fp8 from compute capability 8.9 (H100, H200)."""
+    fp8 = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
+    return ["compiled+int8", *(["compiled+fp8"] if fp8 else [])]
+
+
 def default_modes() -> list[str]:
-    if not torch.cuda.is_available():
-        return ["eager", "compiled"]
-    fp8 = ["compiled+fp8"] if torch.cuda.get_device_capability() >= (8, 9) else []
-    return ["eager", "compiled", "compiled+int8", *fp8]
+    return ["eager", "compiled", *quantized_modes()] if torch.cuda.is_available() else ["eager", "compiled"]
 
 
 def random_model(shape: str, dtype: torch.dtype, device: str, vocab: int) -> LlamaForCausalLM:
@@ -223,13 +226,20 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 64] if cuda else [1, 4])
     parser.add_argument("--prompt-tokens", type=int, default=1024 if cuda else 256)
     parser.add_argument("--new-tokens", type=int, default=128 if cuda else 32)
-    parser.add_argument("--modes", nargs="+", choices=["eager", "compiled", *QUANTIZED], default=default_modes())
+    parser.add_argument(
+        "--modes",
+        nargs="*",
+        choices=["eager", "compiled", *QUANTIZED, "quantized"],
+        default=default_modes(),
+        help="'quantized': the quantized modes this device runs; none: only the in-flight table",
+    )
     parser.add_argument("--inflight", type=int, nargs="*", default=[1, 16, 64] if cuda else [], help="in-flight loads")
     parser.add_argument("--quantized-batches", type=int, nargs="+", default=[1], help="batch sizes of quantized modes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU (the machine may be shared)")
     parser.add_argument("--tokenizer", type=Path, default=TOKENIZER, help="a tokenizer folder (SmolLM2's by default)")
     add_out_argument(parser, "llm")
     args = parser.parse_args()
+    args.modes = [m for mode in args.modes for m in (quantized_modes() if mode == "quantized" else [mode])]
     torch.set_num_threads(args.threads)
     results = Results.create("llm", args.out)
     device, dtype = ("cuda", torch.float16) if cuda else ("cpu", torch.float32)
@@ -258,7 +268,7 @@ def main() -> None:
         f"threads {torch.get_num_threads()}."
     )
     inflight = inflight_rows(args, model, device, prompt) if args.inflight else {}
-    report = table(rows, args.batches, description)
+    report = table(rows, args.batches, description) if rows else description + "\n"
     if inflight:
         report += "\n" + inflight_table(inflight, f"In-flight decode (InFlight), {args.new_tokens} new tokens each:")
     results.write_json("figures.json", {"description": description, "modes": rows, "inflight": inflight})

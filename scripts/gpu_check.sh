@@ -6,7 +6,10 @@
 #
 #   scripts/gpu_check.sh bundle   # here: build/gpu/ (~20 MB): pinned wheels (transformers, tokenizers, hub,
 #                                 # safetensors, ragserve itself) and the two tokenizers; never weights
-#   scripts/gpu_check.sh run OUT  # there, from the repository root with build/gpu/ beside it: ~5 min on an H100/H200
+#   scripts/gpu_check.sh run OUT       # there, from the repository root with build/gpu/ beside it: the index build
+#                                      # rate and the batch path (eager, compiled)
+#   scripts/gpu_check.sh run-more OUT  # there: torchao int8 (and fp8 on H100/H200) at batch 1, and the in-flight table
+# Each is estimated at 5-7 minutes on an H100/H200 (not timed yet: no GPU was lent to the sessions that wrote it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE=build/gpu
@@ -34,11 +37,21 @@ run() {
   python -m pip install --quiet --no-index --find-links "$BUNDLE/wheels" -r "$BUNDLE/pins.txt" ragserve
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   python benchmarks/build_bench.py --random-weights --tokenizer "$BUNDLE/tokenizers/mpnet" --out "$out/build"
-  python benchmarks/llm_bench.py --tokenizer "$BUNDLE/tokenizers/smollm2" --out "$out/llm"
+  python benchmarks/llm_bench.py --tokenizer "$BUNDLE/tokenizers/smollm2" --modes eager compiled --inflight \
+    --out "$out/llm"
+}
+
+run_more() {
+  local out=${1:?usage: scripts/gpu_check.sh run-more OUT}
+  python -m pip install --quiet --no-index --find-links "$BUNDLE/wheels" -r "$BUNDLE/pins.txt" ragserve
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  python benchmarks/llm_bench.py --tokenizer "$BUNDLE/tokenizers/smollm2" --modes quantized --inflight 1 16 64 \
+    --out "$out/llm-more"
 }
 
 case "${1:-}" in
   bundle) bundle ;;
   run) run "${2:-}" ;;
-  *) echo "usage: scripts/gpu_check.sh bundle | run OUT" >&2; exit 2 ;;
+  run-more) run_more "${2:-}" ;;
+  *) echo "usage: scripts/gpu_check.sh bundle | run OUT | run-more OUT" >&2; exit 2 ;;
 esac
