@@ -102,9 +102,13 @@ def test_config_refuses_continuous_batching_with_what_it_cannot_do(key: str) -> 
 
 
 @pytest.mark.compile
-def test_compiled_inflight_steps_answer_as_the_batch_path_and_never_recompile(tiny_generator: Generator) -> None:
+def test_compiled_inflight_steps_answer_as_the_batch_path_and_never_recompile(
+    tiny_generator: Generator, caplog: pytest.LogCaptureFixture
+) -> None:
     """compile.enabled compiles the in-flight forward steps (on CUDA by default, with CUDA graphs): warmed up at
-    start, the same greedy tokens, and no compile on requests of new lengths after warm-up."""
+    start, the same greedy tokens, and no compile on requests of new lengths after warm-up. Nor may the warm-up hit
+    dynamo's recompile limit (in the decode thread, whose dynamo settings are its own): past it the steps would run
+    eager and "no recompile" would hold for the wrong reason."""
     from ragserve.compilation import compiled_graph_count
     from ragserve.testing import build_tiny_llm
 
@@ -123,5 +127,6 @@ def test_compiled_inflight_steps_answer_as_the_batch_path_and_never_recompile(ti
         for key, prompt in zip("abc", PROMPTS, strict=True):
             assert answers[key][1] == tiny_generator.generate([prompt], [sampling])[0]
         assert compiled_graph_count() == before
+        assert not [r for r in caplog.records if "recompile_limit" in r.getMessage()]
     finally:
         decode.stop()

@@ -36,17 +36,25 @@ def compile_module(module: torch.nn.Module, cfg: CompileConfig) -> None:
 def decode_compile_config(mode: str | None, graphs: int, cache_dir: str | None) -> Any:
     """transformers' CompileConfig for the static-cache decode step: fullgraph, one static graph per bucket.
 
-    The recompile limit is raised to the number of declared buckets: past dynamo's default (8) the
-    next bucket would silently run eager.
+    The recompile limit is raised to hold these buckets (allow_recompiles).
     """
     from transformers import CompileConfig as GenerateCompileConfig
 
     _use_cache_dir(cache_dir)
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, graphs)
+    allow_recompiles(graphs)
     config = GenerateCompileConfig(fullgraph=True, dynamic=False, mode=mode or "default")
     # transformers compiles only on accelerators unless told; the CPU path is what the tests exercise.
     config._compile_all_devices = True
     return config
+
+
+def allow_recompiles(graphs: int) -> None:
+    """Raise dynamo's recompile limit (per code object, for the whole process) to hold `graphs` more graphs on top of
+    every graph compiled so far. Past the limit dynamo stops compiling that code for good: the next shape runs
+    eager (silently), or fails with fullgraph. A worker holds one model, but a benchmark or a test process compiles
+    the same forward for several (compiled, then int8 weights; the in-flight steps)."""
+    needed = compiled_graph_count() + graphs + 8  # 8: dynamo's default, for graphs outside the declared ones
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, needed)
 
 
 def _use_cache_dir(cache_dir: str | None) -> None:

@@ -17,15 +17,18 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import torch
 from transformers import GenerationConfig
 from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
+from ragserve.compilation import allow_recompiles
 from ragserve.llm.generation import Completion, Generator, Prompt, Sampling
 from ragserve.llm.streaming import new_text
 
 logger = logging.getLogger(__name__)
 
 PAGE_TOKENS = 64  # KV cache page (tokens); small pages waste little memory per short request
+INFLIGHT_GRAPHS = 32  # compiled graphs allowed to the in-flight steps' code (11 measured on the tiny Llama)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ class InFlight:
         )
         model = generator.model
         self.manager = model.init_continuous_batching(generation_config=generation, continuous_batching_config=batching)
+        if self.compiled:  # transformers pads steps to a few sizes, but the warm-up compiles 11 graphs on a tiny Llama
+            self._allow_recompiles_in_the_decode_thread()
         start = time.perf_counter()
         if self.compiled or self.cuda_graphs:  # record the graphs at the largest step sizes now, not on a request
             self.manager.warmup()
@@ -148,6 +153,20 @@ class InFlight:
 
     def stop(self) -> None:
         self.manager.stop(block=True, timeout=30)
+
+    def _allow_recompiles_in_the_decode_thread(self) -> None:
+        """dynamo's settings are per thread (torch 2.13): raise the recompile limit here (warmup() compiles in this
+        thread) and in the manager's decode thread, whose loop is wrapped for it. At dynamo's default (8) the
+        warm-up's 9th graph of one function would be its last: later shapes would run eager, silently."""
+        allow_recompiles(INFLIGHT_GRAPHS)
+        limit = torch._dynamo.config.recompile_limit
+        loop = self.manager._run_generation_loop  # transformers' thread target (a private method: checked by a test)
+
+        def loop_with_limit(**kwargs: object) -> None:
+            torch._dynamo.config.recompile_limit = limit
+            loop(**kwargs)
+
+        self.manager._run_generation_loop = loop_with_limit
 
     def _warm_up_requests(self) -> None:
         """Two requests of different lengths, decoded together and dropped: the compiled steps meet a second shape
