@@ -101,13 +101,15 @@ class EmbeddingCache:
         ]
         found = self._lookup(sorted({key for keys in span_keys for key in keys}))
         todo = [i for i, keys in enumerate(span_keys) if any(key not in found for key in keys)]
+        whole: dict[str, np.ndarray] = {}  # sha256 of a text -> its vector, as the passes below compute them
         for start in range(0, len(todo), STORE_EVERY):  # stored as it goes: a stopped build keeps what it paid for
             part = todo[start : start + STORE_EVERY]
             begun = time.perf_counter()
-            whole, per_text = self.encoder.embed_spans([texts[i] for i in part], [list(spans[i]) for i in part])
-            rows = {_sha256(texts[i]): vector for i, vector in zip(part, whole, strict=True)}
-            for i, vectors in zip(part, per_text, strict=True):
-                rows.update(zip(span_keys[i], vectors, strict=True))
+            vectors, per_text = self.encoder.embed_spans([texts[i] for i in part], [list(spans[i]) for i in part])
+            rows = {_sha256(texts[i]): vector for i, vector in zip(part, vectors, strict=True)}
+            whole.update(rows)
+            for i, span_vectors in zip(part, per_text, strict=True):
+                rows.update(zip(span_keys[i], span_vectors, strict=True))
             self._write(rows)
             found.update(rows)
             self.embedded += len(part)
@@ -117,15 +119,12 @@ class EmbeddingCache:
                 len(todo),
                 time.perf_counter() - begun,
             )
-        whole_found = self._lookup(sorted({_sha256(text) for text in texts}))
-        vectors = (
-            np.stack([whole_found[_sha256(text)] for text in texts])
-            if texts
-            else np.empty((0, self.dimension), np.float32)
-        )
-        return vectors, [
-            np.stack([found[key] for key in keys]) if keys else np.empty((0, vectors.shape[1]), np.float32)
-            for keys in span_keys
+        keys = [_sha256(text) for text in texts]
+        whole.update(self._lookup(sorted(set(keys) - set(whole))))  # only the texts no pass above computed
+        dim = self.dimension
+        text_vectors = np.stack([whole[key] for key in keys]) if keys else np.empty((0, dim), np.float32)
+        return text_vectors, [
+            np.stack([found[key] for key in k]) if k else np.empty((0, dim), np.float32) for k in span_keys
         ]
 
     def fill(self, groups: dict[str, Sequence[str]]) -> dict[str, int]:

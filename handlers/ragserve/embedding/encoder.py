@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 import numpy as np
+import torch
 from langchain_core.embeddings import Embeddings
 from transformers import AutoConfig, AutoTokenizer
 
@@ -73,16 +75,16 @@ class Encoder(Embeddings):
         whole = np.empty((len(texts), self.dimension), dtype=np.float32)
         parts: list[np.ndarray] = [np.empty((0, self.dimension), np.float32)] * len(texts)
         for batch in self.batches(texts):
-            batch_texts = [texts[i] for i in batch]
-            offsets = self.tokenizer(
-                batch_texts,
+            encoded = self.tokenizer(
+                [texts[i] for i in batch],
                 padding=True,
                 truncation=True,
                 max_length=self.cfg.max_seq_length,
                 return_offsets_mapping=True,
                 return_tensors="np",
-            )["offset_mapping"]  # (n, seq, 2) character range of each token; (0, 0) for special and padding
-            hidden, mask = self.backend.run(lambda tensors, b=batch_texts: self._tokenize(b, tensors), tokens=True)
+            )
+            offsets = encoded.pop("offset_mapping")  # (n, seq, 2) characters of each token; (0, 0): special, padding
+            hidden, mask = self.backend.run(partial(_as_tensors, dict(encoded)), tokens=True)  # tokenized once
             whole[batch] = _unit(_masked_mean(hidden, mask.astype(np.float32)))
             for row, i in enumerate(batch):
                 starts, ends = offsets[row, :, 0], offsets[row, :, 1]
@@ -112,6 +114,11 @@ class Encoder(Embeddings):
         return self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.cfg.max_seq_length, return_tensors=tensors
         )
+
+
+def _as_tensors(encoded: dict[str, np.ndarray], tensors: str) -> dict:
+    """Tokenizer output already computed, in the tensor kind a backend reads ("np" or "pt")."""
+    return encoded if tensors == "np" else {name: torch.from_numpy(array) for name, array in encoded.items()}
 
 
 def _masked_mean(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:

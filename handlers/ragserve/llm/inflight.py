@@ -59,7 +59,6 @@ class InFlight:
         cuda = generator.device.type == "cuda"
         self.compiled = cfg.compile.on(cuda)
         self.cuda_graphs = cuda and (cfg.decode.inflight_cuda_graphs is not False)
-        self.warm_up_s = 0.0
         defaults = (
             {"temperature": cfg.generate.temperature, "top_p": cfg.generate.top_p} if cfg.generate.do_sample else {}
         )
@@ -89,8 +88,8 @@ class InFlight:
         self.manager = model.init_continuous_batching(generation_config=generation, continuous_batching_config=batching)
         if self.compiled:  # transformers pads steps to a few sizes, but the warm-up compiles 11 graphs on a tiny Llama
             self._allow_recompiles_in_the_decode_thread()
-        start = time.perf_counter()
-        if self.compiled or self.cuda_graphs:  # record the graphs at the largest step sizes now, not on a request
+        start, warm = time.perf_counter(), self.compiled or self.cuda_graphs
+        if warm:  # record the graphs at the largest step sizes now, not on a request
             self.manager.warmup()
         self.supported = set(self.manager.logit_processor.supported_keys)  # e.g. {"temperature", "top_p"}
         self.progress: dict[str, _Progress] = {}
@@ -98,7 +97,7 @@ class InFlight:
         self._wait_until_ready()
         if self.compiled:
             self._warm_up_requests()
-        self.warm_up_s = time.perf_counter() - start if self.compiled or self.cuda_graphs else 0.0
+        self.warm_up_s = time.perf_counter() - start if warm else 0.0
         logger.info("in-flight decode: %d requests, %d cache pages of %d tokens", max_requests, pages, PAGE_TOKENS)
 
     def unsupported_field(self, sampling: Sampling) -> str | None:
