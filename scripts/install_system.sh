@@ -21,6 +21,14 @@ command -v ab >/dev/null 2>&1 || missing+=("$ab_pkg")
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)   # same package name on Debian and Amazon Linux
 [ -e /usr/lib/"$(uname -m)"-linux-gnu/libjemalloc.so.2 ] || [ -e /usr/lib64/libjemalloc.so.2 ] || missing+=("$jemalloc_pkg")
 scripts/find_python.sh >/dev/null 2>&1 || missing+=("$python_pkg")
+sudo=()
+[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo=(sudo)
+# Test material, best effort: the Python 3.11 docs (real Sphinx pages for tests/test_structure.py and
+# make eval-pydocs); where the distribution lacks the package those tests skip and say why.
+if [ "$manager" = apt ] && [ ! -d /usr/share/doc/python3.11/html ]; then
+  { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-doc >/dev/null; } \
+    || echo "python3.11-doc not installed: the tests on real Sphinx pages will skip" >&2
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then

@@ -103,3 +103,29 @@ def test_exclude_keeps_the_crawler_off_matching_paths(site_url: str) -> None:
     every = {page.url for page in read_pages(CorpusConfig(source=site_url + "/", max_depth=3))}
     kept = {page.url for page in read_pages(CorpusConfig(source=site_url + "/", max_depth=3, exclude=["guide/*"]))}
     assert any("/guide/" in url for url in every) and kept == {url for url in every if "/guide/" not in url}
+
+
+def test_include_reads_only_matching_files_of_a_local_folder_after_exclude(tmp_path: Path) -> None:
+    """corpus.include: a slice of a doc set (benchmarks/eval-pydocs-slice.yaml) read from its folder."""
+    for name in ("library/json.html", "library/os.html", "tutorial/index.html", "_sources/library/json.rst.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("<html><body><main><p>text of " + name + "</p></main></body></html>")
+    cfg = CorpusConfig(source=str(tmp_path), include=["library/*", "tutorial/index.html"], exclude=["*/os.html"])
+    urls = [page.url.removeprefix(tmp_path.name + "/") for page in read_pages(cfg)]
+    assert urls == ["library/json.html", "tutorial/index.html"]
+    with pytest.raises(CorpusError, match="corpus.include"):
+        read_pages(CorpusConfig(source=str(tmp_path), include=["nothing/*"]))
+
+
+def test_include_keeps_crawled_pages_of_matching_paths_only(site_url: str) -> None:
+    every = [page.url for page in read_pages(CorpusConfig(source=site_url + "/", max_depth=3))]
+    kept = [page.url for page in read_pages(CorpusConfig(source=site_url + "/", max_depth=3, include=["guide/d*"]))]
+    assert kept == [url for url in every if "/guide/d" in url] and len(kept) == 2  # dogs, deep (via /guide)
+
+
+@pytest.mark.parametrize("include", ["guide/*", [1], [["a"]]])
+def test_include_must_be_a_list_of_strings(include: object) -> None:
+    from ragserve.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match="handler.corpus.include must be list"):
+        Config.from_mapping({"corpus": {"include": include}}, ".")

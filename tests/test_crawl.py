@@ -119,3 +119,61 @@ def test_the_python_docs_pages_give_their_visible_main_text() -> None:
     text = html_to_text(BeautifulSoup((PYDOCS / "library" / "json.html").read_text(), "html.parser"))
     assert text.startswith("# json — JSON encoder and decoder\n") and "object_pairs_hook" in text
     assert "¶" not in text and "Copyright" not in text and "Python Software Foundation" not in text
+
+
+UTF8_PAGE = (
+    '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Quotes</title></head>'
+    "<body><main><p>It isn\u2019t \u201cgarbled\u201d \u2014 caf\u00e9 \u2026</p></main></body></html>"
+)
+
+
+def test_a_utf8_page_served_without_a_charset_header_keeps_its_characters(tmp_path: Path) -> None:
+    """Python's http.server (and many static hosts) send `text/html` with no charset: the page's own
+    <meta charset> decides, as in a browser, not requests' ISO-8859-1 fallback."""
+    from ragserve.config import CorpusConfig
+    from ragserve.ingest.corpus import documents, split
+    from ragserve.testing import serve_directory
+
+    (tmp_path / "quotes.html").write_bytes(UTF8_PAGE.encode("utf-8"))
+    server, url = serve_directory(tmp_path)
+    try:
+        pages = crawl_site(url + "/quotes.html")
+    finally:
+        server.shutdown()
+    chunks = split(documents(pages), CorpusConfig())
+    text = " ".join(chunk.page_content for chunk in chunks)
+    assert "It isn\u2019t \u201cgarbled\u201d \u2014 caf\u00e9 \u2026" in text
+    assert "\u00e2\u0080" not in text  # the mojibake of a UTF-8 quote read as Latin-1
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        (UTF8_PAGE.encode("utf-8"), "text/html", "isn\u2019t"),  # meta charset
+        (b"\xef\xbb\xbf<p>isn\xe2\x80\x99t</p>", "text/html; charset=iso-8859-1", "isn\u2019t"),  # BOM beats header
+        ("<p>caf\u00e9</p>".encode("latin-1"), "text/html; charset=ISO-8859-1", "caf\u00e9"),  # header charset
+        ('<meta charset="windows-1252"><p>\x93q\x94</p>'.encode("latin-1"), "text/html", "\u201cq\u201d"),
+        ("<p>caf\u00e9 \u2019</p>".encode("utf-8"), "text/html", "caf\u00e9 \u2019"),  # nothing declared: UTF-8
+    ],
+)
+def test_decode_html_follows_the_html_rule(body: bytes, content_type: str, expected: str) -> None:
+    from ragserve.ingest.crawl import decode_html
+
+    assert expected in decode_html(body, content_type)
+
+
+def test_include_keeps_matching_pages_and_still_follows_the_others_links(site_url: str) -> None:
+    """corpus.include: /guide/deep.html is linked from /guide only, which is fetched for its links but not kept."""
+    pages = crawl(site_url + "/", 2, 50, 1_000_000, 5, include=["guide/deep.html", "guide/c*.html"])
+    assert [p.url.removeprefix(site_url) for p in pages] == ["/guide/cats.html", "/guide/deep.html"]
+    assert all(p.text for p in pages)
+    first = crawl(site_url + "/", 2, 1, 1_000_000, 5, include=["guide/deep.html"])  # max_pages counts kept pages
+    assert [p.url.removeprefix(site_url) for p in first] == ["/guide/deep.html"]
+
+
+def test_include_matches_a_folder_page_as_its_index_html_and_comes_after_exclude(site_url: str) -> None:
+    pages = crawl(site_url + "/", 2, 50, 1_000_000, 5, exclude=["guide/dogs.html"], include=["guide/*", "index.html"])
+    kept = [p.url.removeprefix(site_url) for p in pages]
+    assert kept == ["/", "/guide", "/guide/cats.html", "/guide/birds.html", "/guide/deep.html"]  # not dogs.html
+    with pytest.raises(CrawlError, match="no page matched include"):
+        crawl(site_url + "/", 2, 50, 1_000_000, 5, include=["nothing/*"])

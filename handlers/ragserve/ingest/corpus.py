@@ -24,8 +24,9 @@ from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharac
 from transformers import AutoTokenizer
 
 from ragserve.config import CorpusConfig
-from ragserve.ingest.crawl import Page, crawl, excluded, html_to_text
+from ragserve.ingest.crawl import Page, crawl, excluded, html_to_text, included
 from ragserve.ingest.metadata import page_metadata
+from ragserve.ingest.structure import structure_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +43,14 @@ def read_pages(cfg: CorpusConfig, known: Mapping[str, Page] | None = None) -> li
     """Crawl cfg.source when it is a URL (revalidating known pages), else read the local file or folder."""
     if cfg.is_url:
         limits = (cfg.max_depth, cfg.max_pages, cfg.max_page_bytes, cfg.timeout_s)
-        return crawl(cfg.source, *limits, cfg.extract, known, cfg.exclude)
+        return crawl(cfg.source, *limits, cfg.extract, known, cfg.exclude, cfg.include)
     root = Path(cfg.source)
-    pages = [_read_file(path, root.parent, cfg.extract) for path in _local_files(root, cfg.exclude)]
+    files = _local_files(root, cfg.exclude, cfg.include)
+    pages = [_read_file(path, root.parent, cfg.extract) for path in files]
     pages = [page for page in pages if page.text]
     if not pages:
-        raise CorpusError(f"no .md/.txt/.html text found in {cfg.source}")
+        within = " matching corpus.include" if cfg.include else ""
+        raise CorpusError(f"no .md/.txt/.html text{within} found in {cfg.source}")
     return pages
 
 
@@ -71,11 +74,17 @@ def split(documents: list[Document], cfg: CorpusConfig, tokenizer_path: str | No
     With chunk_unit "tokens", lengths are counted by the tokenizer at tokenizer_path (the
     embedding model's), so a chunk never exceeds what the model reads.
 
+    With split == "structure" (structure.py) a document is cut at its sections and API entries, small
+    sections merged under their parent, code blocks kept whole, and every chunk starts with its heading path
+    (chunk_header is implied; chunk_unit must be "chars").
+
     With split == "sections" a document is first cut at its markdown headings (crawled pages get
     `#` headings from html_to_text), so no chunk spans two sections; with chunk_header each chunk
     starts with a "title > section" line, so a chunk that says "it has a 128K context" still
     names what "it" is.
     """
+    if cfg.split == "structure":
+        return _structure_split(documents, cfg)
     splitter = _splitter(cfg, tokenizer_path)
     chunks = []
     for document in documents:
@@ -87,6 +96,18 @@ def split(documents: list[Document], cfg: CorpusConfig, tokenizer_path: str | No
         for position, (header, text) in enumerate(pieces):
             content = f"{header}\n{text}" if cfg.chunk_header and header else text
             chunks.append(Document(content, metadata={**document.metadata, "chunk": position}))
+    return chunks
+
+
+def _structure_split(documents: list[Document], cfg: CorpusConfig) -> list[Document]:
+    """structure.py's chunks, each starting with its heading path (also in metadata `section`)."""
+    chunks = []
+    for document in documents:
+        title = document.metadata.get("title", "")
+        pieces = structure_chunks(document.page_content, title, cfg.chunk_size, cfg.chunk_overlap)
+        for position, (header, text) in enumerate(pieces):
+            content = f"{header}\n{text}" if header else text
+            chunks.append(Document(content, metadata={**document.metadata, "section": header, "chunk": position}))
     return chunks
 
 
@@ -116,14 +137,16 @@ def _sections(document: Document, by_heading: bool) -> list[tuple[str, str]]:
     return sections
 
 
-def _local_files(source: Path, exclude: Sequence[str] = ()) -> list[Path]:
+def _local_files(source: Path, exclude: Sequence[str] = (), include: Sequence[str] = ()) -> list[Path]:
+    """The files to read: source itself, or a folder's text and HTML files (sorted), less exclude, within include."""
     if not source.exists():
         raise CorpusError(f"corpus.source {source} does not exist")
     if source.is_file():
         candidates = [source]
     else:
+        relative = {p: p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
         candidates = sorted(
-            p for p in source.rglob("*") if p.is_file() and not excluded(p.relative_to(source).as_posix(), exclude)
+            p for p, path in relative.items() if not excluded(path, exclude) and included(path, include)
         )
     return [p for p in candidates if p.suffix.lower() in TEXT_SUFFIXES | HTML_SUFFIXES]
 

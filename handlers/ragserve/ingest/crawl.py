@@ -1,6 +1,6 @@
 """Deterministic same-site web crawler: start URL -> list of (url, title, text) pages.
 
-Public names: crawl, Page, CrawlError, html_to_text.
+Public names: crawl, Page, CrawlError, html_to_text, decode_html.
 A crawl can revalidate an earlier one: given its pages (`known`), each request carries their
 validators (If-None-Match / If-Modified-Since); a 304 reuses the known page, its text and its links,
 without a download. A known page the server cannot give now (a timeout, a 5xx) is kept as it was,
@@ -15,10 +15,12 @@ private or loopback addresses only when the start URL itself is one; no TorchSer
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import fnmatch
 import ipaddress
 import logging
+import re
 import socket
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -27,7 +29,7 @@ from datetime import datetime, timezone
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import requests
-from bs4 import BeautifulSoup, Tag
+from bs4 import BeautifulSoup, Tag, UnicodeDammit
 
 from ragserve.ingest.metadata import page_metadata
 
@@ -41,6 +43,7 @@ BOILERPLATE_SELECTORS = (
 BLOCK_TAGS = ["p", "div", "li", "pre", "blockquote", "tr", "dt", "dd", "section", "table", "ul", "ol", "figure"]
 USER_AGENT = "ragserve-crawler/1.0"
 MAX_REDIRECTS = 5
+BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))  # HTML's order: BOM first
 
 
 class CrawlError(RuntimeError):
@@ -69,15 +72,19 @@ def crawl(
     extract: str = "main",
     known: Mapping[str, Page] | None = None,
     exclude: Sequence[str] = (),
+    include: Sequence[str] = (),
 ) -> list[Page]:
     """Fetch start_url and the pages it links to, up to max_depth hops, in a stable order.
 
     known: an earlier crawl's pages by URL, revalidated instead of downloaded where the server allows.
-    exclude: glob patterns of paths under the start folder that are neither fetched nor followed."""
+    exclude: glob patterns of paths under the start folder that are neither fetched nor followed.
+    include: glob patterns of the paths kept as pages (empty: all); a page that matches none is still fetched
+    and its links followed (a slice of a site is reached through its other pages), but not kept."""
     known = known or {}
     start = normalise_url(start_url)
     prefix = _scope_prefix(start)
-    scope = _Scope(prefix, allow_private=_is_private(urlsplit(start).hostname or ""), exclude=tuple(exclude))
+    private = _is_private(urlsplit(start).hostname or "")
+    scope = _Scope(prefix, allow_private=private, exclude=tuple(exclude), include=tuple(include))
     queue: deque[tuple[str, int]] = deque([(start, 0)])
     seen = {start}
     pages: list[Page] = []
@@ -104,7 +111,8 @@ def crawl(
                     seen.add(link)
                     queue.append((link, depth + 1))
     if not pages:
-        raise CrawlError(f"no usable page at {start_url}: " + ("; ".join(errors[:3]) or "pages were empty"))
+        causes = [*errors[:3], *(["no page matched include"] if include else [])]
+        raise CrawlError(f"no usable page at {start_url}: " + ("; ".join(causes) or "pages were empty"))
     return pages
 
 
@@ -140,19 +148,40 @@ def html_to_text(soup: BeautifulSoup, extract: str = "main") -> str:
 
 
 def _mark_blocks(root: Tag) -> None:
-    """Put block elements on their own lines (inline links stay inside their sentence), headings as `#`."""
+    """Put block elements on their own lines (inline links stay inside their sentence), headings as `#`, API
+    entries as headings one level under their section, code blocks between ``` fences (markdown's marks, so
+    the structure splitter, structure.py, sees sections, entries and code as a reader does)."""
+    entries = [(dt, _api_level(dt)) for dt in root.select("dt.sig-object")]  # Sphinx: functions, classes, options
+    for dt, level in entries:  # levels first: renaming a class's dt would hide it from its methods
+        if level:
+            dt.name = f"h{level}"
     for level in range(1, 7):
         for heading in root.find_all(f"h{level}"):
-            heading.insert(0, "#" * level + " ")
+            heading.string = "#" * level + " " + " ".join(heading.get_text().split())  # one line
             heading.insert_before("\n")
             heading.append("\n")
-    for cell in root.find_all(["td", "th"]):
-        cell.append(" | ")
+    for cell in root.find_all(["td", "th"]):  # a row on one line, even where cells hold paragraphs (Sphinx)
+        cell.string = " ".join(cell.get_text().split()) + " | "
+    for pre in root.find_all("pre"):
+        pre.insert_before("\n```\n")
+        pre.insert_after("\n```\n")
     for br in root.find_all("br"):
         br.replace_with("\n")
     for block in root.find_all(BLOCK_TAGS):
         block.insert_before("\n")
         block.append("\n")
+
+
+def _api_level(dt: Tag) -> int:
+    """The heading level of a Sphinx entry's first signature (`dl.py.function > dt.sig-object`, options, C
+    functions): one below its section, a method one below its class; 0 for an overload's second signature,
+    which stays a line of its entry."""
+    entry = dt.parent
+    if entry is None or entry.find("dt", recursive=False) is not dt:
+        return 0
+    sections = len(dt.find_parents("section"))
+    entries = [dl for dl in dt.find_parents("dl") if dl.find("dt", class_="sig-object", recursive=False)]
+    return min(6, max(1, sections) + len(entries))  # entries: its own and those it is nested in
 
 
 class _SkipPage(Exception):
@@ -168,12 +197,17 @@ class _Scope:
     prefix: str
     allow_private: bool
     exclude: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()  # empty: every page in scope is kept
 
     def covers(self, url: str) -> bool:
         """Under the prefix and not excluded (patterns match the path after the prefix)."""
         if not (url.startswith(self.prefix) or url + "/" == self.prefix):
             return False
         return not excluded(url[len(self.prefix) :], self.exclude)
+
+    def keeps(self, url: str) -> bool:
+        """Whether a page in scope is kept (include), not only fetched for its links."""
+        return included(url[len(self.prefix) :], self.include)
 
     def check(self, url: str) -> None:
         if not self.covers(url):
@@ -215,8 +249,11 @@ def _fetch_page(
             response_url, html = _read_html(response, max_bytes)
             soup = BeautifulSoup(html, "lxml")
             links = tuple(_links(soup, response_url, scope))
+            page_url = normalise_url(response_url)
+            if not scope.keeps(page_url):  # fetched for its links only: without text, the crawl keeps no page
+                return Page(page_url, "", "", links=links)
             validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
-            return _to_page(normalise_url(response_url), soup, extract, links, validators)
+            return _to_page(page_url, soup, extract, links, validators)
         response.close()
         url = urljoin(url, response.headers["Location"])
     raise _SkipPage(f"more than {MAX_REDIRECTS} redirects")
@@ -245,9 +282,32 @@ def _read_html(response: requests.Response, max_bytes: int) -> tuple[str, str]:
         content_type = response.headers.get("Content-Type", "")
         if "html" not in content_type.lower():
             raise _SkipPage(f"not HTML ({content_type or 'no Content-Type'})")
-        body = _read_limited(response, max_bytes)
-        encoding = response.encoding or response.apparent_encoding or "utf-8"
-        return response.url, body.decode(encoding, errors="replace")
+        return response.url, decode_html(_read_limited(response, max_bytes), content_type)
+
+
+def decode_html(body: bytes, content_type: str = "") -> str:
+    """The page's text as a browser decodes it: a byte-order mark first, then the Content-Type header's
+    charset, then the page's own `<meta charset>` (or http-equiv), then detection (UTF-8 before
+    Windows-1252). `requests`' response.encoding is not that: without a charset in the header it says
+    ISO-8859-1 and garbles every UTF-8 page served by Python's http.server and many static hosts."""
+    for bom, codec in BOMS:
+        if body.startswith(bom):
+            return body[len(bom) :].decode(codec, errors="replace")
+    charset = _header_charset(content_type)
+    if charset:
+        return body.decode(charset, errors="replace")
+    return UnicodeDammit(body, is_html=True).unicode_markup or body.decode("utf-8", errors="replace")
+
+
+def _header_charset(content_type: str) -> str | None:
+    """The charset parameter of a Content-Type header, if it names a codec Python knows."""
+    match = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
+    if not match:
+        return None
+    try:
+        return codecs.lookup(match.group(1)).name
+    except LookupError:
+        return None
 
 
 def _read_limited(response: requests.Response, max_bytes: int) -> bytes:
@@ -266,6 +326,13 @@ def _read_limited(response: requests.Response, max_bytes: int) -> bytes:
 def excluded(path: str, patterns: Sequence[str]) -> bool:
     """Whether a relative path ("_sources/json.rst.txt", "genindex-A.html") matches one of the glob patterns."""
     return any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns)
+
+
+def included(path: str, patterns: Sequence[str]) -> bool:
+    """Whether a relative path matches one of the glob patterns, or there are none. A folder's page, which
+    normalise_url spells without its index.html ("guide"), matches as "guide/index.html" too."""
+    index_page = f"{path}/index.html".lstrip("/")
+    return not patterns or any(fnmatch.fnmatchcase(p, pattern) for p in (path, index_page) for pattern in patterns)
 
 
 def _scope_prefix(start: str) -> str:
