@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import bm25s
 import numpy as np
 import pytest
+import Stemmer
 
-from ragserve.index.lexical import Lexical, LexicalScheme
+from ragserve.index.lexical import Lexical, LexicalScheme, identifier_terms
 
 TEXTS = [
     "Llama 3 has a context length of 8K tokens.",
@@ -52,14 +54,17 @@ def test_saved_index_scores_identically(tmp_path: Path) -> None:
     files = built.save(tmp_path / scheme.folder)
     assert files and not [p for p in files if p.suffix in (".pkl", ".pickle")]
     loaded = Lexical.load(tmp_path / scheme.folder, scheme)
-    question = ["context length of Llama 3.1"]
+    question = ["context length of Llama 3.1", "json.dumps -X skip_keys JSONDecoder"]
     np.testing.assert_allclose(loaded.scores(question), built.scores(question))
 
 
 def test_each_scheme_has_its_own_folder() -> None:
-    folders = {LexicalScheme(n, t).folder for n in (True, False) for t in (True, False)}
+    folders = {LexicalScheme(n, t, identifiers=False).folder for n in (True, False) for t in (True, False)}
     assert folders == {"bm25-numbers-title", "bm25-numbers", "bm25-words-title", "bm25-words"}
-    assert LexicalScheme(metadata=True).folder == "bm25-numbers-title-meta"
+    assert LexicalScheme(metadata=True, identifiers=False).folder == "bm25-numbers-title-meta"
+    # Identifier terms are new terms: an index built without them is never read with them.
+    assert LexicalScheme().folder == "bm25-numbers-title-ids"
+    assert LexicalScheme(numbers=False, title=False, metadata=True).folder == "bm25-words-meta-ids"
 
 
 def test_page_metadata_makes_a_chunk_findable_by_its_date_and_authors() -> None:
@@ -71,3 +76,94 @@ def test_page_metadata_makes_a_chunk_findable_by_its_date_and_authors() -> None:
     scores = lexical.scores(["the spring 2024 model by tii-team"])[0]
     assert scores[0] > 0 and scores[1] == 0
     assert LexicalScheme().header(meta) == "Falcon 2"  # metadata off: the title alone
+
+
+@pytest.mark.parametrize(
+    ("text", "terms"),
+    [
+        ("json.dumps", ["json.dumps"]),  # its parts are words already
+        ("Call json.dumps(obj).", ["json.dumps"]),  # the sentence's period is no part
+        ("os.path.join and os.PathLike", ["os.path.join", "os.pathlike", "pathlike", "path", "like"]),
+        ("python -X dev -m json.tool", ["-X", "-m", "json.tool"]),  # options keep their case
+        ("(-x) or --no-site, `--check-hash-based-pycs`", ["-x", "--no-site", "--check-hash-based-pycs"]),
+        ("skip_keys", ["skip_keys", "skip", "keys"]),
+        ("__init_subclass__ and _thread", ["__init_subclass__", "init", "subclass", "_thread", "thread"]),
+        ("JSONDecoder", ["jsondecoder", "json", "decoder"]),
+        ("ThreadPoolExecutor", ["threadpoolexecutor", "thread", "pool", "executor"]),
+        (
+            "json.JSONDecoder.raw_decode",
+            ["json.jsondecoder.raw_decode", "jsondecoder", "json", "decoder", "raw_decode", "raw", "decode"],
+        ),
+        ("is_a", ["is_a"]),  # parts are words: "is" and "a" are stopwords
+    ],
+)
+def test_identifier_terms(text: str, terms: list[str]) -> None:
+    assert identifier_terms(text) == terms
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Llama 3.1 and Python 3.11.4 and v3.1",  # numbers
+        "4-bit weights, non-blocking calls, a well-known pre-trained model",  # hyphenated words
+        "Options, e.g. this one, i.e. that one, made in the U.S. today.",  # abbreviations
+        "It ends here. Next sentence.",  # sentence-ending periods
+        "Python, JSON, json, GPUs, LLMs and APIs",  # plain words, plural acronyms
+        "____ 1_000 -1 -- em dash",
+    ],
+)
+def test_words_numbers_and_prose_are_no_identifiers(text: str) -> None:
+    assert identifier_terms(text) == []
+
+
+def test_identifier_parts_are_stemmed_like_words_and_names_are_not() -> None:
+    stem = Stemmer.Stemmer("english").stemWords
+    assert identifier_terms("skip_keys JSONDecoder", stem) == [
+        "skip_keys",
+        "skip",
+        "key",
+        "jsondecoder",
+        "json",
+        "decod",
+    ]
+
+
+def test_a_named_identifier_ranks_the_chunk_that_names_it_first() -> None:
+    texts = [
+        "json.dumps(obj) serializes obj to a JSON formatted str.",
+        "The json module dumps data as text; pickle dumps objects, json dumps strings.",
+        "The -X option sets implementation-specific options, such as -X dev.",
+        "Let x be a variable: x = x + 1 increments x.",
+        "The JSONDecoder class reads a document.",
+    ]
+    questions = ["How do I call json.dumps?", "What does -X do?", "the JSON decoder"]
+    lexical = Lexical.build(texts, [""] * len(texts), LexicalScheme(title=False))
+    dumps, x_option, decoder = lexical.scores(questions)
+    assert dumps[0] > dumps[1] > 0
+    assert x_option[2] > x_option[3]
+    assert np.argmax(decoder) == 4
+    # Today's words alone: "json" and "dumps" said apart win, "x" is the variable's word, and
+    # "JSONDecoder" is one word that "JSON decoder" never matches.
+    words = Lexical.build(texts, [""] * len(texts), LexicalScheme(title=False, identifiers=False))
+    dumps, x_option, decoder = words.scores(questions)
+    assert dumps[1] > dumps[0] and x_option[3] > x_option[2] and decoder[4] == 0
+
+
+def test_identifiers_off_gives_exactly_the_old_terms() -> None:
+    texts = [*TEXTS, "Use json.dumps, -X dev and skip_keys with a JSONDecoder.", ""]
+    stemmer = Stemmer.Stemmer("english")
+    for numbers in (True, False):
+        lexical = Lexical.build(texts, [""] * len(texts), LexicalScheme(numbers=numbers, identifiers=False))
+        old = bm25s.tokenize(
+            texts,
+            token_pattern=lexical.scheme.token_pattern,
+            stopwords="en",
+            stemmer=stemmer,
+            return_ids=False,
+            show_progress=False,
+        )
+        assert lexical.terms(texts) == old
+        # Identifiers on: the same words first, then the identifiers' terms.
+        terms = Lexical(lexical.retriever, LexicalScheme(numbers=numbers)).terms(texts)
+        assert [t[: len(o)] for t, o in zip(terms, old, strict=True)] == old
+        assert terms[-2][len(old[-2]) :] == identifier_terms(texts[-2], stemmer.stemWords)

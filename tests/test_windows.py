@@ -30,6 +30,28 @@ def test_each_owner_scores_its_best_vector_and_an_owner_without_vectors_gets_min
     assert np.allclose(best, [[1.0, -1.0, 0.6], [1.0, -1.0, 0.8]])
 
 
+def test_best_of_reads_only_the_listed_owners_and_equals_best() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(9, 4)).astype(np.float32)
+    owners = VectorSet(vectors, np.array([0, 0, 1, 3, 3, 3, 4, 6, 6]))  # owners 2 and 5 have no vector
+    query = rng.normal(size=4).astype(np.float32)
+    full = owners.best(query[None, :], 8)[0]
+    asked = [6, 2, 0, 3, 7, 5]
+    assert owners.best_of(query, asked) == pytest.approx(full[asked])
+    assert owners.best_of(query, [2, 5, 7]).tolist() == [-1.0, -1.0, -1.0]
+    assert owners.best_of(query, []).shape == (0,)
+
+
+@pytest.mark.model
+def test_pool_window_search_rescores_the_candidates_as_the_full_scan_does(encoder) -> None:
+    index, _ = build_in_memory(CHUNKS, encoder)
+    question = "How is the Falcon cluster cooled?"
+    vector = encoder.embed([question])
+    full = Retriever(index, RetrievalConfig(page_weight=0.0)).search(vector, [question], 2)[0]
+    pool = Retriever(index, RetrievalConfig(page_weight=0.0, window_search="pool")).search(vector, [question], 2)[0]
+    assert [(h.document, h.fused) for h in pool] == [(h.document, pytest.approx(h.fused)) for h in full]
+
+
 def test_window_vectors_round_trip_memory_mapped(tmp_path) -> None:
     windows = WindowVectors(np.eye(3, dtype=np.float32), np.array([0, 1, 1]))
     windows.save(tmp_path / "w")

@@ -2,7 +2,8 @@
 
 Public names: EmbeddingCache, cache_key.
 EmbeddingCache stands in for an Encoder wherever the builder embeds (chunks, page records, sentence windows);
-fill() embeds everything a build lacks in one encoder call first (on a Ray cluster: one job, distributed.py).
+fill() embeds everything a build lacks first, in parts of STORE_EVERY texts, each stored before the next starts
+(on a Ray cluster, a job per part: distributed.py), under a progress bar (progress.py).
 One SQLite database per model identity (cache_key: the model, its weights' size, max_seq_length, pooling:
 everything that changes a vector), one row per text: the sha256 of the text -> its float32 vector. A
 refresh asks for every chunk, sentence window and page record text of the new version; only those the
@@ -16,7 +17,6 @@ import hashlib
 import json
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,13 +24,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragserve.config import EmbeddingConfig
+from ragserve.embedding.progress import progress_bar
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from ragserve.embedding.encoder import Encoder
 
 logger = logging.getLogger(__name__)
 LOOKUP_ROWS = 500  # keys per SELECT ... IN (...): SQLite allows 999 parameters by default
-STORE_EVERY = 2048  # texts per encoder call and transaction: minutes of CPU work each, seconds on a GPU
+# Texts per part: each part is embedded, then written in one transaction, before the next starts, so a build
+# stopped after an hour keeps that hour. 256 texts: about a minute on 2 CPU cores (chunks of 1000 characters
+# at 3-4 texts/s), a second on a GPU; a Ray job each (RayEncoder).
+STORE_EVERY = 256
 
 
 def model_identity(cfg: EmbeddingConfig) -> dict[str, Any]:
@@ -101,25 +107,12 @@ class EmbeddingCache:
         ]
         found = self._lookup(sorted({key for keys in span_keys for key in keys}))
         todo = [i for i, keys in enumerate(span_keys) if any(key not in found for key in keys)]
-        whole: dict[str, np.ndarray] = {}  # sha256 of a text -> its vector, as the passes below compute them
-        for start in range(0, len(todo), STORE_EVERY):  # stored as it goes: a stopped build keeps what it paid for
-            part = todo[start : start + STORE_EVERY]
-            begun = time.perf_counter()
-            vectors, per_text = self.encoder.embed_spans([texts[i] for i in part], [list(spans[i]) for i in part])
-            rows = {_sha256(texts[i]): vector for i, vector in zip(part, vectors, strict=True)}
-            whole.update(rows)
-            for i, span_vectors in zip(part, per_text, strict=True):
-                rows.update(zip(span_keys[i], span_vectors, strict=True))
-            self._write(rows)
-            found.update(rows)
-            self.embedded += len(part)
-            logger.info(
-                "embedded %d/%d texts with their spans in %.1f s",
-                start + len(part),
-                len(todo),
-                time.perf_counter() - begun,
-            )
+        stored = self._store_spans(
+            [texts[i] for i in todo], [list(spans[i]) for i in todo], [span_keys[i] for i in todo]
+        )
+        found.update(stored)
         keys = [_sha256(text) for text in texts]
+        whole = {key: stored[key] for key in set(keys) if key in stored}  # sha256 of a text -> its vector
         whole.update(self._lookup(sorted(set(keys) - set(whole))))  # only the texts no pass above computed
         dim = self.dimension
         text_vectors = np.stack([whole[key] for key in keys]) if keys else np.empty((0, dim), np.float32)
@@ -128,8 +121,8 @@ class EmbeddingCache:
         ]
 
     def fill(self, groups: dict[str, Sequence[str]]) -> dict[str, int]:
-        """Embed every text of every group that the cache lacks, in one encoder call; the new texts per group
-        (a text in two groups counts in the first). A build calls it once, so a Ray cluster runs one job."""
+        """Embed every text of every group that the cache lacks, in one run of parts (_store); the new texts per
+        group (a text in two groups counts in the first). A build calls it once: one progress bar for it all."""
         missing: dict[str, str] = {}
         new = {}
         for group, texts in groups.items():
@@ -142,27 +135,71 @@ class EmbeddingCache:
         return new
 
     def _store(self, missing: dict[str, str]) -> dict[str, np.ndarray]:
-        """Embed missing (sha256 -> text) and write the vectors; sha256 -> vector. Written STORE_EVERY texts at a
-        time (one encoder call each, so a Ray job per slice), so a build stopped after an hour keeps that hour."""
+        """Embed missing (sha256 -> text) and write the vectors; sha256 -> vector. Embedded and written STORE_EVERY
+        texts at a time, each part stored before the next starts, under a progress bar (progress.py)."""
         stored: dict[str, np.ndarray] = {}
         items = list(missing.items())
-        for begin in range(0, len(items), STORE_EVERY):
-            part = dict(items[begin : begin + STORE_EVERY])
-            start = time.perf_counter()
-            vectors = self.encoder.embed(list(part.values())).astype(np.float32)
-            seconds = time.perf_counter() - start  # the encoder's load (or a Ray job's start) included
-            logger.info(
-                "embedded %d/%d new texts in %.1f s (%.1f texts/s)",
-                begin + len(part),
-                len(items),
-                seconds,
-                len(part) / seconds,
-            )
-            rows = dict(zip(part, vectors, strict=True))
-            self._write(rows)
-            self.embedded += len(part)
-            stored.update(rows)
+        if not items:
+            return stored
+        self.encoder  # noqa: B018 - loaded before the bar starts: a model's load time is no embedding rate
+        with progress_bar(len(items), "embedding new texts") as bar:
+            for begin in range(0, len(items), STORE_EVERY):
+                part = dict(items[begin : begin + STORE_EVERY])
+                rows = dict(zip(part, self._encode(list(part.values()), bar), strict=True))
+                self._write(rows)
+                self.embedded += len(part)
+                stored.update(rows)
         return stored
+
+    def _store_spans(
+        self, texts: list[str], spans: list[list[tuple[int, int]]], span_keys: list[list[str]]
+    ) -> dict[str, np.ndarray]:
+        """Embed texts with their spans and write each text's row and its spans' rows; key -> vector. STORE_EVERY
+        texts at a time, each part stored before the next starts, under a progress bar, as _store."""
+        stored: dict[str, np.ndarray] = {}
+        if not texts:
+            return stored
+        self.encoder  # noqa: B018 - loaded before the bar starts: a model's load time is no embedding rate
+        with progress_bar(len(texts), "embedding texts with their spans") as bar:
+            for start in range(0, len(texts), STORE_EVERY):
+                part = slice(start, start + STORE_EVERY)
+                vectors, per_text = self._encode_spans(texts[part], spans[part], bar)
+                rows = {_sha256(text): vector for text, vector in zip(texts[part], vectors, strict=True)}
+                for keys, span_vectors in zip(span_keys[part], per_text, strict=True):
+                    rows.update(zip(keys, span_vectors, strict=True))
+                self._write(rows)
+                self.embedded += len(vectors)
+                stored.update(rows)
+        return stored
+
+    def _batches(self, texts: list[str]) -> list[list[int]]:
+        """The encoder's own batches of texts (Encoder.batches), so the bar moves every few seconds on a CPU;
+        one batch of them all for an encoder that does not say (RayEncoder: one Ray job per part)."""
+        if hasattr(self.encoder, "batches"):
+            return self.encoder.batches(texts)
+        return [list(range(len(texts)))]
+
+    def _encode(self, texts: list[str], bar: tqdm) -> np.ndarray:
+        """(len(texts), dim) float32: encoder.embed(texts), asked batch by batch (the same vectors, same batches)."""
+        vectors = np.empty((len(texts), self.encoder.dimension), np.float32)
+        for batch in self._batches(texts):
+            vectors[batch] = self.encoder.embed([texts[i] for i in batch])
+            bar.update(len(batch))
+        return vectors
+
+    def _encode_spans(
+        self, texts: list[str], spans: list[list[tuple[int, int]]], bar: tqdm
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """encoder.embed_spans(texts, spans), asked batch by batch like _encode."""
+        vectors = np.empty((len(texts), self.encoder.dimension), np.float32)
+        per_text: list[np.ndarray] = [np.empty((0, self.encoder.dimension), np.float32)] * len(texts)
+        for batch in self._batches(texts):
+            batch_vectors, batch_spans = self.encoder.embed_spans([texts[i] for i in batch], [spans[i] for i in batch])
+            vectors[batch] = batch_vectors
+            for i, span_vectors in zip(batch, batch_spans, strict=True):
+                per_text[i] = span_vectors
+            bar.update(len(batch))
+        return vectors, per_text
 
     def _write(self, rows: dict[str, np.ndarray]) -> None:
         """sha256 -> vector rows, in one transaction."""

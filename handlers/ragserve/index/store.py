@@ -63,7 +63,13 @@ class IndexError_(RuntimeError):
 
 
 def scheme_of(cfg: Config) -> LexicalScheme:
-    return LexicalScheme(numbers=cfg.index.bm25_numbers, title=cfg.index.bm25_title, metadata=cfg.index.bm25_metadata)
+    index = cfg.index
+    return LexicalScheme(
+        numbers=index.bm25_numbers,
+        title=index.bm25_title,
+        metadata=index.bm25_metadata,
+        identifiers=index.bm25_identifiers,
+    )
 
 
 def windows_of(cfg: Config) -> str | None:

@@ -15,20 +15,26 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ragserve.embedding.progress import progress_bar
+
 if TYPE_CHECKING:
+    from ragserve.embedding.cache import EmbeddingCache
     from ragserve.embedding.encoder import Encoder
 
 logger = logging.getLogger(__name__)
-PROGRESS_EVERY = 128  # texts between progress log lines: a build embeds thousands, for minutes
+PROGRESS_EVERY = 128  # texts per encoder call, the bar moving after each: a build embeds thousands, for minutes
 
 
-def embed_with_progress(encoder: Encoder, texts: Sequence[str], what: str) -> np.ndarray:
-    """(len(texts), dim) float32 vectors, logging "embedded i/n <what>" as it goes."""
+def embed_with_progress(encoder: Encoder | EmbeddingCache, texts: Sequence[str], what: str) -> np.ndarray:
+    """(len(texts), dim) float32 vectors, under a progress bar "embedding <what>" (progress.py)."""
+    if not texts:
+        return np.empty((0, encoder.dimension), np.float32)
     parts = []
-    for start in range(0, len(texts), PROGRESS_EVERY):
-        parts.append(encoder.embed(list(texts[start : start + PROGRESS_EVERY])))
-        logger.info("embedded %d/%d %s", min(start + PROGRESS_EVERY, len(texts)), len(texts), what)
-    return np.concatenate(parts).astype(np.float32) if parts else np.empty((0, encoder.dimension), np.float32)
+    with progress_bar(len(texts), f"embedding {what}") as bar:
+        for start in range(0, len(texts), PROGRESS_EVERY):
+            parts.append(encoder.embed(list(texts[start : start + PROGRESS_EVERY])))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts).astype(np.float32)
 
 
 @dataclass
@@ -41,7 +47,8 @@ class VectorSet:
     def __post_init__(self) -> None:
         # owner is ascending (vectors are embedded owner by owner): each owner's run starts once, here,
         # not on every query
-        self._owners, self._run_starts = np.unique(self.owner, return_index=True)
+        self._owners, self._run_starts, counts = np.unique(self.owner, return_index=True, return_counts=True)
+        self._run_ends = self._run_starts + counts
 
     def save(self, folder: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
@@ -56,6 +63,21 @@ class VectorSet:
             np.load(folder / "vectors.npy", mmap_mode="r" if mmap else None, allow_pickle=False),
             np.load(folder / "owner.npy", allow_pickle=False),
         )
+
+    def best_of(self, query: np.ndarray, owners: Sequence[int]) -> np.ndarray:
+        """(len(owners),): each listed owner's best cosine with one query, reading only their vectors (-1 for an
+        owner without vectors). A search that rescores its candidates costs their vectors, not the whole set's."""
+        best = np.full(len(owners), -1.0, dtype=np.float32)
+        slots = np.searchsorted(self._owners, np.asarray(owners, dtype=np.int64))
+        slots = np.minimum(slots, max(len(self._owners) - 1, 0))
+        present = np.flatnonzero(self._owners[slots] == np.asarray(owners)) if len(self._owners) else []
+        if len(present) == 0:
+            return best
+        starts, ends = self._run_starts[slots[present]], self._run_ends[slots[present]]
+        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
+        similarity = np.asarray(self.vectors)[rows] @ query  # fancy indexing: a mapped file reads these rows only
+        best[present] = np.maximum.reduceat(similarity, np.concatenate([[0], np.cumsum(ends - starts)[:-1]]))
+        return best
 
     def best(self, queries: np.ndarray, owners: int) -> np.ndarray:
         """(n queries, owners): each owner's best cosine with each query; -1 for an owner without vectors."""

@@ -6,14 +6,17 @@ store.py holds chunks, vectors and BM25; this module decides what a question ret
    plus every chunk of the `page_candidates` best pages;
 2. chunk score: the convex (or RRF) fusion of the dense and BM25 scores over that pool; with
    sentence windows (windows.py) the dense score is (1 - window_weight) * the chunk's cosine +
-   window_weight * its best window's cosine;
+   window_weight * its best window's cosine (window_search "pool": only the candidates' windows are read, so
+   they rescore the pool without adding to it: a search reads hundreds of window vectors, not every one);
 3. page score (retrieval.page_weight > 0): each page's record (title, date, authors, tags, headings,
    first paragraph; pages.py) scored by BM25 and by its best vector (title, each heading, the lead,
    each its own vector), fused the same way; a chunk's final score is
    (1 - page_weight) * chunk score + page_weight * its page's score.
 Questions that describe a page rather than name it ("Meta's April 2024 open models") find it by
 its identity, and the chunk-level scores still pick the passage inside it.
-No faiss or torch import here: the index and the encoder are passed in.
+With a query adapter (retrieval.query_adapter, embedding/adapter.py), search() maps the question
+vectors first, so every dense score above (chunks, pages, windows) sees the adapted ones.
+No faiss or torch import here: the index, the encoder and the adapter are passed in.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from ragserve.retrieval.filters import ChunkTable, Filter
 from ragserve.retrieval.fusion import convex_combination, min_max, reciprocal_rank_fusion
 
 if TYPE_CHECKING:
+    from ragserve.embedding.adapter import QueryAdapter
     from ragserve.index.store import Index
 
 
@@ -58,7 +62,8 @@ class PageIndex:
         if index.pages is None:
             raise ValueError("the index has no page vectors: build it with builder.build_in_memory or load a version")
         records = page_records(index.documents())
-        page_scheme = LexicalScheme(numbers=index.lexical.scheme.numbers, title=False)
+        scheme = index.lexical.scheme
+        page_scheme = LexicalScheme(numbers=scheme.numbers, title=False, identifiers=scheme.identifiers)
         lexical = Lexical.build([r.lexical_text() for r in records], [""] * len(records), page_scheme)
         return cls(records, lexical, index.pages)
 
@@ -79,9 +84,14 @@ class PageIndex:
 class Retriever:
     """Ranks an Index's chunks for a batch of questions, as retrieval config says."""
 
-    def __init__(self, index: Index, cfg: RetrievalConfig, pages: PageIndex | None = None) -> None:
+    def __init__(
+        self, index: Index, cfg: RetrievalConfig, pages: PageIndex | None = None, adapter: QueryAdapter | None = None
+    ) -> None:
         self.index = index
         self.cfg = cfg
+        self.adapter = adapter  # applied to question vectors in search(); checked against the index's width here
+        if adapter is not None:
+            adapter.check(index.store.index.d, f"index version {index.version}")
         self.pages = pages if cfg.hybrid and cfg.page_weight > 0 else None
         self.chunk_page = self.pages.page_of_chunks(len(index)) if self.pages else None
         self.windows = index.windows if cfg.hybrid and cfg.window_weight > 0 else None
@@ -89,7 +99,11 @@ class Retriever:
     def search(
         self, vectors: np.ndarray, questions: list[str], k: int, filters: Sequence[Filter | None] | None = None
     ) -> list[list[Hit]]:
-        """The top-k hits for each question, best first; filters[i]: which chunks question i may retrieve."""
+        """The top-k hits for each question, best first; filters[i]: which chunks question i may retrieve.
+
+        vectors: (n, dim) the questions as the encoder embeds them (the query adapter, if any, applies here)."""
+        if self.adapter is not None:
+            vectors = self.adapter.apply(vectors)
         masks = [self.table.mask(f) if f else None for f in filters] if filters else [None] * len(vectors)
         if not self.cfg.hybrid:
             return self.dense(vectors, k, masks)
@@ -134,7 +148,8 @@ class Retriever:
         dense_hits, dense_ids = self._dense_search(vectors, cfg.candidates, masks)  # (n, candidates)
         lexical_scores = self.index.lexical.scores(questions)  # (n, chunks)
         page_scores = self.pages.scores(vectors, questions, cfg.page_dense_weight) if self.pages else None
-        window_scores = self.windows.best(vectors, len(self.index)) if self.windows is not None else None
+        every_window = self.windows is not None and cfg.window_search == "all"
+        window_scores = self.windows.best(vectors, len(self.index)) if every_window else None
         results = []
         for row, (vector, lexical) in enumerate(zip(vectors, lexical_scores, strict=True)):
             mask = masks[row]
@@ -157,7 +172,11 @@ class Retriever:
                 i for i in pool if i not in dense
             ]  # candidates FAISS did not return: score them as it would have
             dense.update(zip(missing, self.index.dense_scores(vector, missing).tolist(), strict=True))
-            signal = dense if window_scores is None else self._with_windows(dense, window_scores[row])
+            if self.windows is not None and window_scores is None:  # window_search "pool": the candidates' only
+                best_window = dict(zip(pool, self.windows.best_of(vector, pool).tolist(), strict=True))
+                signal = self._with_windows(dense, best_window)
+            else:
+                signal = dense if window_scores is None else self._with_windows(dense, window_scores[row])
             dense_ranking = sorted(dict.fromkeys(dense_top + window_top), key=lambda i: -signal[i])[: cfg.candidates]
             fused = self._fuse(signal, dense_ranking, lexical_top, {i: float(lexical[i]) for i in pool}, len(pool))
             if page_scores is not None:
@@ -173,7 +192,7 @@ class Retriever:
         closeness = 1.0 if self.index.metric == "cosine" else -1.0  # higher is better for the fusion
         return convex_combination({i: closeness * s for i, s in dense.items()}, lexical, self.cfg.dense_weight, k)
 
-    def _with_windows(self, cosine: dict[int, float], best_window: np.ndarray) -> dict[int, float]:
+    def _with_windows(self, cosine: dict[int, float], best_window: np.ndarray | dict[int, float]) -> dict[int, float]:
         """The dense signal: each chunk's cosine mixed with its best window's (a chunk without one keeps its own)."""
         weight = self.cfg.window_weight
         mixed = {}
