@@ -5,8 +5,9 @@ Public names: RAGPipeline.
 batch (at the largest k asked; dense, or dense + BM25 fused when retrieval.hybrid), reranks the
 candidates when a cross-encoder is configured (rerank.py), and returns one response per query:
 the prompt text, or {"prompt", "sources", "index"} for JSON queries ("index": the version that
-answered). from_config loads the line's live version and, with index.follow_s > 0, follows it
-(follow.py): a version published later is swapped in between batches.
+answered; "query_adapter": the identity of the adapter that mapped the question vectors, when
+retrieval.query_adapter names one). from_config loads the line's live version and, with
+index.follow_s > 0, follows it (follow.py): a version published later is swapped in between batches.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from ragserve.api.openai_api import EmbeddingsQuery, RetrievalQuery, embeddings_body, retrieval_body
 from ragserve.api.requests import Query
 from ragserve.config import Config
+from ragserve.embedding.adapter import QueryAdapter
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.follow import Follower, Live
 from ragserve.index.store import Index, IndexLine, load_current, set_search_threads
@@ -63,6 +65,10 @@ class RAGPipeline:
         self.cfg = cfg
         self.encoder = encoder
         set_search_threads(cfg.runtime.search_threads)
+        adapter = cfg.retrieval.query_adapter
+        self.adapter = QueryAdapter.load(adapter) if adapter else None  # per pipeline: eval variants share encoders
+        if self.adapter is not None:
+            logger.info("query adapter %s (%s)", self.adapter.identity, adapter)
         self.live = Live(index.version, self._retriever(index))
         self.follower: Follower[Retriever] | None = None
         self.reranker = Reranker(cfg.rerank, device) if cfg.rerank.model else None
@@ -100,7 +106,7 @@ class RAGPipeline:
         pages = (
             PageIndex.from_index(index) if self.cfg.retrieval.hybrid and self.cfg.retrieval.page_weight > 0 else None
         )
-        return Retriever(index, self.cfg.retrieval, pages)
+        return Retriever(index, self.cfg.retrieval, pages, self.adapter)
 
     def answer(self, queries: Sequence[Query | RetrievalQuery | EmbeddingsQuery]) -> Answers:
         """One embedding forward for every text of the batch (questions and embedding inputs alike) and one
@@ -127,6 +133,8 @@ class RAGPipeline:
             hits = dict(zip(asking, found, strict=True))
             times = dataclasses.replace(searched, embed_ms=embed_ms)
         version = {"version": retriever.index.version, "created": retriever.index.manifest.get("created")}
+        if retriever.adapter is not None:
+            version["query_adapter"] = retriever.adapter.identity
         replies = [
             self._respond(query, hits.get(i, []), version, vectors[rows[i] : rows[i + 1]])
             for i, query in enumerate(queries)
