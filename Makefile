@@ -10,7 +10,7 @@ Q ?= How do I rotate the TorchServe token?
 K ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-fast test-faults test-scale validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh eval eval-answers quant-gate lint format
+.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-fast test-faults test-scale validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh eval eval-pydocs eval-pydocs-slice adapt eval-answers quant-gate lint format
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -117,8 +117,14 @@ bench-ann: install ## exact vs approximate search (flat, HNSW, IVF): recall@10 a
 eval: models ## retrieval quality (hit@k, MRR) per setting on ../shared/corpus/hf-blog
 	$(PY) benchmarks/eval_retrieval.py
 
+adapt: models ## train a query adapter on RAG_CONFIG's live index (heading path/title -> chunk pairs); ADAPT_ARGS="--epochs 4"
+	$(PY) scripts/adapt.py --config $(RAG_CONFIG) $(ADAPT_ARGS)
+
 eval-pydocs: models ## opt-in: retrieval quality on the Python 3.11 docs (apt-get install python3.11-doc; hours on 2 CPUs)
 	$(PY) benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs.yaml $(EVAL_ARGS)
+
+eval-pydocs-slice: models ## eval-pydocs on 120 pages: qa_dev's 107 + 13 seeded others (a first build ~25-45 min on 2 CPUs, then cached)
+	$(PY) benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs-slice.yaml $(EVAL_ARGS)
 
 eval-answers: models ## SmolLM2 answer quality (key term of the expected answer) per setting on ../shared/corpus/hf-blog
 	$(PY) benchmarks/answer_eval.py

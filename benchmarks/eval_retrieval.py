@@ -6,18 +6,22 @@
   .venv/bin/python benchmarks/eval_retrieval.py --questions my_qa.jsonl other.jsonl
   .venv/bin/python benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs.yaml  # make eval-pydocs: hours on CPU
   .venv/bin/python benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs.yaml --set corpus.max_pages=40  # a slice
+  .venv/bin/python benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs-slice.yaml  # make eval-pydocs-slice
 
 Serves ../shared/corpus/hf-blog/site on 127.0.0.1, crawls it from /blog with each variant's config
 (`make index`'s refresh; versions and the embedding cache live under .cache/eval-index, so a
 rerun only re-crawls, with conditional requests, and re-asks the questions), asks every question of
 every set (the spec's `questions`:
 qa_public, qa_dev and qa_dev_indirect) and counts a hit at k when one of the top-k chunks contains
-the question's evidence string (whitespace folded). Questions are embedded once per encoder and
+the question's evidence string (whitespace folded, case-insensitive). Questions are embedded once per encoder and
 each variant re-ranks them; query ms = one question's embedding alone (median of 40) + the
 variant's median search ms. Settings are chosen on qa_dev + qa_dev_indirect
 (148 answerable); qa_public (34) is reported, not tuned on. Unanswerable questions report their top
-score. Writes report.md (one table for all sets, then one per set), questions.jsonl (every question)
-and setup.json under benchmarks/results/eval-<date>-<host>/.
+score. Every answerable question missed at 10 is explained (misses.py): is its evidence in a chunk, in
+its page's text, where do its page and its best evidence chunk rank (dense, BM25, fused), so which cause:
+extraction, split, page missing, wrong page or wrong chunk. Writes report.md (one table for all sets, one
+per set, then the misses by cause), questions.jsonl (every question), misses.jsonl (every miss) and
+setup.json under benchmarks/results/eval-<date>-<host>/.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from misses import MISS_K, Misses, causes_markdown, count_causes, folded, page_texts
 from report import Results, add_out_argument
 
 from ragserve.config import CompileConfig, Config, assignment, override
@@ -50,10 +55,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MRR_DEPTH = 10
 HIT_KS = (1, 3, 5, 10)
 LATENCY_SAMPLE = 40  # questions embedded one at a time to measure the embedding's share of a query
-
-
-def fold(text: str) -> str:
-    return " ".join(text.split())
 
 
 def serve_site(site: Path, port: int) -> http.server.ThreadingHTTPServer:
@@ -83,11 +84,18 @@ def variant_config(spec: dict[str, Any], base: dict[str, Any], source: str) -> C
 def score_question(hits: list, question: dict[str, Any]) -> dict[str, Any]:
     row = {"id": question["id"], "answerable": question["answerable"], "top_score": hits[0].score if hits else None}
     if question["answerable"]:
-        evidence = fold(question["evidence"])
-        ranks = [i + 1 for i, hit in enumerate(hits) if evidence in fold(hit.document.page_content)]
+        evidence = folded(question["evidence"])
+        ranks = [i + 1 for i, hit in enumerate(hits) if evidence in folded(hit.document.page_content)]
         row["rank"] = ranks[0] if ranks else None
         row["top_source"] = hits[0].document.metadata.get("source") if hits else None
     return row
+
+
+def in_slice(questions: list[dict[str, Any]], pages: list[str] | None) -> list[dict[str, Any]]:
+    """A slice spec (its `slice`: the pages it keeps) asks only the questions it can answer, and the unanswerable."""
+    if pages is None:
+        return questions
+    return [q for q in questions if not q["answerable"] or q["source"] in set(pages)]
 
 
 def read_questions(path: Path) -> list[dict[str, Any]]:
@@ -132,8 +140,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     return summary
 
 
-def run_variant(cfg: Config, encoders: dict, question_sets: dict[str, list]) -> tuple[dict, list]:
-    """Per-set summaries plus chunks, query ms (one embedding + one search) and build s; every question's row."""
+def run_variant(cfg: Config, encoders: dict, question_sets: dict[str, list]) -> tuple[dict, list, list]:
+    """Per-set summaries plus chunks, query ms (one embedding + one search), build s and misses by cause;
+    every question's row; every miss's row (misses.py)."""
     embedding_key = dataclasses.astuple(cfg.embedding)
     if embedding_key not in encoders:
         device = build_device(cfg.runtime)  # a GPU when there is one (float16, embedding.dtype auto)
@@ -146,15 +155,24 @@ def run_variant(cfg: Config, encoders: dict, question_sets: dict[str, list]) -> 
     pipeline = RAGPipeline(cfg, encoder, index)
     build_s = index.manifest.get("build_s")  # when the version was first built, with the cache as it was then
     result: dict[str, Any] = {"chunks": len(index), "build_s": build_s, "sets": {}}
-    all_rows, search_ms = [], []
+    all_rows, search_ms, misses = [], [], []
+    explainer = Misses(index, pipeline.retriever, page_texts(cfg, index))
     for name, qs in question_sets.items():
         rows, ms = evaluate(pipeline, qs, questions.vectors[name])
         result["sets"][name] = summarise(rows)
         search_ms.append(ms)
         all_rows += [{"set": name, **row} for row in rows]
+        missed = [(q, v) for q, v, row in zip(qs, questions.vectors[name], rows, strict=True) if _missed(row)]
+        misses += [{"set": name, **explainer.explain(q, v)} for q, v in missed]
     result["search_ms"] = statistics.median(search_ms)
     result["query_ms"] = questions.embed_ms + result["search_ms"]
-    return result, all_rows
+    result["causes"] = count_causes(misses)
+    return result, all_rows, misses
+
+
+def _missed(row: dict[str, Any]) -> bool:
+    """An answerable question with no evidence chunk in its top MISS_K."""
+    return row["answerable"] and (row["rank"] is None or row["rank"] > MISS_K)
 
 
 def markdown(results: dict[str, dict], description: str) -> str:
@@ -192,24 +210,26 @@ def main() -> None:
     if not site.is_dir():
         raise SystemExit(f"{site} is absent: the eval needs the shared corpus (see ../shared/README.md)")
     paths = args.questions or [(ROOT / q).resolve() for q in spec["questions"]]
-    question_sets = {path.stem: read_questions(path) for path in paths}
+    question_sets = {path.stem: in_slice(read_questions(path), spec.get("slice")) for path in paths}
     out = Results.create("eval", args.out)
     base = yaml.safe_load((ROOT / spec["base_config"]).read_text())["handler"]
     server = serve_site(site, spec["port"])
     source = f"http://127.0.0.1:{spec['port']}{spec['start_path']}"
     encoders: dict = {}
-    results, all_rows = {}, []
+    results, all_rows, all_misses = {}, [], []
     try:
         for variant in spec["variants"]:
             if args.variants and variant["name"] not in args.variants:
                 continue
             cfg = variant_config({"handler": override(variant.get("handler", {}), dict(args.set))}, base, source)
-            results[variant["name"]], rows = run_variant(cfg, encoders, question_sets)
+            results[variant["name"]], rows, misses = run_variant(cfg, encoders, question_sets)
             all_rows += [{"variant": variant["name"], **row} for row in rows]
+            all_misses += [{"variant": variant["name"], **row} for row in misses]
             scores = "  ".join(
                 f"{s}: {r['hit@1']:.2f}/{r['hit@5']:.2f}" for s, r in results[variant["name"]]["sets"].items()
             )
-            print(f"{variant['name']}: hit@1/hit@5 {scores}", flush=True)
+            causes = ", ".join(f"{n} {c}" for n, c in results[variant["name"]]["causes"].items() if c)
+            print(f"{variant['name']}: hit@1/hit@5 {scores}; misses@{MISS_K}: {causes or 'none'}", flush=True)
     finally:
         server.shutdown()
     counts = ", ".join(
@@ -217,10 +237,11 @@ def main() -> None:
     )
     description = (
         f"Retrieval on {source} (served from {spec['site']}), questions: {counts}; "
-        "hit@k: the evidence is in one of the top-k chunks."
+        "hit@k: the evidence is in one of the top-k chunks (whitespace folded, case-insensitive)."
     )
-    report = markdown(results, description)
+    report = markdown(results, description) + "\n" + causes_markdown({n: r["causes"] for n, r in results.items()})
     out.write_jsonl("questions.jsonl", all_rows)
+    out.write_jsonl("misses.jsonl", all_misses)
     print(report)
     print(f"wrote {out.write_report(report)}")
 

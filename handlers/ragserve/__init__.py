@@ -7,9 +7,11 @@ module list (README and docs point here).
 RAG endpoint, write side (offline: `make index` / `make refresh`, never in a worker)
   ingest/crawl.py        fetch a site (robots.txt, conditional requests) and extract main content
   ingest/corpus.py       local files or crawled pages -> documents -> chunks
+  ingest/structure.py    structure-aware chunks: sections and API entries, code whole, each with its heading path
   ingest/metadata.py     page title, dates, authors and tags
   index/builder.py       refresh: embed only new text, write an immutable version, publish, roll back
   embedding/cache.py     SQLite embedding cache keyed by text and model identity
+  embedding/progress.py  progress of long embedding runs: a tqdm bar, or a log line every 30 s
   embedding/distributed.py  the same embedding on a Ray cluster (Ray Data, one Encoder per worker)
 RAG endpoint, read side (every worker)
   index/store.py         the live index version: FAISS vectors (memory-mapped), chunks, BM25
@@ -18,6 +20,8 @@ RAG endpoint, read side (every worker)
   index/lexical.py       BM25 terms; index/vectorsets.py, index/pages.py, index/windows.py: vector sets
                          per chunk, per page and per sentence window
   embedding/encoder.py   the Encoder (LangChain Embeddings): tokenize -> backend -> unit vectors
+  embedding/adapter.py   the query adapter (`make adapt`): a linear map of question vectors, trained on the
+                         corpus's own heading -> text pairs; applied before every dense score
   embedding/backends.py  one backend interface: torch eager or compiled, ONNX Runtime (embedding/onnxrt.py);
                          embedding/module.py is the torch module they all run
   retrieval/retriever.py hybrid search: dense + BM25 fused (retrieval/fusion.py), page and window scores,

@@ -46,6 +46,7 @@ FLAT_KEYS = {
 }
 IGNORED_KEYS = {"profile"}  # TorchServe's own `handler.profile` switch
 DTYPES = ("float32", "bfloat16", "float16")
+SPLITS = ("plain", "sections", "structure")  # corpus.split (ingest/corpus.py, ingest/structure.py)
 QUANTIZATIONS = ("int8_weight_only", "int4_weight_only", "float8_weight_only", "float8_dynamic")  # llm/quantization.py
 
 
@@ -66,15 +67,19 @@ class CorpusConfig:
     chunk_overlap: int = 100  # length shared by neighbouring chunks, in chunk_unit
     chunk_unit: str = "chars"  # "chars", or "tokens" of the embedding model's tokenizer (measured: no gain)
     extract: str = "main"  # "main": <article>/<main> without nav/header/footer; "page": all text
-    split: str = "plain"  # "plain": the splitter alone; "sections": cut at headings first (measured: no gain)
+    # "sections": cut at h1-h3 first (measured: no gain); "structure": sections and API entries, small ones merged,
+    # code kept whole, each chunk headed by its heading path (ingest/structure.py)
+    split: str = "plain"  # "plain": the splitter alone; "sections" or "structure": see above
     chunk_header: bool = False  # start each chunk with a "title > section" line (measured: no gain)
     exclude: list[str] = field(default_factory=list)  # glob patterns of paths under the source to skip, e.g. _sources/*
+    include: list[str] = field(default_factory=list)  # glob patterns of the paths kept, after exclude (empty: all)
 
     def __post_init__(self) -> None:
         _check(self.chunk_size > 0, "corpus.chunk_size must be > 0")
         _check(0 <= self.chunk_overlap < self.chunk_size, "corpus.chunk_overlap must be in [0, chunk_size)")
         _check(self.extract in ("main", "page"), "corpus.extract must be 'main' or 'page'")
-        _check(self.split in ("sections", "plain"), "corpus.split must be 'sections' or 'plain'")
+        _check(self.split in SPLITS, f"corpus.split must be one of {SPLITS}")
+        _check(self.split != "structure" or self.chunk_unit == "chars", "corpus.split structure needs chunk_unit chars")
         _check(self.chunk_unit in ("chars", "tokens"), "corpus.chunk_unit must be 'chars' or 'tokens'")
         _check(self.max_depth >= 0 and self.max_pages > 0, "corpus.max_depth/max_pages out of range")
 
@@ -167,6 +172,7 @@ class IndexConfig:
     bm25_numbers: bool = True  # keep numbers/versions ("3.1", "8B", "128,256"); false: bm25s' 2+ letter words
     bm25_title: bool = True  # index each chunk's page title with its text
     bm25_metadata: bool = True  # and its page's date (as words: "April 2024", "spring 2024"), authors, tags
+    bm25_identifiers: bool = True  # and identifiers whole ("json.dumps", "-X") and split ("skip_keys", "JSONDecoder")
     mmap: bool = True  # map the vectors read-only: the workers of a node share one copy of their pages
     # Sentence windows (windows.py; embedded with the index when retrieval.window_weight > 0: changing
     # these embeds the new windows, never the chunks, which the embedding cache holds):
@@ -204,9 +210,17 @@ class RetrievalConfig:
     page_dense_weight: float = 0.3  # dense share of a page's score (its best vector vs BM25 on its record)
     page_candidates: int = 5  # every chunk of the best pages joins the candidates
     window_weight: float = 0.3  # share of a chunk's best sentence window in its dense score (0: no windows)
+    window_search: str = "all"  # "all": every window scored, its chunk joins the candidates; "pool": candidates' only
+    # embedding/adapter.py: applied to the question vectors only (the index is never re-embedded), before the chunk,
+    # page and sentence-window scores; relative to the archive folder, e.g. index/adapters/<line>-<id>.safetensors
+    query_adapter: str | None = None  # `make adapt`'s file: maps question vectors before dense search; null: none
 
     def __post_init__(self) -> None:
         _check(1 <= self.top_k <= self.max_k, "retrieval.top_k must be in 1..max_k")
+        _check(
+            self.query_adapter is None or self.query_adapter.endswith((".safetensors", ".npz")),
+            "retrieval.query_adapter must be a .safetensors or .npz file of `make adapt` (or null)",
+        )
         _check(self.candidates >= self.max_k, "retrieval.candidates must be >= retrieval.max_k")
         _check(self.fusion in ("convex", "rrf"), "retrieval.fusion must be 'convex' or 'rrf'")
         _check(0.0 <= self.dense_weight <= 1.0, "retrieval.dense_weight must be in [0, 1]")
@@ -214,6 +228,7 @@ class RetrievalConfig:
         _check(0.0 <= self.page_dense_weight <= 1.0, "retrieval.page_dense_weight must be in [0, 1]")
         _check(self.page_candidates >= 0, "retrieval.page_candidates must be >= 0")
         _check(0.0 <= self.window_weight <= 1.0, "retrieval.window_weight must be in [0, 1]")
+        _check(self.window_search in ("all", "pool"), "retrieval.window_search must be 'all' or 'pool'")
         _check(
             "{context}" in self.template and "{question}" in self.template,
             "retrieval.template must contain {context} and {question}",
@@ -280,6 +295,7 @@ class Config:
         if not corpus.is_url:
             corpus = dataclasses.replace(corpus, source=_absolute(corpus.source, root))
         cache_dir = self.compile.cache_dir and _absolute(self.compile.cache_dir, root)
+        adapter = self.retrieval.query_adapter
         return dataclasses.replace(
             self,
             corpus=corpus,
@@ -287,6 +303,7 @@ class Config:
             compile=dataclasses.replace(self.compile, cache_dir=cache_dir),
             index=dataclasses.replace(self.index, dir=_absolute(self.index.dir, root)),
             rerank=dataclasses.replace(self.rerank, model=_local_or_hub(self.rerank.model, root)),
+            retrieval=dataclasses.replace(self.retrieval, query_adapter=adapter and _absolute(adapter, root)),
         )
 
     def to_dict(self) -> dict[str, Any]:
