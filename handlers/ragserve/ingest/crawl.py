@@ -143,8 +143,18 @@ def html_to_text(soup: BeautifulSoup, extract: str = "main") -> str:
     # sidebar, related-links bars and footer divs.
     main = soup.find("article") or soup.find("main") or soup.select_one('[role="main"]') or soup.select_one("div.body")
     root = main or soup.body or soup
+    _fold_source_lines(root)
     _mark_blocks(root)
     return _clean_lines(root.get_text())
+
+
+def _fold_source_lines(root: Tag) -> None:
+    """A paragraph is one line: the line breaks of the HTML source inside it (Sphinx wraps every paragraph at
+    ~80 columns) are spaces to a browser, so they are here (code blocks keep theirs). A splitter that cuts at
+    lines then cuts between paragraphs, never in the middle of a sentence."""
+    for string in root.find_all(string=True):
+        if "\n" in string and string.find_parent("pre") is None:
+            string.replace_with(string.replace("\n", " "))
 
 
 def _mark_blocks(root: Tag) -> None:
