@@ -177,3 +177,12 @@ def test_include_matches_a_folder_page_as_its_index_html_and_comes_after_exclude
     assert kept == ["/", "/guide", "/guide/cats.html", "/guide/birds.html", "/guide/deep.html"]  # not dogs.html
     with pytest.raises(CrawlError, match="no page matched include"):
         crawl(site_url + "/", 2, 50, 1_000_000, 5, include=["nothing/*"])
+
+
+def test_a_paragraph_is_one_line_and_code_keeps_its_lines() -> None:
+    from bs4 import BeautifulSoup
+
+    from ragserve.ingest.crawl import html_to_text
+
+    html = "<main><p>wrapped at\neighty columns\nby Sphinx</p><pre>x = 1\ny = 2</pre><h2>Next</h2></main>"
+    assert html_to_text(BeautifulSoup(html, "lxml")) == "wrapped at eighty columns by Sphinx\n```\nx = 1\ny = 2\n```\n## Next"

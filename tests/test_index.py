@@ -61,7 +61,7 @@ def test_a_saved_version_loads_like_the_index_built_in_memory_without_pickles(cf
     folder = live_folder(cfg)
     saved = sorted(p.name for p in folder.iterdir())
     assert saved == [
-        "bm25-numbers-title-meta", "chunks.jsonl", "index.faiss", "manifest.json",
+        "bm25-numbers-title-meta-ids", "chunks.jsonl", "index.faiss", "manifest.json",
         "pages", "sources.jsonl", "windows-3-3",
     ]  # fmt: skip
     assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle")]
@@ -134,7 +134,7 @@ def test_hybrid_search_finds_exact_terms_and_keeps_dense_scores(cfg: Config, enc
 
 def test_a_tampered_bm25_file_is_detected(cfg: Config, encoder) -> None:
     build(cfg, encoder)
-    vocab = live_folder(cfg) / "bm25-numbers-title-meta" / "vocab.index.json"
+    vocab = live_folder(cfg) / "bm25-numbers-title-meta-ids" / "vocab.index.json"
     vocab.write_text(vocab.read_text() + " ")
     with pytest.raises(IndexError_, match="vocab.index.json is corrupted"):
         load_current(cfg, encoder)
@@ -142,12 +142,14 @@ def test_a_tampered_bm25_file_is_detected(cfg: Config, encoder) -> None:
 
 def test_another_bm25_scheme_is_its_own_version_built_from_the_embedding_cache(cfg: Config, encoder) -> None:
     build(cfg, encoder)
-    plain = dataclasses.replace(cfg.index, bm25_numbers=False, bm25_title=False, bm25_metadata=False)
+    plain = dataclasses.replace(
+        cfg.index, bm25_numbers=False, bm25_title=False, bm25_metadata=False, bm25_identifiers=False
+    )
     words = dataclasses.replace(cfg, index=plain)
     report = refresh(words, lambda: pytest.fail("loaded the encoder: something was re-embedded"))
     assert report.written and report.embedded == {"chunks": 0, "page records": 0, "sentence windows": 0}
     assert load_current(words, encoder).lexical.scheme.folder == "bm25-words"
-    assert load_current(cfg, encoder).lexical.scheme.folder == "bm25-numbers-title-meta"  # its own line, untouched
+    assert load_current(cfg, encoder).lexical.scheme.folder == "bm25-numbers-title-meta-ids"  # its own line, untouched
 
 
 def test_hybrid_fusions_put_the_exact_term_chunk_first(cfg: Config, encoder) -> None:
@@ -171,3 +173,16 @@ def test_turning_sentence_windows_on_embeds_the_windows_and_no_chunk(cfg: Config
     assert embedded and not chunk_texts & set(embedded)  # windows (and nothing else) reached the encoder
     manifest = json.loads((live_folder(cfg) / "manifest.json").read_text())
     assert "windows-3-3/vectors.npy" in manifest["sha256"] and manifest["changes"]["embedded"]["chunks"] == 0
+
+
+def test_a_version_past_window_max_chunks_is_built_and_searched_without_windows(cfg: Config, encoder) -> None:
+    small = dataclasses.replace(cfg, index=dataclasses.replace(cfg.index, window_max_chunks=1))
+    index = build(small, encoder)
+    assert len(index) > 1 and index.windows is None
+    assert not [
+        name for name in json.loads((live_folder(small) / "manifest.json").read_text())["sha256"] if "windows" in name
+    ]
+    question = "Quilla"
+    hits = Retriever(index, small.retrieval).search(encoder.embed([question]), [question], 3)[0]
+    assert "Quilla" in hits[0].document.page_content
+    assert build(cfg, encoder).windows is not None  # the default limit: this corpus gets its windows

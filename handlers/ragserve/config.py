@@ -179,6 +179,9 @@ class IndexConfig:
     window_sentences: int = 3  # sentences per window
     window_stride: int = 3  # a new window every this many sentences (3/3: no overlap)
     window_mode: str = "encoded"  # "encoded": each window's own pass; "pooled": its chunk's token vectors averaged
+    # Windows cost ~5.6 more encoder passes per chunk: an hour more on the whole Python docs on 2 CPU cores, where the
+    # pooled ones did not help (docs/results/retrieval-quality.md). A version of more chunks is built without them.
+    window_max_chunks: int = 5000  # versions of more chunks have no sentence windows (and search without them)
 
     def __post_init__(self) -> None:
         _check(self.metric in ("cosine", "l2"), "index.metric must be 'cosine' or 'l2'")
@@ -191,6 +194,7 @@ class IndexConfig:
         _check(self.window_sentences >= 1, "index.window_sentences must be >= 1")
         _check(1 <= self.window_stride <= self.window_sentences, "index.window_stride must be in 1..window_sentences")
         _check(self.window_mode in ("encoded", "pooled"), "index.window_mode must be 'encoded' or 'pooled'")
+        _check(self.window_max_chunks >= 0, "index.window_max_chunks must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The index builder, write side: read the source, embed only what is new, write an immutable version, publish it.
 
-Public names: refresh, Refresh, RefreshBusy, build_in_memory, write_version, publish, rollback, content_sha256.
+Public names: refresh, Refresh, RefreshBusy, build_in_memory, builds_windows, write_version, publish, rollback,
+content_sha256.
 refresh(cfg, encoder) re-reads cfg.corpus.source: a crawl that revalidates the live version's pages
 (conditional requests, crawl.py), or the local files. Every page is split again (cheap); every chunk,
 sentence window and page record text goes through the embedding cache (embedding/cache.py), so only new
@@ -141,29 +142,41 @@ def build_in_memory(
     cached = isinstance(encoder, EmbeddingCache)
     size, stride = cfg.index.window_sentences, cfg.index.window_stride
     windows, pooled_new = None, 0
-    if windows_of(cfg) and cfg.index.window_mode == "pooled":  # first: its one pass embeds the chunks too
+    with_windows = builds_windows(cfg, len(chunks))
+    if with_windows and cfg.index.window_mode == "pooled":  # first: its one pass embeds the chunks too
         before = encoder.embedded if cached else 0
         windows = WindowVectors.embed(chunks, encoder, size, stride, "pooled")
         pooled_new = encoder.embedded - before if cached else 0
-    embedded = encoder.fill(_texts(chunks, cfg)) if cached else {}
+    embedded = encoder.fill(_texts(chunks, cfg, with_windows)) if cached else {}
     if windows is not None and cached:
         embedded = {"chunks with pooled windows": pooled_new, **embedded}
     vectors = embed_with_progress(encoder, [chunk.page_content for chunk in chunks], "chunks")
     index = Index.from_vectors(chunks, vectors, cfg.index.metric, scheme_of(cfg), cfg=cfg.index)
     index.pages = PageVectors.embed(chunks, encoder)
-    if windows_of(cfg):
+    if with_windows:
         index.windows = windows or WindowVectors.embed(chunks, encoder, size, stride)
     return index, embedded
 
 
-def _texts(chunks: Sequence[Document], cfg: Config) -> dict[str, list[str]]:
+def builds_windows(cfg: Config, chunks: int) -> bool:
+    """Whether a version of this many chunks gets sentence windows: the config uses them, and the version is not
+    larger than index.window_max_chunks (past it, their encoder passes cost more than they were measured to give)."""
+    if not windows_of(cfg):
+        return False
+    if chunks > cfg.index.window_max_chunks:
+        logger.info("no sentence windows: %d chunks > index.window_max_chunks %d", chunks, cfg.index.window_max_chunks)
+        return False
+    return True
+
+
+def _texts(chunks: Sequence[Document], cfg: Config, with_windows: bool) -> dict[str, list[str]]:
     """Every text build_in_memory embeds, by kind, as PageVectors.embed and WindowVectors.embed make them (a
     text missed here is still embedded there, only not in the one call)."""
     texts = {
         "chunks": [chunk.page_content for chunk in chunks],
         "page records": [text for record in page_records(chunks) for text in record.dense_texts()],
     }
-    if windows_of(cfg) and cfg.index.window_mode == "encoded":
+    if with_windows and cfg.index.window_mode == "encoded":
         size, stride = cfg.index.window_sentences, cfg.index.window_stride
         texts["sentence windows"] = [w for chunk in chunks for w in sentence_windows(chunk.page_content, size, stride)]
     return texts

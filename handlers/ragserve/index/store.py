@@ -92,6 +92,7 @@ def identity(cfg: Config) -> dict[str, Any]:
         **({"ann": ann} if (ann := ann_identity(cfg.index)) else {}),
         "bm25": scheme_of(cfg).folder,
         "windows": windows_of(cfg),
+        **({"window_max_chunks": cfg.index.window_max_chunks} if windows_of(cfg) else {}),
         "format": FORMAT_VERSION,
     }
 
@@ -264,6 +265,8 @@ class Index:
         if faiss_index.ntotal != len(documents):
             raise IndexError_(f"{folder}: {faiss_index.ntotal} vectors but {len(documents)} chunks")
         scheme, windows = scheme_of(cfg), windows_of(cfg)
+        if windows and not any(name.startswith(f"{windows}/") for name in manifest["sha256"]):
+            windows = None  # built without them: more chunks than index.window_max_chunks (builder.builds_windows)
         return cls(
             _faiss_store(faiss_index, documents, manifest["metric"], embeddings),
             Lexical.load(folder / scheme.folder, scheme),
