@@ -61,7 +61,7 @@ def test_a_saved_version_loads_like_the_index_built_in_memory_without_pickles(cf
     folder = live_folder(cfg)
     saved = sorted(p.name for p in folder.iterdir())
     assert saved == [
-        "bm25-numbers-title-meta-ids", "chunks.jsonl", "index.faiss", "manifest.json",
+        "bm25-numbers-title-meta-idents", "chunks.jsonl", "index.faiss", "manifest.json",
         "pages", "sources.jsonl", "windows-3-3",
     ]  # fmt: skip
     assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle")]
@@ -134,7 +134,7 @@ def test_hybrid_search_finds_exact_terms_and_keeps_dense_scores(cfg: Config, enc
 
 def test_a_tampered_bm25_file_is_detected(cfg: Config, encoder) -> None:
     build(cfg, encoder)
-    vocab = live_folder(cfg) / "bm25-numbers-title-meta-ids" / "vocab.index.json"
+    vocab = live_folder(cfg) / "bm25-numbers-title-meta-idents" / "vocab.index.json"
     vocab.write_text(vocab.read_text() + " ")
     with pytest.raises(IndexError_, match="vocab.index.json is corrupted"):
         load_current(cfg, encoder)
@@ -149,7 +149,7 @@ def test_another_bm25_scheme_is_its_own_version_built_from_the_embedding_cache(c
     report = refresh(words, lambda: pytest.fail("loaded the encoder: something was re-embedded"))
     assert report.written and report.embedded == {"chunks": 0, "page records": 0, "sentence windows": 0}
     assert load_current(words, encoder).lexical.scheme.folder == "bm25-words"
-    assert load_current(cfg, encoder).lexical.scheme.folder == "bm25-numbers-title-meta-ids"  # its own line, untouched
+    assert load_current(cfg, encoder).lexical.scheme.folder == "bm25-numbers-title-meta-idents"  # its own line, untouched
 
 
 def test_hybrid_fusions_put_the_exact_term_chunk_first(cfg: Config, encoder) -> None:

@@ -63,8 +63,8 @@ def test_each_scheme_has_its_own_folder() -> None:
     assert folders == {"bm25-numbers-title", "bm25-numbers", "bm25-words-title", "bm25-words"}
     assert LexicalScheme(metadata=True, identifiers=False).folder == "bm25-numbers-title-meta"
     # Identifier terms are new terms: an index built without them is never read with them.
-    assert LexicalScheme().folder == "bm25-numbers-title-ids"
-    assert LexicalScheme(numbers=False, title=False, metadata=True).folder == "bm25-words-meta-ids"
+    assert LexicalScheme().folder == "bm25-numbers-title-idents"
+    assert LexicalScheme(numbers=False, title=False, metadata=True).folder == "bm25-words-meta-idents"
 
 
 def test_page_metadata_makes_a_chunk_findable_by_its_date_and_authors() -> None:
@@ -83,18 +83,15 @@ def test_page_metadata_makes_a_chunk_findable_by_its_date_and_authors() -> None:
     [
         ("json.dumps", ["json.dumps"]),  # its parts are words already
         ("Call json.dumps(obj).", ["json.dumps"]),  # the sentence's period is no part
-        ("os.path.join and os.PathLike", ["os.path.join", "os.pathlike", "pathlike", "path", "like"]),
+        ("os.path.join and os.PathLike", ["os.path.join", "os.pathlike", "path", "like"]),
         ("python -X dev -m json.tool", ["-X", "-m", "json.tool"]),  # options keep their case
         ("(-x) or --no-site, `--check-hash-based-pycs`", ["-x", "--no-site", "--check-hash-based-pycs"]),
-        ("skip_keys", ["skip_keys", "skip", "keys"]),
-        ("__init_subclass__ and _thread", ["__init_subclass__", "init", "subclass", "_thread", "thread"]),
-        ("JSONDecoder", ["jsondecoder", "json", "decoder"]),
-        ("ThreadPoolExecutor", ["threadpoolexecutor", "thread", "pool", "executor"]),
-        (
-            "json.JSONDecoder.raw_decode",
-            ["json.jsondecoder.raw_decode", "jsondecoder", "json", "decoder", "raw_decode", "raw", "decode"],
-        ),
-        ("is_a", ["is_a"]),  # parts are words: "is" and "a" are stopwords
+        ("skip_keys", ["skip", "keys"]),  # the whole word is a word term already
+        ("__init_subclass__ and _thread", ["init", "subclass", "thread"]),
+        ("JSONDecoder and ThreadPoolExecutor", []),  # a CamelCase word alone: product names split into noise
+        ("SageMaker, OpenAI, MoE and vLLM", []),
+        ("json.JSONDecoder.raw_decode", ["json.jsondecoder.raw_decode", "json", "decoder", "raw", "decode"]),
+        ("is_a", []),  # parts are words: "is" and "a" are stopwords
     ],
 )
 def test_identifier_terms(text: str, terms: list[str]) -> None:
@@ -118,14 +115,7 @@ def test_words_numbers_and_prose_are_no_identifiers(text: str) -> None:
 
 def test_identifier_parts_are_stemmed_like_words_and_names_are_not() -> None:
     stem = Stemmer.Stemmer("english").stemWords
-    assert identifier_terms("skip_keys JSONDecoder", stem) == [
-        "skip_keys",
-        "skip",
-        "key",
-        "jsondecoder",
-        "json",
-        "decod",
-    ]
+    assert identifier_terms("skip_keys json.JSONDecoder", stem) == ["skip", "key", "json.jsondecoder", "json", "decod"]
 
 
 def test_a_named_identifier_ranks_the_chunk_that_names_it_first() -> None:
@@ -134,19 +124,20 @@ def test_a_named_identifier_ranks_the_chunk_that_names_it_first() -> None:
         "The json module dumps data as text; pickle dumps objects, json dumps strings.",
         "The -X option sets implementation-specific options, such as -X dev.",
         "Let x be a variable: x = x + 1 increments x.",
-        "The JSONDecoder class reads a document.",
+        "The json.JSONDecoder class reads a document.",
+        "Set skip_keys to pass over the dictionary entries that are not strings.",
     ]
-    questions = ["How do I call json.dumps?", "What does -X do?", "the JSON decoder"]
+    questions = ["How do I call json.dumps?", "What does -X do?", "the JSON decoder", "skip keys"]
     lexical = Lexical.build(texts, [""] * len(texts), LexicalScheme(title=False))
-    dumps, x_option, decoder = lexical.scores(questions)
+    dumps, x_option, decoder, skip = lexical.scores(questions)
     assert dumps[0] > dumps[1] > 0
     assert x_option[2] > x_option[3]
-    assert np.argmax(decoder) == 4
+    assert np.argmax(decoder) == 4 and np.argmax(skip) == 5
     # Today's words alone: "json" and "dumps" said apart win, "x" is the variable's word, and
     # "JSONDecoder" is one word that "JSON decoder" never matches.
     words = Lexical.build(texts, [""] * len(texts), LexicalScheme(title=False, identifiers=False))
-    dumps, x_option, decoder = words.scores(questions)
-    assert dumps[1] > dumps[0] and x_option[3] > x_option[2] and decoder[4] == 0
+    dumps, x_option, decoder, skip = words.scores(questions)
+    assert dumps[1] > dumps[0] and x_option[3] > x_option[2] and np.argmax(decoder) != 4 and skip[5] == 0
 
 
 def test_identifiers_off_gives_exactly_the_old_terms() -> None:
