@@ -41,7 +41,7 @@ def test_split_keeps_source_title_and_position_and_overlaps() -> None:
 @pytest.mark.model
 def test_token_chunks_fit_the_embedding_model(model_dir: Path) -> None:
     text = "The Llama 3.1 tokenizer has 128,256 entries; GQA shares keys. " * 60
-    cfg = CorpusConfig(chunk_size=64, chunk_overlap=8, chunk_unit="tokens")
+    cfg = CorpusConfig(chunk_size=64, chunk_overlap=8, chunk_unit="tokens", split="plain")
     chunks = split([Document(text, metadata={"source": "s", "title": "t"})], cfg, str(model_dir))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     lengths = [len(tokenizer.tokenize(c.page_content)) for c in chunks]

@@ -69,7 +69,7 @@ class CorpusConfig:
     extract: str = "main"  # "main": <article>/<main> without nav/header/footer; "page": all text
     # "sections": cut at h1-h3 first (measured: no gain); "structure": sections and API entries, small ones merged,
     # code kept whole, each chunk headed by its heading path (ingest/structure.py)
-    split: str = "plain"  # "plain": the splitter alone; "sections" or "structure": see above
+    split: str = "structure"  # "plain": the splitter alone (the default until 2026-12-06); "sections": see above
     chunk_header: bool = False  # start each chunk with a "title > section" line (measured: no gain)
     exclude: list[str] = field(default_factory=list)  # glob patterns of paths under the source to skip, e.g. _sources/*
     include: list[str] = field(default_factory=list)  # glob patterns of the paths kept, after exclude (empty: all)
@@ -79,7 +79,6 @@ class CorpusConfig:
         _check(0 <= self.chunk_overlap < self.chunk_size, "corpus.chunk_overlap must be in [0, chunk_size)")
         _check(self.extract in ("main", "page"), "corpus.extract must be 'main' or 'page'")
         _check(self.split in SPLITS, f"corpus.split must be one of {SPLITS}")
-        _check(self.split != "structure" or self.chunk_unit == "chars", "corpus.split structure needs chunk_unit chars")
         _check(self.chunk_unit in ("chars", "tokens"), "corpus.chunk_unit must be 'chars' or 'tokens'")
         _check(self.max_depth >= 0 and self.max_pages > 0, "corpus.max_depth/max_pages out of range")
 
@@ -214,7 +213,7 @@ class RetrievalConfig:
     page_dense_weight: float = 0.3  # dense share of a page's score (its best vector vs BM25 on its record)
     page_candidates: int = 5  # every chunk of the best pages joins the candidates
     window_weight: float = 0.3  # share of a chunk's best sentence window in its dense score (0: no windows)
-    window_search: str = "all"  # "all": every window scored, its chunk joins the candidates; "pool": candidates' only
+    window_search: str = "pool"  # "pool": the candidates' windows only (same hits, measured); "all": every window
     # embedding/adapter.py: applied to the question vectors only (the index is never re-embedded), before the chunk,
     # page and sentence-window scores; relative to the archive folder, e.g. index/adapters/<line>-<id>.safetensors
     query_adapter: str | None = None  # `make adapt`'s file: maps question vectors before dense search; null: none

@@ -76,16 +76,16 @@ def split(documents: list[Document], cfg: CorpusConfig, tokenizer_path: str | No
 
     With split == "structure" (structure.py) a document is cut at its sections and API entries, small
     sections merged under their parent, code blocks kept whole, and every chunk starts with its heading path
-    (chunk_header is implied; chunk_unit must be "chars").
+    (chunk_header is implied; chunk_size counts chunk_unit as for the other modes).
 
     With split == "sections" a document is first cut at its markdown headings (crawled pages get
     `#` headings from html_to_text), so no chunk spans two sections; with chunk_header each chunk
     starts with a "title > section" line, so a chunk that says "it has a 128K context" still
     names what "it" is.
     """
-    if cfg.split == "structure":
-        return _structure_split(documents, cfg)
     splitter = _splitter(cfg, tokenizer_path)
+    if cfg.split == "structure":
+        return _structure_split(documents, cfg, splitter)
     chunks = []
     for document in documents:
         pieces = [
@@ -99,12 +99,14 @@ def split(documents: list[Document], cfg: CorpusConfig, tokenizer_path: str | No
     return chunks
 
 
-def _structure_split(documents: list[Document], cfg: CorpusConfig) -> list[Document]:
+def _structure_split(
+    documents: list[Document], cfg: CorpusConfig, cutter: RecursiveCharacterTextSplitter
+) -> list[Document]:
     """structure.py's chunks, each starting with its heading path (also in metadata `section`)."""
     chunks = []
     for document in documents:
         title = document.metadata.get("title", "")
-        pieces = structure_chunks(document.page_content, title, cfg.chunk_size, cfg.chunk_overlap)
+        pieces = structure_chunks(document.page_content, title, cfg.chunk_size, cfg.chunk_overlap, cutter)
         for position, (header, text) in enumerate(pieces):
             content = f"{header}\n{text}" if header else text
             chunks.append(Document(content, metadata={**document.metadata, "section": header, "chunk": position}))

@@ -17,6 +17,7 @@ Measured against LangChain's plain splitter on the blog and the Python docs: doc
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -83,9 +84,14 @@ def parse_sections(text: str) -> Section:
     return root
 
 
-def structure_chunks(text: str, title: str, chunk_size: int, chunk_overlap: int) -> list[tuple[str, str]]:
-    """(heading path, chunk text) pairs in page order; chunk_size bounds each text (the path comes on top)."""
-    cutter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+def structure_chunks(
+    text: str, title: str, chunk_size: int, chunk_overlap: int, cutter: RecursiveCharacterTextSplitter | None = None
+) -> list[tuple[str, str]]:
+    """(heading path, chunk text) pairs in page order; chunk_size bounds each text (the path comes on top).
+
+    cutter: the splitter for a line longer than a chunk, and its length function (characters by default; the
+    embedding model's tokens with corpus.chunk_unit "tokens": corpus.py passes one built on its tokenizer)."""
+    cutter = cutter or RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
     chunks: list[tuple[str, str]] = []
     _emit(parse_sections(text), [title] if title else [], chunk_size, cutter, chunks, [])
     return chunks
@@ -112,39 +118,41 @@ def _emit(
             out.append((header, "\n".join(text for _, text in group)))
             group.clear()
 
+    length = cutter._length_function  # LangChain's splitter keeps how it measures (characters or tokens)
     own = section.own()
     parts: list[tuple[Section | None, str]] = [(None, "\n".join(own))] if own else []
     parts += [(child, "\n".join(child.rendered())) for child in section.children]
     for child, text in parts:
-        if len(text) > size:
+        if length(text) > size:
             if child is None:
                 lines = [t for _, t in group] + own
                 group.clear()
                 _pack(lines, size, cutter, " > ".join(path), out)
                 continue
-            opening = [t for _, t in group] if _length(group) <= size // CARRY_FRACTION else []
+            opening = [t for _, t in group] if _length(group, length) <= size // CARRY_FRACTION else []
             if not opening:
                 flush()
             group.clear()
             _emit(child, _child_path(path, child.name), size, cutter, out, opening)
             continue
-        if group and _length(group) + 1 + len(text) > size:
+        if group and _length(group, length) + 1 + length(text) > size:
             flush()
         group.append((child, text))
     flush()
 
 
-def _length(group: list[tuple[Section | None, str]]) -> int:
-    return len("\n".join(text for _, text in group))
+def _length(group: list[tuple[Section | None, str]], length: Callable[[str], int]) -> int:
+    return length("\n".join(text for _, text in group))
 
 
 def _pack(lines: list[str], size: int, cutter: RecursiveCharacterTextSplitter, header: str, out: list) -> None:
     """Lines (and whole code blocks) packed into chunks of at most size; a longer one is cut by the splitter."""
+    length = cutter._length_function
     group: list[str] = []
     for line in lines:
-        pieces = cutter.split_text(line) if len(line) > size else [line]
+        pieces = cutter.split_text(line) if length(line) > size else [line]
         for piece in pieces:
-            if group and len("\n".join(group)) + 1 + len(piece) > size:
+            if group and length("\n".join(group)) + 1 + length(piece) > size:
                 out.append((header, "\n".join(group)))
                 group = []
             group.append(piece)
