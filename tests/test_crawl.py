@@ -185,4 +185,5 @@ def test_a_paragraph_is_one_line_and_code_keeps_its_lines() -> None:
     from ragserve.ingest.crawl import html_to_text
 
     html = "<main><p>wrapped at\neighty columns\nby Sphinx</p><pre>x = 1\ny = 2</pre><h2>Next</h2></main>"
-    assert html_to_text(BeautifulSoup(html, "lxml")) == "wrapped at eighty columns by Sphinx\n```\nx = 1\ny = 2\n```\n## Next"
+    expected = "wrapped at eighty columns by Sphinx\n```\nx = 1\ny = 2\n```\n## Next"
+    assert html_to_text(BeautifulSoup(html, "lxml")) == expected
