@@ -10,7 +10,7 @@ Q ?= How do I rotate the TorchServe token?
 K ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-fast test-faults test-scale validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh eval eval-pydocs eval-pydocs-slice adapt eval-answers quant-gate lint format
+.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-fast test-faults test-scale webui-install webui test-webui validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh eval eval-pydocs eval-pydocs-slice adapt finetune eval-answers quant-gate lint format
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,7 +70,7 @@ ask: ## question -> RAG prompt -> LLM answer on the running server: make ask Q="
 	$(PY) scripts/query.py --k $(K) "$(Q)"
 
 test: models ## run the test suite (starts its own TorchServe; the faults suite is `make test-faults`)
-	$(PY) -m pytest -q -m "not faults and not scale"
+	$(PY) -m pytest -q -m "not faults and not scale and not webui"
 
 test-fast: install ## the tests that need no download (`-m "not model"`: tiny random models over tests/fixtures tokenizers)
 	$(PY) -m pytest -q -m "not model"
@@ -81,6 +81,20 @@ test-faults: models ## kill -9, restart, soak and full-queue tests against a rea
 test-scale: models ## two replicas behind haproxy: kill -9 one under ab load, count failures, rejoin (~3 min)
 	@command -v haproxy >/dev/null || { echo "haproxy is missing: scripts/install_system.sh"; exit 1; }
 	$(PY) -m pytest -q -s -m scale
+
+# Open WebUI (and LlamaIndex's OpenAILike) run from their own venv: their pins (requirements-webui.txt) clash with the runtime's.
+build/webui-venv/.installed: requirements-webui.txt scripts/webui.sh
+	scripts/webui.sh install
+	touch $@
+
+webui-install: build/webui-venv/.installed ## Open WebUI 0.12.4 and LlamaIndex's OpenAILike in build/webui-venv (~3 GB, once)
+
+webui: build/webui-venv/.installed ## Open WebUI on http://127.0.0.1:3000 for the running server (make run/serve), offline; WEBUI_PORT=...
+	scripts/webui.sh
+
+test-webui: models build/webui-venv/.installed ## opt-in: Open WebUI in Debian's Chromium asks llm-rag; screenshot in benchmarks/results/webui-<date> (2-4 min)
+	@test -x /usr/lib/chromium/chromium || command -v chromium >/dev/null || { echo "chromium is missing: sudo apt-get install -y chromium"; exit 1; }
+	WEBUI_RESULTS=benchmarks/results/webui-$$(date +%Y-%m-%d) $(PY) -m pytest -q -s -m webui tests/test_webui.py
 
 # Offline checks of deploy/ run from their own venv: their pins (deploy/requirements.txt) stay out of the runtime venv.
 DEPLOY_PY := build/deploy-venv/bin/python
@@ -119,6 +133,10 @@ eval: models ## retrieval quality (hit@k, MRR) per setting on ../shared/corpus/h
 
 adapt: models ## train a query adapter on RAG_CONFIG's live index (heading path/title -> chunk pairs); ADAPT_ARGS="--epochs 4"
 	$(PY) scripts/adapt.py --config $(RAG_CONFIG) $(ADAPT_ARGS)
+
+finetune: models ## for a GPU: fine-tune the embedder on RAG_CONFIG's live index pairs (an epoch of 10k pairs: ~7 h on 2 CPUs); FINETUNE_ARGS="--epochs 2"
+	$(PY) -m pip install --quiet -r benchmarks/requirements.txt  # the trainer's datasets (a tooling pin)
+	$(PY) scripts/finetune_embedder.py --config $(RAG_CONFIG) $(FINETUNE_ARGS)
 
 eval-pydocs: models ## opt-in: retrieval quality on the Python 3.11 docs (apt-get install python3.11-doc; hours on 2 CPUs)
 	$(PY) benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs.yaml $(EVAL_ARGS)

@@ -1,11 +1,13 @@
 """The OpenAI-compatible routes through a real TorchServe, used by clients nobody here wrote: the `openai` SDK
-and LangChain (`langchain-openai`). RAG over the fixture docs (torch backend, eager) and SmolLM2 (greedy), both
-in one server on a free port block; grounded chat goes from the LLM worker to the RAG endpoint over HTTP with the
-caller's key."""
+(sync and async), LangChain (`langchain-openai`) and LlamaIndex's OpenAILike (from build/webui-venv: its openai < 3
+pin clashes with ours). RAG over the fixture docs (torch backend, eager) and SmolLM2 (greedy), both in one server on
+a free port block; grounded chat goes from the LLM worker to the RAG endpoint over HTTP with the caller's key."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,12 +19,16 @@ from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from ragserve.config import override
 from ragserve.ops.client import request
 from ragserve.ops.server import TorchServe
-from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR, Archive, serving
+from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR, ROOT, Archive, serving
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
 FRONTEND = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 4, "maxBatchDelay": 20, "responseTimeout": 120}
 QUESTION = "How do I rotate the inference token?"
+CLIENTS_PY = ROOT / "build" / "webui-venv" / "bin" / "python"  # Open WebUI's venv holds LlamaIndex too
+# What Open WebUI sends by default: native function calling, so its built-in tools with no tool_choice.
+TOOL = {"type": "function", "function": {"description": "d" * 600, "parameters": {"type": "object"}}}
+TOOLS = [{**TOOL, "function": {**TOOL["function"], "name": f"tool_{i}"}} for i in range(36)]
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +83,73 @@ def test_sdk_chat_plain_and_streamed_give_the_same_greedy_text(server: TorchServ
     assert stopped.choices[0].finish_reason == "stop"
 
 
+def test_async_sdk_chat_plain_and_streamed_agree_with_the_sync_client(server: TorchServe) -> None:
+    messages = [{"role": "user", "content": "Name a colour."}]
+    expected = client(server, "llm").chat.completions.create(model="llm", messages=messages, max_tokens=12)
+
+    async def ask() -> tuple[str, str]:
+        base_url = f"{server.inference_url}/predictions/llm/1.0/v1"
+        async with openai.AsyncOpenAI(base_url=base_url, api_key=server.keys.get("inference"), max_retries=0) as llm:
+            plain, stream = await asyncio.gather(
+                llm.chat.completions.create(model="llm", messages=messages, max_tokens=12),
+                llm.chat.completions.create(model="llm", messages=messages, max_tokens=12, stream=True),
+            )
+            pieces = [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
+            return plain.choices[0].message.content, "".join(pieces)
+
+    plain, streamed = asyncio.run(ask())
+    assert plain == streamed == expected.choices[0].message.content
+
+
+def test_llamaindex_openai_like_chats_plain_and_streamed(server: TorchServe) -> None:
+    if not CLIENTS_PY.exists():
+        pytest.skip(f"{CLIENTS_PY} is missing: make webui-install (LlamaIndex's openai < 3 pin keeps it out of .venv)")
+    script = """if True:
+        import json, sys
+        from llama_index.core.llms import ChatMessage
+        from llama_index.llms.openai_like import OpenAILike
+        llm = OpenAILike(model="llm", api_base=sys.argv[1], api_key=sys.argv[2], is_chat_model=True, max_tokens=12,
+                         temperature=0, max_retries=0, timeout=120)
+        messages = [ChatMessage(role="user", content="Name a colour.")]
+        streamed = "".join(piece.delta or "" for piece in llm.stream_chat(messages))
+        print(json.dumps({"plain": llm.chat(messages).message.content, "streamed": streamed,
+                          "complete": llm.complete("Name a colour.").text}))
+    """
+    base_url = f"{server.inference_url}/predictions/llm/1.0/v1"
+    run = subprocess.run([str(CLIENTS_PY), "-c", script, base_url, server.keys.get("inference")],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    answers = json.loads(run.stdout.splitlines()[-1])
+    assert answers["plain"] and answers["plain"] == answers["streamed"] == answers["complete"]
+
+
+def test_open_webuis_requests_get_answers_tools_accepted_max_tokens_clamped(server: TorchServe) -> None:
+    llm = client(server, "llm")
+    messages = [{"role": "user", "content": "Name a colour."}]
+    reply = llm.chat.completions.create(model="llm", messages=messages, max_tokens=12, tools=TOOLS)
+    assert reply.choices[0].message.content and not reply.choices[0].message.tool_calls  # answered in text
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    count = [{"role": "user", "content": "Count from 1 to 100, separated by commas."}]
+    long = llm.chat.completions.create(model="llm", messages=count, max_tokens=1000)  # Open WebUI's title request
+    assert long.usage.completion_tokens == 64 and long.choices[0].finish_reason == "length"  # the server's limit
+    with pytest.raises(openai.BadRequestError) as err:
+        llm.chat.completions.create(model="llm", messages=messages, tools=TOOLS, tool_choice="required")
+    assert err.value.body["param"] == "tool_choice" and len(err.value.body["message"]) < 400
+
+
+def test_grounded_background_tasks_get_answers_and_refusals_are_4xx(server: TorchServe) -> None:
+    llm = client(server, "llm")
+    task = "### Task:\nSuggest 3 follow-up questions.\n<chat_history>\n" + f"USER: {QUESTION}\n" * 100
+    assert len(task) > 2000  # past the RAG endpoint's retrieval.max_question_chars
+    reply = llm.chat.completions.create(model="llm-rag", messages=[{"role": "user", "content": task}], max_tokens=8)
+    assert reply.choices[0].message.content and reply.model_extra["sources"]
+    messages = [{"role": "user", "content": QUESTION}]
+    with pytest.raises(openai.BadRequestError) as err:  # the RAG endpoint's max_k is 50
+        llm.chat.completions.create(model="llm-rag", messages=messages, max_tokens=8, extra_body={"rag": {"k": 100}})
+    assert err.value.status_code == 400 and err.value.body["param"] == "rag.k"
+    assert err.value.body["type"] == "invalid_request_error"
+
+
 def test_sdk_lists_the_models(server: TorchServe) -> None:
     assert [m.id for m in client(server, "llm").models.list()] == ["llm", "llm-rag"]
     assert "all-mpnet-base-v2" in [m.id for m in client(server, "rag").models.list()]
@@ -105,11 +178,16 @@ def test_grounded_chat_carries_its_sources_and_a_filter_excludes_a_source(server
     reply = llm.chat.completions.create(model="llm-rag", messages=messages, temperature=0, max_tokens=16)
     sources = reply.model_extra["sources"]
     assert sources and sources[0]["path"] == "docs/tokens.md" and {"title", "score", "text"} <= set(sources[0])
+    cited = reply.choices[0].message.annotations  # parsed by the SDK as its own Annotation type
+    assert cited[0].type == "url_citation" and cited[0].url_citation.url == "file:docs/tokens.md"
+    assert cited[0].url_citation.end_index == len(reply.choices[0].message.content)
     only_workers = {"rag": {"k": 2, "filter": {"source_prefix": "docs/workers"}}}
     chunks = list(llm.chat.completions.create(model="llm", messages=messages, temperature=0, max_tokens=8,
                                               stream=True, extra_body=only_workers))  # fmt: skip
     last = chunks[-1].model_extra["sources"]  # the last event before [DONE]
     assert last and all(s["path"].startswith("docs/workers") for s in last) and len(last) <= 2
+    cited = [a for c in chunks if c.choices for a in (c.choices[0].delta.model_extra or {}).get("annotations", [])]
+    assert cited and all(a["url_citation"]["url"].startswith("file:docs/workers") for a in cited)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
@@ -135,7 +213,7 @@ def test_retrieval_route_and_json_contract_filter_before_top_k(server: TorchServ
         (lambda llm, rag: llm.chat.completions.create(model="llm", messages=[{"role": "robot", "content": "x"}]),
          400, "messages[0].role"),
         (lambda llm, rag: llm.chat.completions.create(model="llm", messages=[{"role": "user", "content": "x"}],
-                                                      max_tokens=100000), 400, "max_tokens"),
+                                                      max_tokens=0), 400, "max_tokens"),
         (lambda llm, rag: rag.embeddings.create(model="all-mpnet-base-v2", input=[[1, 2, 3]]), 400, "input"),
         (lambda llm, rag: rag.embeddings.create(model="all-mpnet-base-v2", input="x", dimensions=64), 400,
          "dimensions"),

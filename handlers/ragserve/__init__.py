@@ -37,6 +37,7 @@ LLM endpoint
 Requests and replies of both endpoints
   api/requests.py        the endpoints' own contracts (text or JSON) decoded and checked
   api/openai_api.py      OpenAI-compatible routes: v1/embeddings, v1/retrieval, v1/models, v1/chat/completions
+  api/citations.py       grounded chat's sources as OpenAI url_citation annotations
   api/llm_requests.py    every LLM route's request -> what the decode runs
   api/replies.py         one Reply per request and one error shape (OpenAI's error object) for everything
 Shared

@@ -1,11 +1,11 @@
 """Every kind of LLM endpoint request turned into what the decode runs, or into its finished reply.
 
-Public names: LLMRequests.
+Public names: LLMRequests, fit_to_context.
 Routes: the endpoint's own contract (text, or JSON {"prompt", ...}), OpenAI's v1/chat/completions
 (openai_api.py; grounded on retrieval through the RAG endpoint when asked: ragclient.py) and GET
-v1/models. Every prompt is counted in tokens after the chat template (413 over the limit); with the
-in-flight decode, a setting it cannot honour is refused (jobs.admit). Errors of a v1 route come in
-OpenAI's shape. No TorchServe imports.
+v1/models. Every prompt is counted in tokens after the chat template (413 over the limit), and its
+max_new_tokens clamped to the context it leaves (fit_to_context); with the in-flight decode, a setting it
+cannot honour is refused (jobs.admit). Errors of a v1 route come in OpenAI's shape. No TorchServe imports.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ class LLMRequests:
                 query = self._chat(read_payload(request, content_type, "messages"), authorization)
             else:
                 raise OpenAIError(f"{route} is served by the RAG endpoint, not this one", None, 404)
-            check_prompt_tokens(self.generator.count_tokens(query.prompt), self.generator.max_input_tokens)
+            prompt_tokens = self.generator.count_tokens(query.prompt)
+            check_prompt_tokens(prompt_tokens, self.generator.max_input_tokens)
+            query = fit_to_context(query, prompt_tokens, self.generator.context_tokens)
             return admit(query, self.inflight) if self.inflight else query
         except RequestError as err:
             if route is None or isinstance(err, OpenAIError):
@@ -58,7 +60,18 @@ class LLMRequests:
             return query
         if self.rag is None:
             raise OpenAIError("chat grounded on retrieval needs handler.rag.url (the RAG endpoint)", "rag")
-        *history, question = query.prompt
-        prompt, sources = self.rag.ask(question["content"], query.grounding, authorization)
-        messages = (*history, {"role": "user", "content": prompt})
-        return dataclasses.replace(query, prompt=messages, sources=tuple(sources))
+        messages = list(query.prompt)
+        last = max(i for i, message in enumerate(messages) if message["role"] == "user")  # the question
+        prompt, sources = self.rag.ask(messages[last]["content"], query.grounding, authorization)
+        messages[last] = {"role": "user", "content": prompt}
+        return dataclasses.replace(query, prompt=tuple(messages), sources=tuple(sources))
+
+
+def fit_to_context(query: LLMQuery, prompt_tokens: int, context_tokens: int) -> LLMQuery:
+    """The query with max_new_tokens cut to the context the prompt leaves (finish_reason "length" then says so);
+    RequestError (413) when the prompt leaves no room for one new token."""
+    room = context_tokens - prompt_tokens
+    if room < 1:
+        raise RequestError(f"the prompt has {prompt_tokens} tokens and fills the model's context of {context_tokens}",
+                           "prompt", status=413)  # fmt: skip
+    return query if query.max_new_tokens <= room else dataclasses.replace(query, max_new_tokens=room)

@@ -10,7 +10,8 @@ scores and metadata, filters as on the JSON contract), GET v1/models. LLM endpoi
 v1/chat/completions (plain or `stream: true` as server-sent events), GET v1/models. A parameter the
 model cannot honour is refused with HTTP 400 in OpenAI's error shape, never ignored.
 Grounded chat: the model `<name>-rag`, or the extra field `rag: true | {"k", "filter"}`: the last user
-message goes to the RAG endpoint and the answer carries the sources (llm/ragclient.py, llm/service.py).
+message goes to the RAG endpoint and the answer carries the sources (llm/ragclient.py), as `sources` and as
+OpenAI's url_citation annotations (citations.py). `tools` are accepted and never called.
 No TorchServe imports.
 """
 
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ragserve.api.citations import annotations
 from ragserve.api.requests import (
     LLMQuery,
     Query,
@@ -35,6 +37,7 @@ from ragserve.api.requests import (
     decode_request,
     integer_field,
     number_field,
+    quote,
     read_payload,
 )
 from ragserve.config import Config, LLMConfig, RetrievalConfig
@@ -58,10 +61,6 @@ NEUTRAL = {
     "logprobs": (False, None),
     "top_logprobs": (None,),
     "logit_bias": (None,),
-    "tools": (None,),
-    "tool_choice": (None, "none"),
-    "functions": (None,),
-    "function_call": (None, "none"),
     "parallel_tool_calls": (None, True, False),
     "seed": (None,),
     "service_tier": (None, "auto", "default"),
@@ -72,6 +71,9 @@ NEUTRAL = {
     "reasoning_effort": (None,),
 }
 IGNORED = {"user", "metadata"}  # bookkeeping fields with no effect on the answer
+# Tools are accepted and never called (a text answer is valid under "auto"); a choice that demands a call is refused.
+TOOLS = {"tools": "tool_choice", "functions": "function_call"}  # the tool list -> the field that chooses from it
+TEXT_CHOICES = (None, "auto", "none")
 
 
 class OpenAIError(RequestError):
@@ -89,7 +91,7 @@ def route_of(url_path: str | None) -> str | None:
         return None
     route = url_path.strip("/")
     if route not in ROUTES:
-        raise OpenAIError(f"unknown route {route!r}; this server has {', '.join(ROUTES)}", None, 404)
+        raise OpenAIError(f"unknown route {quote(route)}; this server has {', '.join(ROUTES)}", None, 404)
     return route
 
 
@@ -102,7 +104,7 @@ def _object(payload: Any) -> dict[str, Any]:
 def _known(payload: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(payload) - allowed - IGNORED)
     if unknown:
-        raise OpenAIError(f"unsupported parameter {unknown[0]!r}", unknown[0])
+        raise OpenAIError(f"unsupported parameter {quote(unknown[0])}", unknown[0])
 
 
 def _model(payload: dict[str, Any], models: Sequence[str]) -> str:
@@ -110,7 +112,7 @@ def _model(payload: dict[str, Any], models: Sequence[str]) -> str:
     if not isinstance(model, str):
         raise OpenAIError("'model' is required: one of " + ", ".join(models), "model")
     if model not in models:
-        raise OpenAIError(f"the model {model!r} does not exist here; use one of {list(models)}", "model", 404,
+        raise OpenAIError(f"the model {quote(model)} does not exist here; use one of {list(models)}", "model", 404,
                           "model_not_found")  # fmt: skip
     return model
 
@@ -151,7 +153,7 @@ def decode_embeddings(payload: Any, models: Sequence[str], max_chars: int) -> Em
             raise OpenAIError(f"'input[{i}]' has {len(text)} characters; the limit is {max_chars}", f"input[{i}]", 413)
     encoding = payload.get("encoding_format", "float")
     if encoding not in ("float", "base64"):
-        raise OpenAIError(f"'encoding_format' must be 'float' or 'base64', got {encoding!r}", "encoding_format")
+        raise OpenAIError(f"'encoding_format' must be 'float' or 'base64', got {quote(encoding)}", "encoding_format")
     if payload.get("dimensions") is not None:
         raise OpenAIError("'dimensions' is not supported: the model gives its full vectors only", "dimensions")
     return EmbeddingsQuery(tuple(texts), model, encoding == "base64")
@@ -247,21 +249,19 @@ def decode_chat(payload: Any, cfg: LLMConfig, models: Sequence[str], rag_model: 
     """OpenAI's chat completion request; refuses (400, naming it) whatever this model cannot honour."""
     payload = _object(payload)
     allowed = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "stream",
-               "stream_options", "rag", "response_format", *NEUTRAL}  # fmt: skip
+               "stream_options", "rag", "response_format", *NEUTRAL, *TOOLS.keys(), *TOOLS.values()}  # fmt: skip
     _known(payload, allowed)
     model = _model(payload, models)
     for name, neutral in NEUTRAL.items():
         if name in payload and payload[name] not in neutral:
-            raise OpenAIError(f"'{name}' = {payload[name]!r} is not supported by this server", name)
+            raise OpenAIError(f"'{name}' = {quote(payload[name])} is not supported by this server", name)
+    _check_tools(payload)
     response_format = payload.get("response_format")
     if response_format not in (None, {"type": "text"}):
         raise OpenAIError("'response_format' other than text is not supported", "response_format")
     messages = _messages(payload.get("messages"), cfg.generate.max_prompt_chars)
-    limit_name = "max_completion_tokens" if payload.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _max_tokens(payload, cfg)
     try:
-        if payload.get(limit_name) is None:
-            payload = {**payload, limit_name: cfg.generate.max_new_tokens}
-        max_tokens = integer_field(payload, limit_name, cfg.generate.max_new_tokens, cfg.generate.max_new_tokens_limit)
         temperature = number_field(payload, "temperature", cfg.generate.temperature, 0.0, 2.0) if payload.get(
             "temperature") is not None else None  # fmt: skip
         top_p = (
@@ -278,8 +278,9 @@ def decode_chat(payload: Any, cfg: LLMConfig, models: Sequence[str], rag_model: 
     if not isinstance(options, dict) or set(options) - {"include_usage"}:
         raise OpenAIError("'stream_options' may hold 'include_usage' only", "stream_options")
     grounding = _grounding(payload.get("rag"), model == rag_model)
-    if grounding is not None and messages[-1]["role"] != "user":
-        raise OpenAIError("a chat grounded on retrieval must end with a user message (the question)", "messages")
+    if grounding is not None and all(m["role"] != "user" for m in messages):
+        raise OpenAIError("a chat grounded on retrieval needs a user message (its last one is the question)",
+                          "messages")  # fmt: skip
     return ChatQuery(
         prompt=messages,  # type: ignore[arg-type]  # Generator.format takes messages as well as text
         max_new_tokens=max_tokens,
@@ -297,6 +298,29 @@ def decode_chat(payload: Any, cfg: LLMConfig, models: Sequence[str], rag_model: 
     )
 
 
+def _check_tools(payload: dict[str, Any]) -> None:
+    """`tools` (or the older `functions`) are accepted and never called; a choice that forces a call is refused."""
+    for tools, choice in TOOLS.items():
+        if payload.get(tools) is not None and not isinstance(payload[tools], list):
+            raise OpenAIError(f"'{tools}' must be a list, got {quote(payload[tools])}", tools)
+        if payload.get(choice) not in TEXT_CHOICES:
+            raise OpenAIError(f"'{choice}' = {quote(payload[choice])} demands a tool call; this server answers in text "
+                              "only: send 'auto' or 'none', or leave it out", choice)  # fmt: skip
+
+
+def _max_tokens(payload: dict[str, Any], cfg: LLMConfig) -> int:
+    """max_completion_tokens (or the older max_tokens): any positive integer, clamped to generate.max_new_tokens_limit
+    as vLLM and OpenAI accept a value past what the model can write (finish_reason "length" says it was cut).
+    The context left after the prompt clamps it further once the prompt is counted (llm_requests.py)."""
+    name = "max_completion_tokens" if payload.get("max_completion_tokens") is not None else "max_tokens"
+    if payload.get(name) is None:
+        return cfg.generate.max_new_tokens
+    value = payload[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OpenAIError(f"'{name}' must be a positive integer, got {quote(value)}", name)
+    return min(value, cfg.generate.max_new_tokens_limit)
+
+
 def _messages(value: Any, max_chars: int) -> tuple[dict[str, str], ...]:
     if not isinstance(value, list) or not value:
         raise OpenAIError("'messages' must be a non-empty list of {role, content}", "messages")
@@ -307,7 +331,8 @@ def _messages(value: Any, max_chars: int) -> tuple[dict[str, str], ...]:
             raise OpenAIError(f"'{where}' must be an object with a role in {ROLES}", f"{where}.role")
         unknown = sorted(set(message) - {"role", "content", "name"})
         if unknown:
-            raise OpenAIError(f"'{where}.{unknown[0]}' is not supported (no tools here)", f"{where}.{unknown[0]}")
+            raise OpenAIError(f"'{where}.{unknown[0]}' is not supported: this server never calls tools, so "
+                              "a chat holds no tool calls or results", f"{where}.{unknown[0]}")  # fmt: skip
         content = message.get("content")
         if isinstance(content, list):  # content parts: text only
             if not all(
@@ -422,22 +447,25 @@ class ChatReply:
             "completion_tokens": completion.completion_tokens,
             "total_tokens": completion.prompt_tokens + completion.completion_tokens,
         }
+        sources = self.query.sources
         if not self.query.stream:
             message = {"role": "assistant", "content": self.delta.whole(completion.text)}
+            if sources is not None:
+                message["annotations"] = annotations(sources, len(message["content"]))
             finish = self._finish_reason(completion)
             body = {**self._head("chat.completion"), "choices": [{"index": 0, "message": message, "logprobs": None,
                     "finish_reason": finish}], "usage": usage}  # fmt: skip
-            sources = self.query.sources
             return json.dumps({**body, **({"sources": list(sources)} if sources is not None else {})})
         events = self.piece("")  # the role chunk, if nothing was streamed yet
         rest = self.delta.finish()
         events += self._chunk({"content": rest}) if rest else ""
+        if sources:  # in a chunk with a choice: clients (Open WebUI) skip events whose choices are empty
+            events += self._chunk({"annotations": annotations(sources, self.delta.sent)})
         events += self._chunk({}, self._finish_reason(completion))
         if self.query.include_usage:
             events += _sse({**self._head("chat.completion.chunk"), "choices": [], "usage": usage})
-        if self.query.sources is not None:  # the last event before [DONE]
-            sources = list(self.query.sources)
-            events += _sse({**self._head("chat.completion.chunk"), "choices": [], "sources": sources})
+        if sources is not None:  # the last event before [DONE]
+            events += _sse({**self._head("chat.completion.chunk"), "choices": [], "sources": list(sources)})
         return events + DONE
 
     @property
@@ -452,7 +480,7 @@ class ChatReply:
     def _head(self, kind: str) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.query.model}
 
-    def _chunk(self, delta: dict[str, str], finish: str | None = None) -> str:
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> str:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         return _sse({**self._head("chat.completion.chunk"), "choices": [choice]})
 

@@ -1,7 +1,7 @@
 """Request decoding and validation for both endpoints' own contracts; pure functions on plain dicts.
 
 Public names: Query, LLMQuery, RequestError, decode_request, decode_llm_request, check_prompt_tokens,
-body_content_type, read_payload.
+body_content_type, read_payload, quote.
 
 A request is a TorchServe input dict (`body`/`data` as str, bytes or parsed JSON, or form fields)
 plus its Content-Type. Text in -> Query(as_json=False); a JSON object in -> Query(as_json=True).
@@ -24,6 +24,7 @@ from ragserve.retrieval.filters import Filter
 JSON_FIELDS = {"question", "k", "filter"}
 FILTER_FIELDS = {"source_prefix", "published_after", "published_before", "tags"}
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+QUOTE_CHARS = 200  # the most of a refused value an error message repeats
 LLM_FIELDS = {
     "prompt",
     "max_new_tokens",
@@ -108,7 +109,7 @@ def decode_llm_request(request: dict[str, Any], content_type: str | None, cfg: L
     temperature = number_field(payload, "temperature", cfg.generate.temperature, 0.0, 2.0)
     stream = payload.get("stream", False)
     if not isinstance(stream, bool):
-        raise RequestError(f"'stream' must be true or false, got {stream!r}", "stream")
+        raise RequestError(f"'stream' must be true or false, got {quote(stream)}", "stream")
     return LLMQuery(
         prompt=check_text(payload["prompt"], "prompt", cfg.generate.max_prompt_chars, "prompt"),
         max_new_tokens=integer_field(
@@ -167,7 +168,7 @@ def decode_filter(value: Any, field: str = "filter") -> Filter:
     for name in ("published_after", "published_before"):
         date = value.get(name)
         if date is not None and not (isinstance(date, str) and DATE.fullmatch(date)):
-            raise RequestError(f"'{field}.{name}' must be a date YYYY-MM-DD, got {date!r}", f"{field}.{name}")
+            raise RequestError(f"'{field}.{name}' must be a date YYYY-MM-DD, got {quote(date)}", f"{field}.{name}")
         dates[name] = date
     return Filter(_strings(value, "source_prefix", field), tags=_strings(value, "tags", field), **dates)
 
@@ -187,20 +188,26 @@ def check_fields(payload: Any, allowed: set[str]) -> None:
         raise RequestError(f"JSON body must be an object, got {type(payload).__name__}")
     unknown = sorted(set(payload) - allowed)
     if unknown:
-        raise RequestError(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}", unknown[0])
+        raise RequestError(f"unknown field(s) {quote(unknown)}; allowed: {sorted(allowed)}", unknown[0])
+
+
+def quote(value: Any, max_chars: int = QUOTE_CHARS) -> str:
+    """repr(value) for an error message, cut past max_chars: a refusal never echoes a whole 26 KB tool list."""
+    text = repr(value)
+    return text if len(text) <= max_chars else f"{text[:max_chars]}... ({len(text)} characters)"
 
 
 def integer_field(payload: dict[str, Any], name: str, default: int, maximum: int, minimum: int = 1) -> int:
     value = payload.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise RequestError(f"'{name}' must be an integer in {minimum}..{maximum}, got {value!r}", name)
+        raise RequestError(f"'{name}' must be an integer in {minimum}..{maximum}, got {quote(value)}", name)
     return value
 
 
 def number_field(payload: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
     value = payload.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise RequestError(f"'{name}' must be a number in {low:g}..{high:g}, got {value!r}", name)
+        raise RequestError(f"'{name}' must be a number in {low:g}..{high:g}, got {quote(value)}", name)
     return float(value)
 
 

@@ -103,7 +103,12 @@ class Generator:
 
     @property
     def max_input_tokens(self) -> int:
-        return self.cfg.generate.max_input_tokens or int(self.model.config.max_position_embeddings)
+        return self.cfg.generate.max_input_tokens or self.context_tokens
+
+    @property
+    def context_tokens(self) -> int:
+        """The most tokens the model reads and writes together: its context length."""
+        return int(self.model.config.max_position_embeddings)
 
     def format(self, prompt: Prompt) -> str:
         """The text the model sees: the prompt as a chat user message (or a whole chat: a sequence of

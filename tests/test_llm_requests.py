@@ -1,0 +1,75 @@
+"""llm_requests.py over the tiny Llama (context 1024 tokens): max_tokens clamped to the context the prompt leaves,
+grounded chat searching on the last user message."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from ragserve.api.llm_requests import LLMRequests, fit_to_context
+from ragserve.api.openai_api import ChatQuery, Grounding
+from ragserve.api.requests import RequestError
+from ragserve.llm.generation import Generator
+from ragserve.testing import tiny_llm_config
+
+CHAT = "v1/chat/completions"
+
+
+def post(requests: LLMRequests, body: dict) -> ChatQuery:
+    query = requests.decode({"body": json.dumps(body).encode()}, "application/json", CHAT, "Bearer key")
+    assert isinstance(query, ChatQuery)
+    return query
+
+
+@pytest.fixture(scope="module")
+def roomy(tiny_llm) -> Generator:
+    """The tiny Llama with no prompt limit of its own and a max_new_tokens_limit past its context."""
+    cfg = tiny_llm_config({"generate.max_input_tokens": None, "generate.max_new_tokens_limit": 4096})
+    return Generator(cfg, model=tiny_llm)
+
+
+def test_max_tokens_past_the_context_is_clamped_to_what_the_prompt_leaves(roomy: Generator) -> None:
+    requests = LLMRequests(roomy.cfg, roomy, "llm")
+    body = {"model": "llm", "messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 4000}
+    query = post(requests, body)
+    assert roomy.context_tokens == 1024
+    assert query.max_new_tokens == 1024 - roomy.count_tokens(query.prompt)
+    assert post(requests, {**body, "max_tokens": 10}).max_new_tokens == 10
+
+
+def test_a_prompt_that_fills_the_context_is_a_413() -> None:
+    query = ChatQuery("x", 16, False, 1.0, 1.0, 1.0, 0, False, True)
+    assert fit_to_context(query, 1000, 1024).max_new_tokens == 16
+    assert fit_to_context(query, 1020, 1024).max_new_tokens == 4
+    with pytest.raises(RequestError) as err:
+        fit_to_context(query, 1024, 1024)
+    assert err.value.status == 413
+
+
+class Recorder:
+    """Stands in for RAGClient: records the question it is asked and answers a fixed prompt and source."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, Grounding, str | None]] = []
+
+    def ask(self, question: str, grounding: Grounding, authorization: str | None) -> tuple[str, list[dict]]:
+        self.asked.append((question, grounding, authorization))
+        return f"Context: 42\nQuestion: {question}", [{"url": "http://blog.example/a", "title": "A"}]
+
+
+def test_grounded_chat_searches_on_the_last_user_message_and_keeps_the_rest(tiny_generator: Generator) -> None:
+    cfg = dataclasses.replace(tiny_generator.cfg, rag=dataclasses.replace(tiny_generator.cfg.rag, url="http://rag"))
+    requests = LLMRequests(cfg, tiny_generator, "llm")
+    requests.rag = Recorder()
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is the answer?"},
+        {"role": "assistant", "content": "The answer is"},  # a prefill after the question
+    ]
+    query = post(requests, {"model": "llm-rag", "messages": messages, "rag": {"k": 2}})
+    assert requests.rag.asked == [("What is the answer?", Grounding(k=2), "Bearer key")]
+    assert query.prompt[1] == {"role": "user", "content": "Context: 42\nQuestion: What is the answer?"}
+    assert query.prompt[0] == messages[0] and query.prompt[2] == messages[2]
+    assert query.sources == ({"url": "http://blog.example/a", "title": "A"},)
