@@ -11,7 +11,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from ragserve.api.openai_api import ChatReply, DeltaText, OpenAIError, decode_chat, decode_embeddings
 from ragserve.api.replies import error_json
-from ragserve.config import LLMConfig
+from ragserve.config import LLMConfig, RetrievalConfig
 from ragserve.llm.generation import Completion, Generator
 from ragserve.llm.inflight import InFlight
 from ragserve.llm.turns import Job, sampling_of
@@ -102,14 +102,30 @@ def test_grounding_searches_on_the_last_user_message_whatever_follows_it() -> No
 
 
 def test_embeddings_requests_are_checked() -> None:
-    query = decode_embeddings({"model": "m", "input": ["a", "b"], "encoding_format": "base64"}, ["m"], 100)
+    cfg = RetrievalConfig(max_embedding_chars=100)
+    query = decode_embeddings({"model": "m", "input": ["a", "b"], "encoding_format": "base64"}, ["m"], cfg)
     assert query.texts == ("a", "b") and query.as_base64
     with pytest.raises(OpenAIError, match="does not exist") as err:
-        decode_embeddings({"model": "other", "input": "a"}, ["m"], 100)
+        decode_embeddings({"model": "other", "input": "a"}, ["m"], cfg)
     assert err.value.status == 404 and error_json(err.value)["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("texts", "limit"),
+    [
+        (["a"] * 33, "the limit is 32 per request (retrieval.max_embedding_inputs)"),
+        (["x" * 20_000, "y" * 12_769], "the limit is 32768 per request (retrieval.max_embedding_chars)"),
+        ("x" * 32_769, "the limit is 32768 per request (retrieval.max_embedding_chars)"),
+        (["x" * 2048] * 2048, "the limit is 32 per request"),  # the request that held a worker for minutes
+    ],
+)
+def test_embeddings_past_the_per_request_bounds_are_a_413_naming_input_and_the_limit(texts: list, limit: str) -> None:
     with pytest.raises(OpenAIError) as err:
-        decode_embeddings({"model": "m", "input": "x" * 101}, ["m"], 100)
-    assert err.value.status == 413
+        decode_embeddings({"model": "m", "input": texts}, ["m"], RetrievalConfig())
+    error = error_json(err.value)["error"]
+    assert err.value.status == 413 and error["param"] == "input" and limit in error["message"]
+    at_limit = ["a"] * 32 if isinstance(texts, list) and len(texts) == 33 else "x" * 32_768
+    assert decode_embeddings({"model": "m", "input": at_limit}, ["m"], RetrievalConfig()).texts
 
 
 @pytest.mark.parametrize(

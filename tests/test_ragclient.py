@@ -124,6 +124,10 @@ def test_the_rag_endpoints_refusal_is_the_clients_4xx_naming_the_parameter(
         ((400, '{"code": 400, "type": "InvalidKeyException", "message": "Token Authorization failed"}'), 502),
         ((404, '{"code": 404, "type": "ModelNotFoundException", "message": "Model not found: rag"}'), 502),
         ((200, "not json"), 502),
+        ((200, "[" * 100_000), 502),  # nested past json.loads' stack: RecursionError, once a crash of the batch
+        ((200, '["prompt", "sources"]'), 502),  # JSON, but not an object
+        ((200, '{"prompt": "p"}'), 502),  # no sources
+        ((200, '{"prompt": "p", "sources": [1]}'), 502),  # sources that are not objects
     ],
 )
 def test_the_rag_endpoint_failing_is_a_502_or_its_503(

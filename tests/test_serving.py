@@ -50,6 +50,28 @@ def test_valid_requests_decode(request_: dict, content_type: str, expected: Quer
         ({"body": "x" * 101}, "text/plain", "body", 413, "limit is 100"),
         ({"body": "nul\x00byte"}, "text/plain", "body", 400, "control characters"),
         ({}, "application/x-www-form-urlencoded", "body", 400, "Content-Type: text/plain"),
+        # issue 33: bodies that raised RecursionError or ValueError and failed the whole batch with 503
+        ({"body": b"[" * 1000}, JSON, "body", 400, "nested more than 64 levels"),
+        ({"body": b'{"q":' * 1000}, JSON, "body", 400, "nested more than 64 levels"),
+        ({"body": b"[" * 100_000 + b"]" * 100_000}, JSON, "body", 400, "nested more than 64 levels"),
+        ({"body": json.loads("[" * 65 + "]" * 65)}, JSON, "body", 400, "nested more than 64 levels"),  # TorchServe's
+        ({"body": b'{"question": "Q", "k": ' + b"9" * 5000 + b"}"}, JSON, "body", 400, "malformed JSON"),
+        ({"body": b'{"question": "Q", "k": NaN}'}, JSON, "k", 400, "integer"),
+        ({"body": b'{"question": "\\ud800 lone"}'}, JSON, "question", 400, "lone surrogate"),
+        (
+            {"body": {"question": "Q", "filter": {"published_after": "2024-13-99"}}},
+            JSON,
+            "filter.published_after",
+            400,
+            "must be a date",
+        ),
+        (
+            {"body": {"question": "Q", "filter": {"published_before": "2023-02-29"}}},
+            JSON,
+            "filter.published_before",
+            400,
+            "must be a date",
+        ),
     ],
 )
 def test_bad_requests_raise_an_error_naming_the_field(

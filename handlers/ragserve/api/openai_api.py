@@ -33,6 +33,7 @@ from ragserve.api.requests import (
     Query,
     RequestError,
     check_text,
+    check_unicode,
     decode_filter,
     decode_request,
     integer_field,
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
 
 ROUTES = ("v1/embeddings", "v1/retrieval", "v1/chat/completions", "v1/models")
 ROLES = ("system", "developer", "user", "assistant")
-MAX_EMBEDDING_INPUTS = 2048  # OpenAI's own limit per request
-MAX_INPUT_CHARS = 100_000  # per embedding input; the model reads its first max_seq_length tokens
 MAX_STOPS = 4  # OpenAI's limit
 EVENT_STREAM = "text/event-stream"
 DONE = "data: [DONE]\n\n"
@@ -132,8 +131,10 @@ class EmbeddingsQuery:
     as_base64: bool
 
 
-def decode_embeddings(payload: Any, models: Sequence[str], max_chars: int) -> EmbeddingsQuery:
-    """OpenAI's embeddings request: input (a string or a list of strings), model, encoding_format."""
+def decode_embeddings(payload: Any, models: Sequence[str], cfg: RetrievalConfig) -> EmbeddingsQuery:
+    """OpenAI's embeddings request: input (a string or a list of strings), model, encoding_format.
+    At most retrieval.max_embedding_inputs inputs and max_embedding_chars characters in all (413 past either),
+    as TEI bounds a request (--max-client-batch-size, --max-batch-tokens): one request holds a worker."""
     payload = _object(payload)
     _known(payload, {"input", "model", "encoding_format", "dimensions"})
     model = _model(payload, models)
@@ -144,13 +145,20 @@ def decode_embeddings(payload: Any, models: Sequence[str], max_chars: int) -> Em
     if not all(isinstance(text, str) for text in texts):
         raise OpenAIError("'input' holds token ids or other non-strings: send text (no tokenizer here matches)",
                           "input")  # fmt: skip
-    if len(texts) > MAX_EMBEDDING_INPUTS:
-        raise OpenAIError(f"'input' has {len(texts)} items; the limit is {MAX_EMBEDDING_INPUTS}", "input")
+    if len(texts) > cfg.max_embedding_inputs:
+        raise OpenAIError(f"'input' has {len(texts)} items; the limit is {cfg.max_embedding_inputs} per request "
+                          "(retrieval.max_embedding_inputs)", "input", 413)  # fmt: skip
+    chars = sum(len(text) for text in texts)
+    if chars > cfg.max_embedding_chars:
+        raise OpenAIError(f"'input' has {chars} characters; the limit is {cfg.max_embedding_chars} per request "
+                          "(retrieval.max_embedding_chars)", "input", 413)  # fmt: skip
     for i, text in enumerate(texts):
         if not text.strip():
             raise OpenAIError(f"'input[{i}]' is empty", f"input[{i}]")
-        if len(text) > max_chars:
-            raise OpenAIError(f"'input[{i}]' has {len(text)} characters; the limit is {max_chars}", f"input[{i}]", 413)
+        try:
+            check_unicode(text, f"input[{i}]", f"'input[{i}]'")
+        except RequestError as err:
+            raise _openai(err) from err
     encoding = payload.get("encoding_format", "float")
     if encoding not in ("float", "base64"):
         raise OpenAIError(f"'encoding_format' must be 'float' or 'base64', got {quote(encoding)}", "encoding_format")
@@ -218,7 +226,7 @@ def decode_rag_request(
     except RequestError as err:
         raise _openai(err) from err
     if route == "v1/embeddings":
-        return decode_embeddings(payload, models, MAX_INPUT_CHARS)
+        return decode_embeddings(payload, models, cfg.retrieval)
     if route == "v1/retrieval":
         return decode_retrieval(payload, models, cfg.retrieval)
     raise OpenAIError(f"{route} is served by the LLM endpoint, not this one", None, 404)
@@ -344,6 +352,10 @@ def _messages(value: Any, max_chars: int) -> tuple[dict[str, str], ...]:
             raise OpenAIError(f"'{where}.content' must be a string", f"{where}.content")
         if any(ord(c) < 32 and c not in "\t\n\r" for c in content):
             raise OpenAIError(f"'{where}.content' contains control characters", f"{where}.content")
+        try:
+            check_unicode(content, f"{where}.content", f"'{where}.content'")
+        except RequestError as err:
+            raise _openai(err) from err
         role = "system" if message["role"] == "developer" else message["role"]
         messages.append({"role": role, "content": content})
     if sum(len(m["content"]) for m in messages) > max_chars:

@@ -1,17 +1,22 @@
 """Request decoding and validation for both endpoints' own contracts; pure functions on plain dicts.
 
-Public names: Query, LLMQuery, RequestError, decode_request, decode_llm_request, check_prompt_tokens,
+Public names: Query, LLMQuery, RequestError, decode_request, decode_llm_request, check_prompt_tokens, check_unicode,
 body_content_type, read_payload, quote.
 
 A request is a TorchServe input dict (`body`/`data` as str, bytes or parsed JSON, or form fields)
 plus its Content-Type. Text in -> Query(as_json=False); a JSON object in -> Query(as_json=True).
 Anything else raises RequestError, which names the field and becomes an HTTP 4xx error object (replies.py).
+Every decoder raises RequestError and nothing else for any body: bytes that are not UTF-8, JSON nested past
+MAX_JSON_DEPTH (checked without recursion, so no RecursionError downstream), numbers past Python's digit limit,
+wrong types, lone surrogates, impossible dates (tests/test_fuzz_requests.py). Another exception would fail
+every request of TorchServe's batch with 503.
 No TorchServe imports.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import re
 from collections.abc import Callable
@@ -25,6 +30,9 @@ JSON_FIELDS = {"question", "k", "filter"}
 FILTER_FIELDS = {"source_prefix", "published_after", "published_before", "tags"}
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 QUOTE_CHARS = 200  # the most of a refused value an error message repeats
+# The deepest JSON body taken. Real ones nest 5 levels (chat content parts), tool schemas a few more; 1,000 `[`
+# made json.loads (or a later repr) raise RecursionError, which failed the whole batch.
+MAX_JSON_DEPTH = 64
 LLM_FIELDS = {
     "prompt",
     "max_new_tokens",
@@ -67,7 +75,9 @@ def read_payload(request: dict[str, Any], content_type: str | None, form_field: 
     if isinstance(payload, (bytes, bytearray)):
         payload = _utf8(bytes(payload))
         if "json" in (content_type or "").lower():
-            return _parse_json(payload)
+            payload = _parse_json(payload)
+    if not isinstance(payload, str):  # JSON parsed here, or by TorchServe
+        _check_depth(payload)
     return payload
 
 
@@ -167,10 +177,19 @@ def decode_filter(value: Any, field: str = "filter") -> Filter:
     dates = {}
     for name in ("published_after", "published_before"):
         date = value.get(name)
-        if date is not None and not (isinstance(date, str) and DATE.fullmatch(date)):
+        if date is not None and not (isinstance(date, str) and DATE.fullmatch(date) and _is_date(date)):
             raise RequestError(f"'{field}.{name}' must be a date YYYY-MM-DD, got {quote(date)}", f"{field}.{name}")
         dates[name] = date
     return Filter(_strings(value, "source_prefix", field), tags=_strings(value, "tags", field), **dates)
+
+
+def _is_date(text: str) -> bool:
+    """A real calendar date: 2024-02-29 is, 2024-13-99 and 2023-02-29 are not."""
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _strings(value: dict[str, Any], name: str, field: str) -> tuple[str, ...]:
@@ -193,7 +212,10 @@ def check_fields(payload: Any, allowed: set[str]) -> None:
 
 def quote(value: Any, max_chars: int = QUOTE_CHARS) -> str:
     """repr(value) for an error message, cut past max_chars: a refusal never echoes a whole 26 KB tool list."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # nested too deeply, or an int past Python's digit limit
+        return f"a {type(value).__name__}"
     return text if len(text) <= max_chars else f"{text[:max_chars]}... ({len(text)} characters)"
 
 
@@ -222,7 +244,17 @@ def check_text(text: Any, field: str, max_chars: int, what: str) -> str:
         raise RequestError(f"the {what} has {len(text)} characters; the limit is {max_chars}", field, status=413)
     if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
         raise RequestError(f"the {what} contains control characters (NUL or similar)", field)
+    check_unicode(text, field, what)
     return text
+
+
+def check_unicode(text: str, field: str, what: str) -> None:
+    """JSON's \\ud800 escapes give lone surrogates, which no tokenizer or UTF-8 reply can take."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RequestError(f"the {what} holds a lone surrogate (\\u{ord(text[err.start]):04x}): not valid Unicode",
+                           field) from err  # fmt: skip
 
 
 def _query(question: Any, k: int, as_json: bool, cfg: RetrievalConfig) -> Query:
@@ -255,3 +287,19 @@ def _parse_json(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise RequestError(f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
+    except RecursionError as err:
+        raise RequestError(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep") from err
+    except ValueError as err:  # an integer past Python's 4,300 digits
+        raise RequestError(f"malformed JSON: {err}") from err
+
+
+def _check_depth(payload: Any) -> None:
+    """Refuse JSON nested past MAX_JSON_DEPTH, walking it with a stack (no recursion)."""
+    containers = (dict, list, tuple)
+    stack = [(payload, 1)] if isinstance(payload, containers) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise RequestError(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
+        items = value.values() if isinstance(value, dict) else value
+        stack.extend((item, depth + 1) for item in items if isinstance(item, containers))

@@ -45,15 +45,20 @@ class RAGClient:
             self.max_question_chars = err.limit
             searched = cut_question(question, err.limit)
             reply = self._post(searched, grounding, authorization)
+        reply = reply if isinstance(reply, dict) else {}  # JSON, but not an object
         prompt, sources = reply.get("prompt"), reply.get("sources")
-        if not isinstance(prompt, str) or not isinstance(sources, list):
+        if (
+            not isinstance(prompt, str)
+            or not isinstance(sources, list)
+            or not all(isinstance(s, dict) for s in sources)
+        ):
             raise OpenAIError(f"the RAG endpoint {self.url} answered without a prompt and sources", None, 502)
         if searched != question.strip():  # the template holds the question verbatim: put the whole one back
             head, found, tail = prompt.rpartition(searched)
             prompt = head + question.strip() + tail if found else prompt
         return prompt, sources
 
-    def _post(self, question: str, grounding: Grounding, authorization: str | None) -> dict[str, Any]:
+    def _post(self, question: str, grounding: Grounding, authorization: str | None) -> Any:
         body: dict[str, Any] = {"question": question}
         if grounding.k is not None:
             body["k"] = grounding.k
@@ -71,8 +76,8 @@ class RAGClient:
             raise self._refusal(err.code, err.read().decode("utf-8", "replace")) from err
         except (urllib.error.URLError, TimeoutError, OSError) as err:
             raise OpenAIError(f"the RAG endpoint {self.url} is not reachable: {err}", None, 502) from err
-        except ValueError as err:  # not JSON
-            raise OpenAIError(f"the RAG endpoint {self.url} answered no JSON: {err}", None, 502) from err
+        except (ValueError, RecursionError) as err:  # not JSON (or not UTF-8), or nested past the parser's stack
+            raise OpenAIError(f"the RAG endpoint {self.url} answered no JSON: {err!r:.200}", None, 502) from err
 
     def _refusal(self, status: int, detail: str) -> Exception:
         """The error for the RAG endpoint's HTTP error: the client's 4xx when it names a field of the client's
@@ -123,6 +128,6 @@ def _error_object(detail: str) -> dict[str, Any]:
     """The RAG handler's OpenAI error object ({} for TorchServe's own errors, such as a wrong key)."""
     try:
         error = json.loads(detail).get("error")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return {}
     return error if isinstance(error, dict) else {}
