@@ -5,6 +5,7 @@
   python scripts/build_index.py --config configs/rag-docs.yaml --status     # the line's versions and which is live
   python scripts/build_index.py --config configs/rag-docs.yaml --rollback   # publish the version live before this one
   python scripts/build_index.py --config configs/rag-docs.yaml --rollback 3f2a...   # or a named one
+  python scripts/build_index.py --config configs/rag-docs.yaml --release    # lift a rollback's hold, then refresh
   python scripts/build_index.py --config configs/rag-docs.yaml --ray-address 10.0.0.5:6379   # embed on Ray
 
 A refresh re-reads the source (a crawl that revalidates known pages with conditional requests, or
@@ -12,6 +13,8 @@ the local files), embeds only texts the embedding cache lacks and, when anything
 new immutable version and publishes it: running workers swap to it within index.follow_s seconds.
 The last stdout line is the live version's folder. While another refresh of the same line runs, this
 one exits at once with status 75 (EX_TEMPFAIL) and says so: safe to start from cron.
+A rollback holds: the version it moved away from is not published again by a refresh (the summary says
+"held: ...") until the source changes or --release (`make refresh RELEASE=1`) lifts the hold.
 With a Ray address (--ray-address, else $RAY_ADDRESS) the texts the cache lacks are embedded on that
 cluster (Ray Data over one Encoder per worker, embedding/distributed.py); everything else stays here.
 """
@@ -39,6 +42,7 @@ EX_TEMPFAIL = 75
 
 
 def status(line: IndexLine) -> None:
+    """The line's versions, least recently live first (the next to be pruned on top), and its rollback holds."""
     live = line.current()
     print(f"line {line.root}: live version {live}")
     for version in line.versions():
@@ -47,6 +51,9 @@ def status(line: IndexLine) -> None:
         counts = {name: len(changes.get(name, [])) for name in ("added", "changed", "removed")}
         mark = "*" if version == live else " "
         print(f"{mark} {version}  created {manifest['created']}  {manifest['count']} chunks  {json.dumps(counts)}")
+    for version, hold in line.holds().items():
+        print(f"held: {version} (rolled back to {hold['to']} at {hold['at']}): a refresh will not publish it again "
+              "until the source changes; `make refresh RELEASE=1` (--release) lifts the hold")  # fmt: skip
 
 
 def on_device(embedding: EmbeddingConfig, device: str) -> EmbeddingConfig:
@@ -64,6 +71,8 @@ def main() -> None:
     parser.add_argument("--status", action="store_true", help="list the line's versions; change nothing")
     parser.add_argument("--rollback", nargs="?", const="", metavar="VERSION", help="publish an earlier version")
     parser.add_argument("--no-publish", action="store_true", help="write the new version but leave CURRENT")
+    parser.add_argument("--release", action="store_true",
+                        help="lift a rollback's hold, then refresh: a held version may be published again")  # fmt: skip
     parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
                         help="embed on this Ray cluster (host:port or auto; default $RAY_ADDRESS)")  # fmt: skip
     parser.add_argument("--ray-workers", type=int, help="Encoder actors on the cluster (default: one per node)")
@@ -77,7 +86,8 @@ def main() -> None:
         return
     if args.rollback is not None:
         version = rollback(line, args.rollback or None)
-        print(f"rolled back: {version} is live; workers swap within {cfg.index.follow_s} s", file=sys.stderr)
+        print(f"rolled back: {version} is live; workers swap within {cfg.index.follow_s} s; the version it replaced "
+              "is held until the source changes (`make refresh RELEASE=1` lifts that)", file=sys.stderr)  # fmt: skip
     else:
         # Eager: compiling would add minutes and change nothing in the vectors beyond float rounding. On a GPU
         # (runtime.device auto), float16 (embedding.dtype auto) in token-budget batches (embedding.batch_tokens).
@@ -92,7 +102,7 @@ def main() -> None:
             return Encoder(on_device(cfg.embedding, device), eager, device)
 
         try:
-            report = refresh(cfg, encoder, publish_it=not args.no_publish)
+            report = refresh(cfg, encoder, publish_it=not args.no_publish, release=args.release)
         except RefreshBusy as err:
             print(f"not refreshing: {err}", file=sys.stderr)
             sys.exit(EX_TEMPFAIL)

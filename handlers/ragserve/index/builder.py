@@ -1,18 +1,23 @@
 """The index builder, write side: read the source, embed only what is new, write an immutable version, publish it.
 
 Public names: refresh, Refresh, RefreshBusy, build_in_memory, builds_windows, write_version, publish, rollback,
-content_sha256.
+lift_holds, content_sha256.
 refresh(cfg, encoder) re-reads cfg.corpus.source: a crawl that revalidates the live version's pages
 (conditional requests, crawl.py), or the local files. Every page is split again (cheap); every chunk,
 sentence window and page record text goes through the embedding cache (embedding/cache.py), so only new
 text reaches the encoder, in one call per build (an Encoder in process, or embedding/distributed.py's
 RayEncoder on a Ray cluster). The version id hashes the line (store.identity) and each page's content
 hash: a source that has not changed gives the live version's id, and nothing is embedded or written.
-A new version is written into a staging folder (manifest last), renamed into versions/ and published
-(CURRENT); workers that follow the line swap to it between batches (follow.py). The last
-index.keep_versions versions stay on disk for rollback(). One refresh per line at a time: a second
-one raises RefreshBusy at once (cron may start the next before the last has finished).
-Nothing here runs in a TorchServe worker.
+A new version is written into a staging folder (every file fsynced, manifest last), renamed into
+versions/ and published (CURRENT, fsynced); workers that follow the line swap to it between batches
+(follow.py). A build killed midway leaves its staging folder; the next refresh deletes it first. The
+index.keep_versions versions published last stay on disk for rollback(). A rollback holds: the version
+it moved away from is not published again by a refresh until the source changes (another version id)
+or the operator lifts it (refresh(release=True), build_index.py --release). One refresh per line at a
+time: a second one raises RefreshBusy at once (cron may start the next before the last has finished).
+Every writer of CURRENT, history.jsonl or HOLD (publish, rollback, the prune) takes the line's lock
+(line.lock) for those few milliseconds, so a rollback never lands between the prune's reading of the live
+version and its deletes. Nothing here runs in a TorchServe worker.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from ragserve.index.pages import PageVectors, page_records
 from ragserve.index.store import (
     CURRENT,
     FORMAT_VERSION,
+    HOLD,
     PAGES_FOLDER,
     Index,
     IndexError_,
@@ -82,11 +88,16 @@ class Refresh:
     embedded: dict[str, int] = field(default_factory=dict)  # texts the encoder computed: chunks, pages, windows
     written: bool = False  # a new version folder was written
     published: bool = False  # CURRENT moved to `version`
+    held: str | None = None  # `version` was not published: a rollback moved away from it (HOLD)
     seconds: float = 0.0
 
     def summary(self) -> str:
         embedded = ", ".join(f"{n} {what}" for what, n in self.embedded.items()) or "nothing"
         state = "published" if self.published else "unchanged, still live" if not self.written else "written"
+        if self.held:
+            state = (
+                f"held: rolled back from {self.held}; run `make refresh RELEASE=1` / build_index.py --release to lift"
+            )
         return (
             f"version {self.version} ({state}; previous {self.previous}): {self.pages} pages "
             f"({len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed, "
@@ -94,13 +105,16 @@ class Refresh:
         )
 
 
-def refresh(cfg: Config, encoder: Callable[[], Encoder], publish_it: bool = True) -> Refresh:
+def refresh(cfg: Config, encoder: Callable[[], Encoder], publish_it: bool = True, release: bool = False) -> Refresh:
     """Re-read cfg's source and make its line's live version match it (see the module docstring).
 
-    encoder: called only if some text is not in the embedding cache."""
+    encoder: called only if some text is not in the embedding cache. release: lift a rollback's hold first."""
     line = IndexLine.of(cfg)
     start = time.perf_counter()
     with _refresh_lock(line):
+        _clean_staging(line)
+        if release:
+            lift_holds(line)
         previous = line.current()
         known = _known_pages(line, previous)
         pages = read_pages(cfg.corpus, known)
@@ -108,7 +122,11 @@ def refresh(cfg: Config, encoder: Callable[[], Encoder], publish_it: bool = True
         report = Refresh(version, previous, len(pages), 0, revalidated=sum(page.revalidated for page in pages))
         _diff(report, known, pages)
         folder = line.folder(version)
-        if not (folder / "manifest.json").is_file():
+        if publish_it and version in line.holds():
+            report.held = version  # nothing to build: it will not be published
+            built = (folder / "manifest.json").is_file()  # it may have been pruned since
+            report.chunks = json.loads((folder / "manifest.json").read_text())["count"] if built else 0
+        elif not (folder / "manifest.json").is_file():
             cache = EmbeddingCache(Path(cfg.index.dir) / "embed-cache" / f"{cache_key(cfg.embedding)}.sqlite", encoder)
             try:
                 chunks = split(documents(pages), cfg.corpus, cfg.embedding.model_path)
@@ -122,9 +140,8 @@ def refresh(cfg: Config, encoder: Callable[[], Encoder], publish_it: bool = True
             report.written = True
         else:
             report.chunks = json.loads((folder / "manifest.json").read_text())["count"]
-        if publish_it and line.current() != version:
-            publish(line, version, "refresh")
-            report.published = True
+        if publish_it and not report.held:
+            _publish_unless_held(line, report)
         _prune(line, cfg.index.keep_versions)
     report.seconds = time.perf_counter() - start
     logger.info("refresh of %s: %s", line.root, report.summary())
@@ -211,35 +228,88 @@ def write_version(folder: Path, index: Index, pages: Sequence[Page], manifest: d
     files = ["index.faiss", "chunks.jsonl", "sources.jsonl", *(str(p.relative_to(staging)) for p in saved)]
     manifest = {**manifest, "count": len(index), "metric": index.metric}
     manifest["sha256"] = {name: sha256_file(staging / name) for name in files}
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    for name in files:  # on disk before the manifest that vouches for them
+        _fsync(staging / name)
+    with open(staging / "manifest.json", "w", encoding="utf-8") as f:  # last: it makes the folder a version
+        f.write(json.dumps(manifest, indent=2))
+        f.flush()
+        os.fsync(f.fileno())
     shutil.rmtree(folder, ignore_errors=True)  # a folder without a manifest: a crash left it, nobody reads it
     staging.replace(folder)
+    _fsync(folder.parent)  # the rename itself
 
 
 def publish(line: IndexLine, version: str, reason: str) -> None:
-    """Make version the live one: CURRENT is replaced in one rename; history.jsonl records it."""
-    if not (line.folder(version) / "manifest.json").is_file():
-        raise IndexError_(f"{line.folder(version)} is not a complete version")
-    staged = line.root / f"{CURRENT}.{os.getpid()}.tmp"
-    staged.write_text(version + "\n")
-    staged.replace(line.root / CURRENT)
-    entry = {"version": version, "at": _now(), "reason": reason}
-    with open(line.root / "history.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
-    logger.info("published %s in %s (%s)", version, line.root, reason)
+    """Make version the live one, under the line's lock: CURRENT is replaced in one rename; history.jsonl records it."""
+    with _line_lock(line):
+        _publish(line, version, reason)
 
 
 def rollback(line: IndexLine, version: str | None = None) -> str:
-    """Publish `version`, or the version live before the current one; returns it."""
-    current = line.current()
-    if version is None:
-        earlier = [e["version"] for e in reversed(line.history()) if e["version"] != current]
-        kept = [v for v in earlier if (line.folder(v) / "manifest.json").is_file()]
-        if not kept:
-            raise IndexError_(f"{line.root}: no earlier version on disk to roll back to")
-        version = kept[0]
-    publish(line, version, f"rollback from {current}")
+    """Publish `version`, or the version live before the current one, and hold the one it replaces (HOLD: a refresh
+    does not publish it again until the source changes or lift_holds()); returns the version now live."""
+    with _line_lock(line):
+        current = line.current()
+        if version is None:
+            earlier = [e["version"] for e in reversed(line.history()) if e["version"] != current]
+            kept = [v for v in earlier if (line.folder(v) / "manifest.json").is_file()]
+            if not kept:
+                raise IndexError_(f"{line.root}: no earlier version on disk to roll back to")
+            version = kept[0]
+        _publish(line, version, f"rollback from {current}")
+        held = [entry for v, entry in line.holds().items() if v not in (version, current)]
+        if current is not None and current != version:
+            held.append({"version": current, "to": version, "at": _now()})
+        _write_holds(line, held)
     return version
+
+
+def lift_holds(line: IndexLine) -> list[str]:
+    """Lift every rollback hold of line; returns the versions that were held."""
+    with _line_lock(line):
+        held = list(line.holds())
+        _write_holds(line, [])
+    if held:
+        logger.info("released the hold on %s in %s", ", ".join(held), line.root)
+    return held
+
+
+def _publish(line: IndexLine, version: str, reason: str) -> None:
+    """publish() for a caller that holds the line's lock."""
+    if not (line.folder(version) / "manifest.json").is_file():
+        raise IndexError_(f"{line.folder(version)} is not a complete version")
+    _write_synced(line.root / CURRENT, version + "\n")
+    entry = {"version": version, "at": _now("microseconds"), "reason": reason}  # orders versions for the prune
+    with open(line.root / "history.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    logger.info("published %s in %s (%s)", version, line.root, reason)
+
+
+def _publish_unless_held(line: IndexLine, report: Refresh) -> None:
+    """Publish report.version unless a rollback holds it (checked under the lock: one may have landed during the
+    build). A version not held means the source changed since the rollback: its holds are lifted."""
+    with _line_lock(line):
+        holds = line.holds()
+        if report.version in holds:
+            report.held = report.version
+            logger.warning("refresh of %s: %s is held (%s)", line.root, report.version, holds[report.version])
+            return
+        if holds:
+            _write_holds(line, [])
+            logger.info("refresh of %s: the source changed; lifted the hold on %s", line.root, ", ".join(holds))
+        if line.current() != report.version:
+            _publish(line, report.version, "refresh")
+            report.published = True
+
+
+def _write_holds(line: IndexLine, held: list[dict[str, Any]]) -> None:
+    if held:
+        _write_synced(line.root / HOLD, json.dumps({"held": held}, indent=2))
+    elif (line.root / HOLD).exists():
+        (line.root / HOLD).unlink()
+        _fsync(line.root)
 
 
 def _manifest_head(cfg: Config, version: str) -> dict[str, Any]:
@@ -275,13 +345,57 @@ def _diff(report: Refresh, known: dict[str, Page], pages: Sequence[Page]) -> Non
 
 
 def _prune(line: IndexLine, keep: int) -> None:
-    """Delete all but the newest `keep` versions (never the live one). A worker that still maps a deleted
-    version's files keeps reading them: Linux frees them when the last mapping goes."""
-    live = line.current()
-    old = [v for v in line.versions() if v != live][: max(0, len(line.versions()) - keep)]
-    for version in old:
-        shutil.rmtree(line.folder(version), ignore_errors=True)
-        logger.info("pruned version %s of %s", version, line.root)
+    """Delete all but the `keep` versions published last (never the live one), under the line's lock: no
+    rollback can move CURRENT between the read of the live version and the deletes. A worker that still maps
+    a deleted version's files keeps reading them: Linux frees them when the last mapping goes."""
+    with _line_lock(line):
+        live = line.current()
+        versions = line.versions()
+        old = [v for v in versions if v != live][: max(0, len(versions) - keep)]
+        for version in old:
+            shutil.rmtree(line.folder(version), ignore_errors=True)
+            logger.info("pruned version %s of %s", version, line.root)
+
+
+def _clean_staging(line: IndexLine) -> None:
+    """Delete what killed builds and publishes left: `.<version>.<pid>.tmp` folders (a whole index's disk each),
+    `CURRENT.<pid>.tmp` and `HOLD.<pid>.tmp`. The caller holds the refresh lock, so no build of this line is
+    writing one; the line's lock keeps a rollback's CURRENT.<pid>.tmp in flight out of reach."""
+    for staging in (line.root / "versions").glob(".*.tmp"):
+        shutil.rmtree(staging, ignore_errors=True)
+        logger.info("removed %s, left by a build that did not finish", staging)
+    with _line_lock(line):
+        for staged in [*line.root.glob(f"{CURRENT}.*.tmp"), *line.root.glob(f"{HOLD}.*.tmp")]:
+            staged.unlink(missing_ok=True)
+
+
+@contextmanager
+def _line_lock(line: IndexLine) -> Iterator[None]:
+    """The line's lock, held by every writer of CURRENT, history.jsonl and HOLD: blocking, held for milliseconds."""
+    line.root.mkdir(parents=True, exist_ok=True)
+    with open(line.root / "line.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _write_synced(path: Path, text: str) -> None:
+    """Replace path with text in one rename, the file and the rename on disk when this returns."""
+    staged = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(staged, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    staged.replace(path)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries (renames), to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -306,5 +420,5 @@ def _write_jsonl(path: Path, rows: Any) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def _now(timespec: str = "seconds") -> str:
+    return datetime.now(timezone.utc).isoformat(timespec=timespec)

@@ -5,8 +5,12 @@ Layout under index.dir (builder.py writes it; workers only read it):
 
     <line>/                  one line per build identity (line_key): source, chunking, model, pooling,
                              metric, BM25 scheme and sentence windows; what a config needs, not the content
-      CURRENT                the live version id (a new file renamed over the old: atomic)
-      history.jsonl          one line per publish {"version", "at", "reason"}: what rollback walks back
+      CURRENT                the live version id (a new file renamed over the old: atomic, fsynced)
+      history.jsonl          one line per publish {"version", "at", "reason"}: what rollback walks back, and
+                             what orders versions for pruning (last publish)
+      HOLD                   versions a rollback moved away from, {"held": [{"version", "to", "at"}]}: a refresh
+                             does not publish them again until the source changes or the operator releases them
+      line.lock, refresh.lock   held by every writer of CURRENT (briefly), by the running refresh (throughout)
       versions/<version>/    immutable: index.faiss, chunks.jsonl (text + metadata per chunk), sources.jsonl
                              (per page: text, content hash, HTTP validators, fetch time), bm25-<scheme>/,
                              pages/ (page record vectors), windows-<size>-<stride>/ (sentence windows) and
@@ -26,6 +30,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +58,7 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 4
 PAGES_FOLDER = "pages"
 CURRENT = "CURRENT"
+HOLD = "HOLD"
 # IO_FLAG_MMAP alone maps only on-disk IVF lists; a flat index's vectors need IO_FLAG_MMAP_IFC
 # (IndexFlatCodes), checked on faiss 1.15: /proc/<pid>/maps shows index.faiss only with it.
 MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
@@ -129,10 +135,26 @@ class IndexLine:
         path = self.root / "history.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
+    def holds(self) -> dict[str, dict[str, Any]]:
+        """Versions a rollback moved away from, by id: {"version", "to", "at"} (builder.rollback writes them)."""
+        try:
+            held = json.loads((self.root / HOLD).read_text())["held"]
+        except FileNotFoundError:
+            return {}
+        return {entry["version"]: entry for entry in held}
+
     def versions(self) -> list[str]:
-        """Complete versions (manifest written), oldest first."""
-        folders = [p for p in (self.root / "versions").glob("*") if (p / "manifest.json").is_file()]
-        return [p.name for p in sorted(folders, key=lambda p: (p / "manifest.json").stat().st_mtime)]
+        """Complete versions (manifest written; never a build's `.<version>.<pid>.tmp` staging folder), least
+        recently live first: by last publish (history.jsonl), or by when it was written if that is later (a
+        version built with --no-publish, or republished before history had sub-second times)."""
+        folders = [
+            p
+            for p in (self.root / "versions").glob("*")
+            if not p.name.startswith(".") and (p / "manifest.json").is_file()
+        ]
+        published = {entry["version"]: datetime.fromisoformat(entry["at"]).timestamp() for entry in self.history()}
+        recency = {p.name: max(published.get(p.name, 0.0), (p / "manifest.json").stat().st_mtime) for p in folders}
+        return sorted(recency, key=recency.__getitem__)
 
 
 class Index:

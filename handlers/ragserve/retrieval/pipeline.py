@@ -69,7 +69,8 @@ class RAGPipeline:
         self.adapter = QueryAdapter.load(adapter) if adapter else None  # per pipeline: eval variants share encoders
         if self.adapter is not None:
             logger.info("query adapter %s (%s)", self.adapter.identity, adapter)
-        self.live = Live(index.version, self._retriever(index))
+        # The version loaded at start-up: handed to the follower by follow(), which then holds the only reference.
+        self._start: Live[Retriever] | None = Live(index.version, self._retriever(index))
         self.follower: Follower[Retriever] | None = None
         self.reranker = Reranker(cfg.rerank, device) if cfg.rerank.model else None
 
@@ -91,12 +92,21 @@ class RAGPipeline:
         """Swap to each version published on line from now on (checked every every_s seconds)."""
         load = lambda version: self._retriever(Index.load(line.folder(version), self.cfg, self.encoder))  # noqa: E731
         self.follower = Follower(line, self.live, load, every_s)
+        self._start = None  # freed with the follower's first swap (and the last batch holding it)
         return self.follower
+
+    @property
+    def live(self) -> Live[Retriever]:
+        """(version, retriever) answering now: the follower's once following, else the start-up one."""
+        if self.follower is not None:
+            return self.follower.live
+        assert self._start is not None
+        return self._start
 
     @property
     def retriever(self) -> Retriever:
         """The live version's retriever (read once per batch)."""
-        return self.follower.live.value if self.follower else self.live.value
+        return self.live.value
 
     @property
     def index(self) -> Index:

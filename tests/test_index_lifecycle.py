@@ -1,0 +1,225 @@
+"""An index line's version lifecycle (issue 33, items 4-8): the start-up version is freed after a swap, a failed
+load is retried, a rollback holds, every writer of CURRENT takes the line's lock, a killed build's staging folder
+is cleaned, and pruning goes by last publish.
+
+Fast: the tiny random MPNet (no download) where a real build is needed, bare version folders where it is not."""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import json
+import os
+import shutil
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import pytest
+
+from ragserve.config import CompileConfig, Config
+from ragserve.embedding.encoder import Encoder
+from ragserve.index.builder import _prune, publish, refresh, rollback
+from ragserve.index.follow import Follower, Live
+from ragserve.index.store import IndexLine, load_current
+from ragserve.retrieval.pipeline import RAGPipeline
+from ragserve.testing import build_tiny_mpnet
+
+DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_mpnet(tmp_path_factory.mktemp("tiny-mpnet"))
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_dir: Path) -> Encoder:
+    return Encoder(config(DOCS, Path("/nonexistent"), tiny_dir).embedding, CompileConfig(enabled=False))
+
+
+def config(source: Path, index_dir: Path, model_dir: Path, **index: object) -> Config:
+    return Config.from_mapping(
+        {
+            "corpus": {"source": str(source), "chunk_size": 200, "chunk_overlap": 20},
+            "embedding": {"model_path": str(model_dir), "batch_size": 8},
+            "compile": {"enabled": False},
+            "index": {"dir": str(index_dir), "follow_s": 0, **index},
+        },
+        index_dir,
+    )
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    shutil.copytree(DOCS, folder)
+    return folder
+
+
+def edit(docs: Path, line: str) -> None:
+    (docs / "tokens.md").write_text((docs / "tokens.md").read_text() + f"\n{line}\n")
+
+
+def bare_line(tmp_path: Path, *versions: str) -> IndexLine:
+    """A line whose versions are bare folders with a manifest, written a minute apart (oldest first)."""
+    line = IndexLine(tmp_path / "line")
+    for n, version in enumerate(versions):
+        folder = line.folder(version)
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"version": version}))
+        stamp = time.time() - 600 + 60 * n
+        os.utime(folder / "manifest.json", (stamp, stamp))
+    return line
+
+
+# 4
+def test_the_start_up_version_is_freed_once_the_follower_swaps(tmp_path: Path, docs: Path, tiny_dir, encoder) -> None:
+    cfg = config(docs, tmp_path / "index", tiny_dir)
+    first = refresh(cfg, lambda: encoder).version
+    pipeline = RAGPipeline(cfg, encoder, load_current(cfg, encoder))
+    start_up = weakref.ref(pipeline.retriever.index)
+    follower = pipeline.follow(IndexLine.of(cfg), every_s=0)
+    edit(docs, "A second version.")
+    second = refresh(cfg, lambda: encoder).version
+    assert second != first and follower.check()
+    assert pipeline.live.version == second and pipeline.index.version == second
+    gc.collect()
+    assert start_up() is None  # nothing but a batch in flight may hold the version it replaced
+
+
+# 5
+def test_a_version_that_failed_to_load_is_retried_after_another_swap_and_a_rollback(tmp_path: Path) -> None:
+    line = bare_line(tmp_path, "v1", "v2", "v3")
+    publish(line, "v1", "test")
+    broken = {"v2"}
+
+    def load(version: str) -> str:
+        if version in broken:
+            raise OSError(f"{version}: shared volume hiccup")
+        return f"loaded {version}"
+
+    follower = Follower(line, Live("v1", "loaded v1"), load, every_s=0)
+    publish(line, "v2", "test")
+    assert not follower.check() and follower.live.version == "v1"
+    assert not follower.check()  # CURRENT unchanged: not tried again at every tick
+    publish(line, "v3", "test")
+    assert follower.check() and follower.live.version == "v3"
+    broken.clear()  # the volume is back
+    rollback(line, "v2")  # the peers go to v2, and so must this worker
+    assert follower.check() and follower.live.version == "v2"
+
+
+def test_a_failed_version_published_again_is_retried(tmp_path: Path) -> None:
+    line = bare_line(tmp_path, "v1", "v2")
+    publish(line, "v1", "test")
+    tries: list[str] = []
+
+    def load(version: str) -> str:
+        tries.append(version)
+        if len(tries) == 1:
+            raise OSError("transient")
+        return version
+
+    follower = Follower(line, Live("v1", "v1"), load, every_s=0)
+    publish(line, "v2", "test")
+    assert not follower.check()
+    publish(line, "v2", "published again")  # CURRENT rewritten with the same id: the operator's retry
+    assert follower.check() and follower.live.version == "v2" and tries == ["v2", "v2"]
+
+
+# 6: the hold
+def test_a_rollback_holds_until_the_source_changes_or_the_operator_releases_it(
+    tmp_path: Path, docs: Path, tiny_dir, encoder
+) -> None:
+    cfg = config(docs, tmp_path / "index", tiny_dir)
+    line = IndexLine.of(cfg)
+    good = refresh(cfg, lambda: encoder).version
+    edit(docs, "A bad edit.")
+    bad_text = (docs / "tokens.md").read_text()
+    bad = refresh(cfg, lambda: encoder).version
+    assert rollback(line) == good and line.current() == good
+
+    again = refresh(cfg, lambda: pytest.fail("the encoder was loaded"))
+    assert again.version == bad and again.held == bad and not again.published and line.current() == good
+    assert f"held: rolled back from {bad}" in again.summary() and "--release" in again.summary()
+    assert "RELEASE=1" in again.summary()
+
+    released = refresh(cfg, lambda: encoder, release=True)
+    assert released.published and released.held is None and line.current() == bad
+
+    assert rollback(line) == good
+    edit(docs, "The fix.")
+    fixed = refresh(cfg, lambda: encoder)
+    assert fixed.published and fixed.version not in (good, bad) and line.current() == fixed.version
+    (docs / "tokens.md").write_text(bad_text)  # the hold went with the source change: a later decision
+    assert refresh(cfg, lambda: encoder).published and line.current() == bad
+
+
+# 6: the lock
+def test_rollback_and_prune_wait_for_the_lines_lock(tmp_path: Path) -> None:
+    line = bare_line(tmp_path, "v1", "v2", "v3")
+    publish(line, "v1", "test")
+    publish(line, "v2", "test")
+    publish(line, "v3", "test")
+    with open(line.root / "line.lock", "a+") as held:  # what a writer of CURRENT holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        rolling = threading.Thread(target=rollback, args=(line,))
+        pruning = threading.Thread(target=_prune, args=(line, 1))
+        rolling.start()
+        pruning.start()
+        time.sleep(0.5)
+        assert line.current() == "v3" and line.versions() == ["v1", "v2", "v3"]  # both are waiting
+        fcntl.flock(held, fcntl.LOCK_UN)
+    rolling.join(10)
+    pruning.join(10)
+    assert line.current() == "v2"
+    assert (line.folder(line.current()) / "manifest.json").is_file()  # CURRENT never names a deleted folder
+
+
+# 7
+def test_a_killed_builds_staging_folder_is_not_a_version_and_the_next_build_removes_it(
+    tmp_path: Path, docs: Path, tiny_dir, encoder
+) -> None:
+    cfg = config(docs, tmp_path / "index", tiny_dir)
+    line = IndexLine.of(cfg)
+    first = refresh(cfg, lambda: encoder).version
+    stale = line.folder(f".{'f' * 16}.999999.tmp")  # killed after its manifest was written
+    shutil.copytree(line.folder(first), stale)
+    stale_current = line.root / "CURRENT.999999.tmp"
+    stale_current.write_text("ffff\n")
+    assert line.versions() == [first]
+    edit(docs, "A new version.")
+    refresh(cfg, lambda: encoder)
+    assert not stale.exists() and not stale_current.exists()
+    assert not [p.name for p in (line.root / "versions").iterdir() if p.name.startswith(".")]
+
+
+def test_the_manifest_and_current_are_fsynced(tmp_path: Path, docs: Path, tiny_dir, encoder, monkeypatch) -> None:
+    synced: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    cfg = config(docs, tmp_path / "index", tiny_dir)
+    version = refresh(cfg, lambda: encoder).version
+    assert "manifest.json" in synced and any(name.startswith("CURRENT") for name in synced)
+    assert "versions" in synced and IndexLine.of(cfg).root.name in synced  # the renames, too
+    assert IndexLine.of(cfg).current() == version
+
+
+# 8
+def test_pruning_keeps_the_versions_published_last_and_rollback_finds_them(tmp_path: Path) -> None:
+    line = bare_line(tmp_path, "v1", "v2", "v3")
+    publish(line, "v1", "refresh")
+    publish(line, "v2", "refresh")
+    rollback(line, "v1")  # v1 published again: now the newer of the two
+    publish(line, "v3", "refresh")
+    assert line.versions() == ["v2", "v1", "v3"]
+    _prune(line, 2)
+    assert line.versions() == ["v1", "v3"] and not line.folder("v2").exists()
+    assert rollback(line) == "v1"
