@@ -35,12 +35,12 @@ models: install ## fetch all-mpnet-base-v2 and SmolLM2-135M-Instruct into models
 	$(PY) scripts/fetch_models.py embedding
 	$(PY) scripts/fetch_models.py llm
 
-index: models ## build or refresh the index for RAG_CONFIG (embeds only new text) and publish it; RAY_ADDRESS=host:port embeds on that Ray cluster
-	$(PY) scripts/build_index.py --config $(RAG_CONFIG)
+index: models ## build or refresh the index for RAG_CONFIG (embeds only new text) and publish it; RAY_ADDRESS=host:port embeds on that Ray cluster; RELEASE=1 lifts a rollback's hold
+	$(PY) scripts/build_index.py --config $(RAG_CONFIG) $(if $(RELEASE),--release)
 
 refresh: index ## re-read RAG_CONFIG's source; running workers swap to the new version within index.follow_s
 
-rollback: ## publish the index version live before the current one (V=<version> for a named one)
+rollback: ## publish the index version live before the current one (V=<version> for a named one) and hold the one it replaced
 	$(PY) scripts/build_index.py --config $(RAG_CONFIG) --rollback $(V)
 
 index-status: ## the index versions of RAG_CONFIG and which one is live

@@ -203,6 +203,11 @@ class RetrievalConfig:
     top_k: int = 5  # chunks put in the prompt when the request names no k
     max_k: int = 50  # largest k a request may ask for
     max_question_chars: int = 2000  # longer questions are rejected with HTTP 413
+    # v1/embeddings bounds, so one request holds a worker for about a second, not minutes (2,048 inputs did): TEI's
+    # --max-client-batch-size default, and 32 inputs of 1,024 characters (about 8k tokens, half TEI's --max-batch-tokens
+    # default of 16,384); the model reads only the first max_seq_length tokens of each input anyway
+    max_embedding_inputs: int = 32  # v1/embeddings: most inputs per request (more: HTTP 413 naming `input`)
+    max_embedding_chars: int = 32_768  # v1/embeddings: most characters per request, all inputs together (more: 413)
     template: str = DEFAULT_TEMPLATE  # must contain {context} and {question}
     hybrid: bool = True  # fuse dense (FAISS) and lexical (BM25) results; false: dense only (the demo's)
     fusion: str = "convex"  # "convex": weighted sum of min-max normalised scores; "rrf": reciprocal rank fusion
@@ -220,6 +225,8 @@ class RetrievalConfig:
 
     def __post_init__(self) -> None:
         _check(1 <= self.top_k <= self.max_k, "retrieval.top_k must be in 1..max_k")
+        _check(self.max_embedding_inputs >= 1, "retrieval.max_embedding_inputs must be >= 1")
+        _check(self.max_embedding_chars >= 1, "retrieval.max_embedding_chars must be >= 1")
         _check(
             self.query_adapter is None or self.query_adapter.endswith((".safetensors", ".npz")),
             "retrieval.query_adapter must be a .safetensors or .npz file of `make adapt` (or null)",
