@@ -32,7 +32,7 @@ from pathlib import Path
 from ragserve.config import Config, EmbeddingConfig, assignment
 from ragserve.embedding.distributed import RayEncoder, connect
 from ragserve.embedding.encoder import Encoder
-from ragserve.index.builder import RefreshBusy, refresh, rollback
+from ragserve.index.builder import RefreshBusy, kept_note, last_refresh, refresh, rollback
 from ragserve.index.store import IndexLine, read_manifest
 from ragserve.runtime import build_device
 
@@ -42,7 +42,8 @@ EX_TEMPFAIL = 75
 
 
 def status(line: IndexLine) -> None:
-    """The line's versions, least recently live first (the next to be pruned on top), and its rollback holds."""
+    """The line's versions, least recently live first (the next to be pruned on top), the last refresh's pages kept
+    because their server was failing or rate-limiting, and the line's rollback holds."""
     live = line.current()
     print(f"line {line.root}: live version {live}")
     for version in line.versions():
@@ -51,6 +52,9 @@ def status(line: IndexLine) -> None:
         counts = {name: len(changes.get(name, [])) for name in ("added", "changed", "removed")}
         mark = "*" if version == live else " "
         print(f"{mark} {version}  created {manifest['created']}  {manifest['count']} chunks  {json.dumps(counts)}")
+    if last := last_refresh(line):
+        kept = kept_note(last["kept"]) if last.get("kept") else "no page kept through a failing server"
+        print(f"last refresh {last['at']} (version {last['version']}): {kept}")
     for version, hold in line.holds().items():
         print(f"held: {version} (rolled back to {hold['to']} at {hold['at']}): a refresh will not publish it again "
               "until the source changes; `make refresh RELEASE=1` (--release) lifts the hold")  # fmt: skip

@@ -85,3 +85,21 @@ def test_each_kind_is_saved_and_read_back_memory_mapped(kind: str, tmp_path) -> 
     built.store.index = read
     assert (built.dense_search(queries, 5)[1] == index_of(vectors, kind=kind).dense_search(queries, 5)[1]).all()
     assert np.allclose(built.vectors(), vectors, atol=1e-6)
+
+
+def test_a_wide_filter_the_probed_lists_miss_still_returns_k(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 33 item 10: a filter allowing more than EXACT_FILTERED_MAX goes through IVF; when the probed lists
+    hold fewer than k allowed chunks, the exact scan of the allowed ids tops the hits up (filters.py's promise)."""
+    import ragserve.index.store as store
+
+    monkeypatch.setattr(store, "EXACT_FILTERED_MAX", 10)  # the wide branch without a 20,000-chunk index
+    vectors, queries = clustered(2000), clustered(5, seed=3)
+    ivf = index_of(vectors, kind="ivf", ivf_lists=8, ivf_probe=1)
+    _, lists = ivf.store.index.quantizer.search(queries, 1)  # the one list each query probes
+    _, assigned = ivf.store.index.quantizer.search(vectors, 1)
+    allowed = np.flatnonzero(~np.isin(assigned[:, 0], lists[:, 0]))[:50]  # 50 chunks, none in a probed list
+    assert len(allowed) == 50
+    _, exact = index_of(vectors, kind="flat").dense_search(queries, 10, allowed)
+    _, found = ivf.dense_search(queries, 10, allowed)
+    assert (found >= 0).all(), found  # k hits, although the probed lists hold none of them
+    assert set(found.ravel()) <= set(allowed) and (found == exact).all()

@@ -128,3 +128,77 @@ def test_public_start_url_never_fetches_private_addresses(monkeypatch) -> None:
     monkeypatch.setattr(crawl_module, "_is_private", lambda host: next(answers))
     with pytest.raises(CrawlError, match="private or loopback"):
         crawl("http://example.org/docs", max_depth=0, max_pages=1, max_page_bytes=1000, timeout_s=1)
+
+
+class Limiting(http.server.BaseHTTPRequestHandler):
+    """A site whose pages answer 200 until `answers` says otherwise: (status, headers) per path, used once each
+    when listed in `once`."""
+
+    answers: dict[str, tuple[int, dict[str, str]]] = {}
+    once: set[str] = set()
+    hits: list[str] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        type(self).hits.append(self.path)
+        status, headers = type(self).answers.get(self.path, (200, {}))
+        if self.path in type(self).once:
+            type(self).once.discard(self.path)
+            type(self).answers.pop(self.path)
+        links = "".join(f'<a href="/t/{name}">x</a>' for name in ("429", "408", "waf", "403", "later"))
+        body = f"<html><body><article><p>Page {self.path} text.</p>{links}</article></body></html>".encode()
+        body = body if status == 200 else b"<p>go away</p>"
+        self.send_response(status)
+        for name, value in {"Content-Type": "text/html", "Content-Length": str(len(body)), **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def limiting_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setattr(Limiting, "answers", {})
+    monkeypatch.setattr(Limiting, "once", set())
+    monkeypatch.setattr(Limiting, "hits", [])
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Limiting)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_rate_limited_or_waf_blocked_known_page_is_kept_and_says_why(limiting_url: str) -> None:
+    """Issue 33 item 11: 429, 408 and a WAF's 403 are the server failing or limiting us, not the page gone."""
+    first = crawl(f"{limiting_url}/t/a", max_depth=1, max_pages=20, max_page_bytes=100_000, timeout_s=2)
+    Limiting.answers.update(
+        {
+            "/t/429": (429, {"Retry-After": "3600"}),  # longer than the crawler waits: not waited for
+            "/t/408": (408, {}),
+            "/t/waf": (403, {"cf-mitigated": "challenge"}),  # a bot manager's challenge, not the site's refusal
+            "/t/403": (403, {}),  # the site's own refusal: the page is gone for us
+        }
+    )
+    again = crawl(f"{limiting_url}/t/a", 1, 20, 100_000, 2, known={page.url: page for page in first})
+    kept = {page.url.removeprefix(limiting_url): page.kept for page in again if page.kept}
+    assert set(kept) == {"/t/429", "/t/408", "/t/waf"}, kept
+    assert kept["/t/429"].startswith("HTTP 429") and kept["/t/408"].startswith("HTTP 408")
+    assert f"{limiting_url}/t/403" not in {page.url for page in again}
+    by_url = {page.url: page for page in first}
+    assert all(page.text == by_url[page.url].text for page in again if page.kept)
+
+
+def test_a_retry_after_within_reason_is_waited_for_and_the_page_fetched(
+    limiting_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragserve.ingest import crawl as crawl_module
+
+    slept: list[float] = []
+    monkeypatch.setattr(crawl_module.time, "sleep", slept.append)
+    first = crawl(f"{limiting_url}/t/a", max_depth=1, max_pages=20, max_page_bytes=100_000, timeout_s=2)
+    Limiting.answers["/t/later"] = (429, {"Retry-After": "2"})
+    Limiting.once.add("/t/later")
+    again = crawl(f"{limiting_url}/t/a", 1, 20, 100_000, 2, known={page.url: page for page in first})
+    later = next(page for page in again if page.url.endswith("/t/later"))
+    assert slept == [2.0] and later.kept is None and Limiting.hits.count("/t/later") == 3  # 200, 429, 200

@@ -1,7 +1,7 @@
 """The index builder, write side: read the source, embed only what is new, write an immutable version, publish it.
 
 Public names: refresh, Refresh, RefreshBusy, build_in_memory, builds_windows, write_version, publish, rollback,
-lift_holds, content_sha256.
+lift_holds, content_sha256, last_refresh, kept_note.
 refresh(cfg, encoder) re-reads cfg.corpus.source: a crawl that revalidates the live version's pages
 (conditional requests, crawl.py), or the local files. Every page is split again (cheap); every chunk,
 sentence window and page record text goes through the embedding cache (embedding/cache.py), so only new
@@ -15,13 +15,20 @@ index.keep_versions versions published last stay on disk for rollback(). A rollb
 it moved away from is not published again by a refresh until the source changes (another version id)
 or the operator lifts it (refresh(release=True), build_index.py --release). One refresh per line at a
 time: a second one raises RefreshBusy at once (cron may start the next before the last has finished).
-Every writer of CURRENT, history.jsonl or HOLD (publish, rollback, the prune) takes the line's lock
+Each refresh writes LAST_REFRESH at the line's root: when it ran, the version it found, the known pages it
+kept because their server was failing or rate-limiting (crawl.py's Page.kept; in the summary and in
+build_index.py --status), and every page's validators (ETag, Last-Modified) with its content hash: a page
+whose validators changed while its text did not gives no new version, yet the next refresh must send the
+new ones or it downloads that page in full every time. _known_pages lays them over the live version's
+sources.jsonl where the content hash matches (versions stay immutable; a rollback's older text keeps its
+own). Every writer of CURRENT, history.jsonl or HOLD (publish, rollback, the prune) takes the line's lock
 (line.lock) for those few milliseconds, so a rollback never lands between the prune's reading of the live
 version and its deletes. Nothing here runs in a TorchServe worker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -67,6 +74,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 SOURCE_FIELDS = ("url", "title", "text", "metadata", "links", "etag", "last_modified", "fetched")
+LAST_REFRESH = "last_refresh.json"  # the last refresh's kept pages and every page's newest validators
 
 
 class RefreshBusy(RuntimeError):
@@ -85,6 +93,7 @@ class Refresh:
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     revalidated: int = 0  # pages a conditional request (304) let us reuse without downloading
+    kept: dict[str, str] = field(default_factory=dict)  # known pages kept through a failing or limiting server: why
     embedded: dict[str, int] = field(default_factory=dict)  # texts the encoder computed: chunks, pages, windows
     written: bool = False  # a new version folder was written
     published: bool = False  # CURRENT moved to `version`
@@ -98,11 +107,20 @@ class Refresh:
             state = (
                 f"held: rolled back from {self.held}; run `make refresh RELEASE=1` / build_index.py --release to lift"
             )
+        kept = f"; {kept_note(self.kept)}" if self.kept else ""
         return (
             f"version {self.version} ({state}; previous {self.previous}): {self.pages} pages "
             f"({len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed, "
-            f"{self.revalidated} not modified), {self.chunks} chunks; embedded {embedded}; {self.seconds:.1f} s"
+            f"{self.revalidated} not modified), {self.chunks} chunks; embedded {embedded}; {self.seconds:.1f} s{kept}"
         )
+
+
+def kept_note(kept: dict[str, str]) -> str:
+    """'2 pages kept because their server was failing or rate-limiting: URL (HTTP 429), URL (ReadTimeout...)'."""
+    pages = f"{len(kept)} page kept because its" if len(kept) == 1 else f"{len(kept)} pages kept because their"
+    return f"{pages} server was failing or rate-limiting: " + ", ".join(
+        f"{url} ({why:.80})" for url, why in kept.items()
+    )
 
 
 def refresh(cfg: Config, encoder: Callable[[], Encoder], publish_it: bool = True, release: bool = False) -> Refresh:
@@ -120,6 +138,7 @@ def refresh(cfg: Config, encoder: Callable[[], Encoder], publish_it: bool = True
         pages = read_pages(cfg.corpus, known)
         version = version_id(cfg, pages)
         report = Refresh(version, previous, len(pages), 0, revalidated=sum(page.revalidated for page in pages))
+        report.kept = {page.url: page.kept for page in pages if page.kept}
         _diff(report, known, pages)
         folder = line.folder(version)
         if publish_it and version in line.holds():
@@ -143,6 +162,7 @@ def refresh(cfg: Config, encoder: Callable[[], Encoder], publish_it: bool = True
         if publish_it and not report.held:
             _publish_unless_held(line, report)
         _prune(line, cfg.index.keep_versions)
+        _write_last_refresh(line, report, pages)
     report.seconds = time.perf_counter() - start
     logger.info("refresh of %s: %s", line.root, report.summary())
     return report
@@ -324,7 +344,7 @@ def _manifest_head(cfg: Config, version: str) -> dict[str, Any]:
 
 
 def _changes(report: Refresh) -> dict[str, Any]:
-    fields = ("previous", "added", "changed", "removed", "revalidated", "embedded")
+    fields = ("previous", "added", "changed", "removed", "revalidated", "kept", "embedded")
     return {name: getattr(report, name) for name in fields}
 
 
@@ -334,7 +354,31 @@ def _known_pages(line: IndexLine, version: str | None) -> dict[str, Page]:
         return {}
     rows = read_jsonl(line.folder(version) / "sources.jsonl")
     pages = [Page(**{**{n: row.get(n) for n in SOURCE_FIELDS}, "links": tuple(row.get("links") or ())}) for row in rows]
+    newer = (last_refresh(line) or {}).get("validators", {})
+    for i, page in enumerate(pages):  # validators a refresh saw after this version was written, for the same text
+        seen = newer.get(page.url)
+        if seen and seen.get("sha256") == content_sha256(page):
+            pages[i] = dataclasses.replace(page, etag=seen.get("etag"), last_modified=seen.get("last_modified"))
     return {page.url: page for page in pages}
+
+
+def last_refresh(line: IndexLine) -> dict[str, Any] | None:
+    """What the line's last refresh recorded (LAST_REFRESH): at, version, kept {url: why}, validators; None if none
+    (or unreadable: it only saves downloads and reports)."""
+    try:
+        return json.loads((line.root / LAST_REFRESH).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_last_refresh(line: IndexLine, report: Refresh, pages: Sequence[Page]) -> None:
+    validators = {
+        page.url: {"sha256": content_sha256(page), "etag": page.etag, "last_modified": page.last_modified}
+        for page in pages
+        if page.etag or page.last_modified
+    }
+    record = {"at": _now(), "version": report.version, "kept": report.kept, "validators": validators}
+    _write_synced(line.root / LAST_REFRESH, json.dumps(record, ensure_ascii=False))
 
 
 def _diff(report: Refresh, known: dict[str, Page], pages: Sequence[Page]) -> None:
@@ -364,6 +408,8 @@ def _clean_staging(line: IndexLine) -> None:
     for staging in (line.root / "versions").glob(".*.tmp"):
         shutil.rmtree(staging, ignore_errors=True)
         logger.info("removed %s, left by a build that did not finish", staging)
+    for staged in line.root.glob(f"{LAST_REFRESH}.*.tmp"):  # written under the refresh lock only
+        staged.unlink(missing_ok=True)
     with _line_lock(line):
         for staged in [*line.root.glob(f"{CURRENT}.*.tmp"), *line.root.glob(f"{HOLD}.*.tmp")]:
             staged.unlink(missing_ok=True)

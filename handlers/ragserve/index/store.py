@@ -214,14 +214,28 @@ class Index:
         """FAISS's (scores, positions), each (n, k), for all (n, dim) query vectors at once; -1 pads.
 
         allowed: the only positions that may be returned (FAISS's IDSelectorBatch), None for all. An approximate
-        index scores a small allowed set exactly instead (ann.EXACT_FILTERED_MAX)."""
-        index = self.store.index
+        index scores a small allowed set exactly instead (ann.EXACT_FILTERED_MAX); past it, a query whose probed
+        lists or graph walk met fewer than k allowed chunks (though that many are allowed) is searched again
+        exactly over them (IVF: every list probed; HNSW: the allowed vectors scored), so a filter gives k whenever
+        k chunks match (retrieval/filters.py)."""
+        index, queries = self.store.index, _as_float32(vectors)
         if allowed is None:
-            return index.search(_as_float32(vectors), k, params=search_params(index, self.cfg))
-        if kind_of(index) != "flat" and len(allowed) <= EXACT_FILTERED_MAX:
-            return self._exact_search(_as_float32(vectors), k, allowed.astype(np.int64))
-        selector = faiss.IDSelectorBatch(allowed.astype(np.int64))
-        return index.search(_as_float32(vectors), k, params=search_params(index, self.cfg, selector))
+            return index.search(queries, k, params=search_params(index, self.cfg))
+        allowed = allowed.astype(np.int64)
+        kind = kind_of(index)
+        if kind != "flat" and len(allowed) <= EXACT_FILTERED_MAX:
+            return self._exact_search(queries, k, allowed)
+        selector = faiss.IDSelectorBatch(allowed)
+        scores, positions = index.search(queries, k, params=search_params(index, self.cfg, selector))
+        short = np.flatnonzero((positions >= 0).sum(axis=1) < min(k, len(allowed)))
+        if kind == "flat" or not len(short):
+            return scores, positions
+        if kind == "ivf":  # every list probed: exact over the allowed ids, read from the lists, nothing copied
+            params = faiss.SearchParametersIVF(nprobe=index.nlist, sel=selector)
+            scores[short], positions[short] = index.search(queries[short], k, params=params)
+        else:
+            scores[short], positions[short] = self._exact_search(queries[short], k, allowed)
+        return scores, positions
 
     def _exact_search(self, vectors: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores, positions), each (n, k), over the allowed positions only, as a flat index would give them."""

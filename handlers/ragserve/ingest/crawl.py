@@ -3,8 +3,12 @@
 Public names: crawl, Page, CrawlError, html_to_text, decode_html.
 A crawl can revalidate an earlier one: given its pages (`known`), each request carries their
 validators (If-None-Match / If-Modified-Since); a 304 reuses the known page, its text and its links,
-without a download. A known page the server cannot give now (a timeout, a 5xx) is kept as it was,
-with a warning; one that is gone (404, 410) or out of reach of the links is dropped.
+without a download. A known page the server cannot give now is kept as it was, with a warning and the
+reason in Page.kept: the server failing (a timeout, a 5xx) or refusing us for now (408, 425, 429, and a 403
+that a WAF or bot manager answered: it carries Retry-After or one of WAF_MARKERS). A Retry-After of at most
+RETRY_AFTER_MAX_S is waited for and the page asked again once, up to RETRY_BUDGET_S of waiting per crawl; a
+longer one is not waited for. A page that is gone (404, 410, the site's own 403) or out of reach of the
+links is dropped.
 Breadth-first, links visited in document order, one page per normalised URL, so the same site
 gives the same pages in the same order on every run. We do not use LangChain's
 RecursiveUrlLoader: from a page linking many others it visits a different subset each run
@@ -22,10 +26,12 @@ import ipaddress
 import logging
 import re
 import socket
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -43,6 +49,12 @@ BOILERPLATE_SELECTORS = (
 BLOCK_TAGS = ["p", "div", "li", "pre", "blockquote", "tr", "dt", "dd", "section", "table", "ul", "ol", "figure"]
 USER_AGENT = "ragserve-crawler/1.0"
 MAX_REDIRECTS = 5
+TRANSIENT_STATUSES = frozenset({408, 425, 429})  # and every 5xx: the server busy, limiting or failing
+# Headers of a 403 that a WAF or bot manager answered, not the site (Cloudflare's challenge, AWS WAF, Sucuri,
+# DataDome, Imperva): the page is there, the crawler is refused for now.
+WAF_MARKERS = ("cf-mitigated", "x-amzn-waf-action", "x-sucuri-block", "x-datadome", "x-iinfo")
+RETRY_AFTER_MAX_S = 30.0  # a longer Retry-After is not waited for: the page is kept (known) or skipped
+RETRY_BUDGET_S = 120.0  # at most this much waiting for Retry-After in one crawl
 BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))  # HTML's order: BOM first
 
 
@@ -61,6 +73,7 @@ class Page:
     last_modified: str | None = None
     fetched: str | None = None  # when this text was downloaded (UTC, ISO 8601)
     revalidated: bool = False  # True: this crawl got 304 (or kept it through an error) and reused it
+    kept: str | None = None  # why this crawl kept the known copy: the server's failure or refusal ("HTTP 429")
 
 
 def crawl(
@@ -89,15 +102,16 @@ def crawl(
     seen = {start}
     pages: list[Page] = []
     errors: list[str] = []
+    patience = _Patience(RETRY_BUDGET_S)
     with requests.Session() as session:
         session.headers["User-Agent"] = USER_AGENT
         while queue and len(pages) < max_pages:
             url, depth = queue.popleft()
             try:
-                page = _fetch_page(session, url, scope, max_page_bytes, timeout_s, extract, known)
+                page = _fetch_page(session, url, scope, max_page_bytes, timeout_s, extract, known, patience)
             except _SkipPage as err:
                 if err.transient and url in known:
-                    page = dataclasses.replace(known[url], revalidated=True)
+                    page = dataclasses.replace(known[url], revalidated=True, kept=str(err))
                     logger.warning("%s: %s; keeping the copy fetched %s", url, err, page.fetched)
                 else:
                     logger.warning("skipping %s: %s", url, err)
@@ -197,7 +211,24 @@ def _api_level(dt: Tag) -> int:
 class _SkipPage(Exception):
     def __init__(self, message: str, transient: bool = False) -> None:
         super().__init__(message)
-        self.transient = transient  # the page may be back later (timeout, 5xx): keep a known copy
+        self.transient = transient  # the page may be back later (timeout, 5xx, 429...): keep a known copy
+
+
+@dataclass
+class _Patience:
+    """The Retry-After waiting a crawl has left (RETRY_BUDGET_S)."""
+
+    left_s: float
+
+    def wait(self, response: requests.Response) -> bool:
+        """Wait out a transient answer's Retry-After when it is short enough and the budget allows; True if waited."""
+        delay = _retry_after(response) if _transient(response) else None
+        if delay is None or delay > min(RETRY_AFTER_MAX_S, self.left_s):
+            return False
+        self.left_s -= delay
+        logger.info("%s: HTTP %d, waiting %.0f s (Retry-After)", response.url, response.status_code, delay)
+        time.sleep(delay)
+        return True
 
 
 @dataclass(frozen=True)
@@ -244,14 +275,19 @@ def _fetch_page(
     timeout_s: float,
     extract: str,
     known: Mapping[str, Page],
+    patience: _Patience,
 ) -> Page:
     """Follow up to MAX_REDIRECTS redirects by hand, so each hop is checked against the scope.
 
-    Each hop whose URL was known carries its validators; a 304 answers with the known page."""
+    Each hop whose URL was known carries its validators; a 304 answers with the known page. A transient answer
+    with a short Retry-After is waited for and the hop asked once more (_Patience)."""
     for _ in range(MAX_REDIRECTS + 1):
         hop = normalise_url(url)
         scope.check(hop)
         response = _get(session, url, timeout_s, _validators(known.get(hop)))
+        if patience.wait(response):
+            response.close()
+            response = _get(session, url, timeout_s, _validators(known.get(hop)))
         if response.status_code == 304 and hop in known:
             response.close()
             return dataclasses.replace(known[hop], revalidated=True)
@@ -288,11 +324,35 @@ def _get(session: requests.Session, url: str, timeout_s: float, headers: dict[st
 def _read_html(response: requests.Response, max_bytes: int) -> tuple[str, str]:
     with response:
         if response.status_code != 200:
-            raise _SkipPage(f"HTTP {response.status_code}", transient=response.status_code >= 500)
+            delay = _retry_after(response)
+            later = f" (Retry-After {delay:.0f} s)" if delay is not None else ""
+            raise _SkipPage(f"HTTP {response.status_code}{later}", transient=_transient(response))
         content_type = response.headers.get("Content-Type", "")
         if "html" not in content_type.lower():
             raise _SkipPage(f"not HTML ({content_type or 'no Content-Type'})")
         return response.url, decode_html(_read_limited(response, max_bytes), content_type)
+
+
+def _transient(response: requests.Response) -> bool:
+    """The server failing or refusing the crawler for now, not the page gone (TRANSIENT_STATUSES, WAF_MARKERS)."""
+    status = response.status_code
+    if status == 403:
+        return "Retry-After" in response.headers or any(name in response.headers for name in WAF_MARKERS)
+    return status in TRANSIENT_STATUSES or status >= 500
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Retry-After in seconds (it gives seconds or an HTTP date), None when absent or unreadable."""
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def decode_html(body: bytes, content_type: str = "") -> str:

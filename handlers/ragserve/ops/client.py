@@ -34,6 +34,30 @@ RENEW_LOCK = threading.Lock()
 KEY_FILE_READS = 10  # 0.1 s apart
 
 
+class _OriginRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, less the Authorization header where a redirect leaves the request's origin (scheme,
+    host, port): urllib copies every header to the next hop, wherever it is (a key sent to a host that never
+    issued it)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201 - urllib's signature
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            new.remove_header("Authorization")  # urllib stores header names capitalize()d
+        return new
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return (
+        parts.scheme.lower(),
+        (parts.hostname or "").lower(),
+        parts.port or {"http": 80, "https": 443}.get(parts.scheme),
+    )
+
+
+urlopen = urllib.request.build_opener(_OriginRedirects).open  # urllib.request.urlopen, keys kept on their origin
+
+
 def read_key(kind: str = "inference", key_file: Path = ROOT / "key_file.json") -> str:
     """kind: 'inference', 'management' or 'API' (the key that renews the other two).
 
@@ -130,7 +154,7 @@ def request(
         headers["Authorization"] = f"Bearer {key}"
     req = urllib.request.Request(url, data=body, headers=headers, method="POST" if body is not None else "GET")
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as response:
+        with urlopen(req, timeout=timeout_s) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.headers.get("Content-Type", ""), err.read().decode(errors="replace")
@@ -155,7 +179,7 @@ def stream(
             url, data=body, headers={"Content-Type": content_type, "Authorization": f"Bearer {key}"}, method="POST"
         )
         try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as response:
+            with urlopen(req, timeout=timeout_s) as response:
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 while piece := response.read1(4096):
                     yield decoder.decode(piece)
