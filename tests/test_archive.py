@@ -3,6 +3,7 @@ is absolute (archive.py leaves such paths where they are, so no weights are pack
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import tarfile
@@ -139,3 +140,18 @@ def test_a_folder_archive_links_the_live_store_and_a_mar_holds_the_live_version_
     assert len(versions) == 1 and f"index/{line}/CURRENT" in names
     live = (tmp_path / "index" / line / "CURRENT").read_text().strip()
     assert versions == {live}
+
+
+def test_no_module_an_archive_ships_imports_the_tooling_it_leaves_out() -> None:
+    """archive.py leaves ragserve/ops and testing.py out of the archives, so a worker importing them dies at load
+    (ragclient.py took ops.client's urlopen, and every LLM worker failed with "No module named 'ragserve.ops'")."""
+    package = ROOT / "handlers" / "ragserve"
+    shipped = [p for p in package.rglob("*.py") if "ops" not in p.relative_to(package).parts[:-1]]
+    shipped = [p for p in shipped if p.name != "testing.py"] + sorted((ROOT / "handlers").glob("*_handler.py"))
+    offending, left_out = [], ("ragserve.ops", "ragserve.testing")
+    for path in shipped:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offending += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith(left_out)]
+    assert len(shipped) > 20 and not offending, offending

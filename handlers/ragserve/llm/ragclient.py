@@ -9,8 +9,8 @@ alone; read on every call, so a rotated key is picked up) or, without one, the c
 A question longer than the RAG endpoint takes is searched on its start, cut on a word boundary; the prompt
 gets the whole question back, so the LLM reads all of it. A refusal of the client's request (the RAG
 endpoint's 4xx naming a field) is a 4xx naming the chat parameter; the RAG endpoint down or failing is a 502
-(503 when it says 503: busy). A redirect to another origin loses the Authorization header (ops/client.py's
-urlopen). No TorchServe imports.
+(503 when it says 503: busy). A redirect to another origin loses the Authorization header (the urlopen of
+api/redirects.py). No TorchServe imports.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ragserve.api.openai_api import Grounding, OpenAIError
+from ragserve.api.redirects import urlopen
 from ragserve.api.requests import QUOTE_CHARS, quote
-from ragserve.ops.client import urlopen
 
 MAX_QUESTION_CHARS = 2000  # the RAG endpoint's retrieval.max_question_chars by default; its 413 tells a smaller one
 LIMIT = re.compile(r"the limit is (\d+)")  # in the RAG endpoint's 413 (api/requests.py check_text)

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragserve.api.redirects import urlopen
+
 ROOT = Path(__file__).resolve().parents[3]  # the repository (the package is installed editable from it)
 INFERENCE_URL = "http://127.0.0.1:8080"
 MANAGEMENT_URL = "http://127.0.0.1:8081"
@@ -34,28 +36,6 @@ RENEW_LOCK = threading.Lock()
 KEY_FILE_READS = 10  # 0.1 s apart
 
 
-class _OriginRedirects(urllib.request.HTTPRedirectHandler):
-    """urllib's redirects, less the Authorization header where a redirect leaves the request's origin (scheme,
-    host, port): urllib copies every header to the next hop, wherever it is (a key sent to a host that never
-    issued it)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201 - urllib's signature
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and _origin(new.full_url) != _origin(req.full_url):
-            new.remove_header("Authorization")  # urllib stores header names capitalize()d
-        return new
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urllib.parse.urlsplit(url)
-    return (
-        parts.scheme.lower(),
-        (parts.hostname or "").lower(),
-        parts.port or {"http": 80, "https": 443}.get(parts.scheme),
-    )
-
-
-urlopen = urllib.request.build_opener(_OriginRedirects).open  # urllib.request.urlopen, keys kept on their origin
 
 
 def read_key(kind: str = "inference", key_file: Path = ROOT / "key_file.json") -> str:
