@@ -36,8 +36,6 @@ RENEW_LOCK = threading.Lock()
 KEY_FILE_READS = 10  # 0.1 s apart
 
 
-
-
 def read_key(kind: str = "inference", key_file: Path = ROOT / "key_file.json") -> str:
     """kind: 'inference', 'management' or 'API' (the key that renews the other two).
 
