@@ -40,6 +40,7 @@ Requests and replies of both endpoints
   api/citations.py       grounded chat's sources as OpenAI url_citation annotations
   api/llm_requests.py    every LLM route's request -> what the decode runs
   api/replies.py         one Reply per request and one error shape (OpenAI's error object) for everything
+  api/redirects.py       urllib's opener without Authorization on a redirect to another host
 Shared
   config.py              both endpoints' typed configuration (sections, checks, override, reference)
   runtime.py             the runtime section applied: device and threads

@@ -286,11 +286,31 @@ def _parse_json(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
+        if _opened_past(text[: err.pos], MAX_JSON_DEPTH):  # the same answer whatever the recursion limit is
+            raise RequestError(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep") from err
         raise RequestError(f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
     except RecursionError as err:
         raise RequestError(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep") from err
     except ValueError as err:  # an integer past Python's 4,300 digits
         raise RequestError(f"malformed JSON: {err}") from err
+
+
+def _opened_past(text: str, limit: int) -> bool:
+    """Whether JSON text opens more than limit arrays or objects at once (outside strings): read only for a body
+    json.loads refused, to say that it is nested too deeply rather than where the parser stopped."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def _check_depth(payload: Any) -> None:

@@ -48,6 +48,7 @@ from ragserve.index.ann import EXACT_FILTERED_MAX, ann_identity, build_faiss_ind
 from ragserve.index.lexical import Lexical, LexicalScheme
 from ragserve.index.pages import PageVectors
 from ragserve.index.windows import WindowVectors, windows_folder
+from ragserve.ingest.crawl import EXTRACTOR_VERSION
 
 if TYPE_CHECKING:
     from ragserve.embedding.encoder import Encoder
@@ -91,6 +92,7 @@ def identity(cfg: Config) -> dict[str, Any]:
     # A local folder is named by its name alone: the same yaml resolves it under the repo or the archive.
     corpus["source"] = cfg.corpus.source if cfg.corpus.is_url else Path(cfg.corpus.source).name
     corpus.pop("timeout_s")
+    corpus["extractor"] = EXTRACTOR_VERSION  # stored page texts are reused on 304: a new extraction is a new line
     return {
         "corpus": corpus,
         **model_identity(cfg.embedding),

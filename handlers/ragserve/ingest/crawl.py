@@ -1,6 +1,6 @@
 """Deterministic same-site web crawler: start URL -> list of (url, title, text) pages.
 
-Public names: crawl, Page, CrawlError, html_to_text, decode_html.
+Public names: crawl, Page, CrawlError, html_to_text, decode_html, EXTRACTOR_VERSION.
 A crawl can revalidate an earlier one: given its pages (`known`), each request carries their
 validators (If-None-Match / If-Modified-Since); a 304 reuses the known page, its text and its links,
 without a download. A known page the server cannot give now is kept as it was, with a warning and the
@@ -55,6 +55,11 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429})  # and every 5xx: the server bus
 WAF_MARKERS = ("cf-mitigated", "x-amzn-waf-action", "x-sucuri-block", "x-datadome", "x-iinfo")
 RETRY_AFTER_MAX_S = 30.0  # a longer Retry-After is not waited for: the page is kept (known) or skipped
 RETRY_BUDGET_S = 120.0  # at most this much waiting for Retry-After in one crawl
+# The version of html_to_text's output. A refresh reuses a page's stored text when its server answers 304, so a
+# change of the extraction reaches an existing index line only through the line's identity (index/store.py), which
+# carries this: bump it whenever html_to_text gives other text for the same HTML.
+# 2: charset as browsers decode, a paragraph on one line, API entries as headings, fenced code (2026-12-06).
+EXTRACTOR_VERSION = 2
 BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))  # HTML's order: BOM first
 
 
