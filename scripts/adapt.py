@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ragserve.config import Config, assignment
+from ragserve.config import Config, config_arguments
 from ragserve.embedding.adapter import TrainSettings, corpus_pairs, train_adapter
 from ragserve.embedding.cache import EmbeddingCache, cache_key
 from ragserve.embedding.encoder import Encoder
@@ -34,10 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/rag-docs.yaml")
-    parser.add_argument("--set", type=assignment, action="append", default=[], metavar="KEY=VALUE",
-                        help="change a handler setting, e.g. --set corpus.split=structure (repeatable)")  # fmt: skip
-    parser.add_argument("--root", type=Path, default=ROOT, help="resolve the yaml's relative paths here")
+    config_arguments(parser, ROOT, "corpus.split=structure")
     parser.add_argument("--out", type=Path, help="adapter file (.safetensors or .npz); default under index.dir")
     defaults = TrainSettings()
     for name in ("epochs", "batch_size", "lr", "temperature", "identity_pull", "heldout", "hidden", "seed"):

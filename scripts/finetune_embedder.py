@@ -42,7 +42,7 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 from transformers import TrainerCallback
 
-from ragserve.config import Config, assignment
+from ragserve.config import Config, config_arguments
 from ragserve.embedding.adapter import RECALL_KS, corpus_pairs
 from ragserve.index.store import IndexLine, line_key, read_jsonl
 from ragserve.runtime import build_device
@@ -130,10 +130,7 @@ def cost_line(step: tuple[float, float], batch_size: int, pairs: int, device: st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/rag-docs.yaml")
-    parser.add_argument("--set", type=assignment, action="append", default=[], metavar="KEY=VALUE",
-                        help="change a handler setting, e.g. --set corpus.split=structure (repeatable)")  # fmt: skip
-    parser.add_argument("--root", type=Path, default=ROOT, help="resolve the yaml's relative paths here")
+    config_arguments(parser, ROOT, "corpus.split=structure")
     parser.add_argument("--out", type=Path, help="model folder to write; default <root>/models/<model>-ft-<line key>")
     parser.add_argument("--epochs", type=float, default=1.0, help="default 1")
     parser.add_argument(

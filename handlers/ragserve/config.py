@@ -1,7 +1,7 @@
 """Typed configuration of both endpoints: the only code that reads YAML or raw dicts.
 
 Public names: Config (the RAG endpoint), LLMConfig (the LLM endpoint), ConfigError, override,
-assignment (a command line's --set), reference_markdown.
+assignment (a command line's --set), config_arguments (--config, --set, --root), reference_markdown.
 Both are one shape: a model yaml's `handler:` section holds named sections, each a frozen dataclass
 whose fields are the keys, with their defaults (defaults live here and nowhere else). The sections
 `compile` (torch.compile) and `runtime` (device and threads) are the same classes in both endpoints.
@@ -474,6 +474,15 @@ def override(mapping: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> d
         else:
             node[last] = copy.deepcopy(value)
     return result
+
+
+def config_arguments(parser: Any, root: Path, example: str = "corpus.max_pages=500") -> None:
+    """The command-line arguments every config-reading script shares: --config, --set KEY=VALUE (repeatable, through
+    `assignment`) and --root (where the yaml's relative paths resolve)."""
+    parser.add_argument("--config", default="configs/rag-docs.yaml")
+    parser.add_argument("--set", type=assignment, action="append", default=[], metavar="KEY=VALUE",
+                        help=f"change a handler setting, e.g. --set {example} (repeatable)")  # fmt: skip
+    parser.add_argument("--root", type=Path, default=root, help="resolve the yaml's relative paths here")
 
 
 def assignment(text: str) -> tuple[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bs4 import BeautifulSoup
@@ -83,9 +83,9 @@ def split(documents: list[Document], cfg: CorpusConfig, tokenizer_path: str | No
     starts with a "title > section" line, so a chunk that says "it has a 128K context" still
     names what "it" is.
     """
-    splitter = _splitter(cfg, tokenizer_path)
+    splitter, length = _splitter(cfg, tokenizer_path)
     if cfg.split == "structure":
-        return _structure_split(documents, cfg, splitter)
+        return _structure_split(documents, cfg, splitter, length)
     chunks = []
     for document in documents:
         pieces = [
@@ -100,28 +100,36 @@ def split(documents: list[Document], cfg: CorpusConfig, tokenizer_path: str | No
 
 
 def _structure_split(
-    documents: list[Document], cfg: CorpusConfig, cutter: RecursiveCharacterTextSplitter
+    documents: list[Document], cfg: CorpusConfig, cutter: RecursiveCharacterTextSplitter, length: Callable[[str], int]
 ) -> list[Document]:
     """structure.py's chunks, each starting with its heading path (also in metadata `section`)."""
     chunks = []
     for document in documents:
         title = document.metadata.get("title", "")
-        pieces = structure_chunks(document.page_content, title, cfg.chunk_size, cfg.chunk_overlap, cutter)
+        pieces = structure_chunks(document.page_content, title, cfg.chunk_size, cfg.chunk_overlap, cutter, length)
         for position, (header, text) in enumerate(pieces):
             content = f"{header}\n{text}" if header else text
             chunks.append(Document(content, metadata={**document.metadata, "section": header, "chunk": position}))
     return chunks
 
 
-def _splitter(cfg: CorpusConfig, tokenizer_path: str | None) -> RecursiveCharacterTextSplitter:
+def _splitter(
+    cfg: CorpusConfig, tokenizer_path: str | None
+) -> tuple[RecursiveCharacterTextSplitter, Callable[[str], int]]:
+    """LangChain's splitter for cfg's unit, and the length function it counts with (characters or tokens)."""
     if cfg.chunk_unit == "chars":
-        return RecursiveCharacterTextSplitter(chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap)
+        return RecursiveCharacterTextSplitter(chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap), len
     if tokenizer_path is None:
         raise ValueError("corpus.chunk_unit 'tokens' needs the embedding model's tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-        tokenizer, chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap
+
+    def tokens(text: str) -> int:  # as from_huggingface_tokenizer counts
+        return len(tokenizer.tokenize(text))
+
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap, length_function=tokens
     )
+    return splitter, tokens
 
 
 def _sections(document: Document, by_heading: bool) -> list[tuple[str, str]]:

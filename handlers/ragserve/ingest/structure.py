@@ -85,23 +85,36 @@ def parse_sections(text: str) -> Section:
 
 
 def structure_chunks(
-    text: str, title: str, chunk_size: int, chunk_overlap: int, cutter: RecursiveCharacterTextSplitter | None = None
+    text: str,
+    title: str,
+    chunk_size: int,
+    chunk_overlap: int,
+    cutter: RecursiveCharacterTextSplitter | None = None,
+    length: Callable[[str], int] = len,
 ) -> list[tuple[str, str]]:
     """(heading path, chunk text) pairs in page order; chunk_size bounds each text (the path comes on top).
 
-    cutter: the splitter for a line longer than a chunk, and its length function (characters by default; the
-    embedding model's tokens with corpus.chunk_unit "tokens": corpus.py passes one built on its tokenizer)."""
+    cutter: the splitter for a line longer than a chunk; length: how sizes are counted (characters by default; the
+    embedding model's tokens with corpus.chunk_unit "tokens": corpus.py passes both, built on its tokenizer)."""
     cutter = cutter or RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
     chunks: list[tuple[str, str]] = []
-    _emit(parse_sections(text), [title] if title else [], chunk_size, cutter, chunks, [])
+    _emit(parse_sections(text), [title] if title else [], _Cut(chunk_size, cutter, length), chunks, [])
     return chunks
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """How chunks are bounded: the size, the splitter for an over-long line, and the length function."""
+
+    size: int
+    cutter: RecursiveCharacterTextSplitter
+    length: Callable[[str], int]
 
 
 def _emit(
     section: Section,
     path: list[str],
-    size: int,
-    cutter: RecursiveCharacterTextSplitter,
+    cut: _Cut,
     out: list[tuple[str, str]],
     carry: list[str],
 ) -> None:
@@ -118,7 +131,7 @@ def _emit(
             out.append((header, "\n".join(text for _, text in group)))
             group.clear()
 
-    length = cutter._length_function  # LangChain's splitter keeps how it measures (characters or tokens)
+    size, length = cut.size, cut.length
     own = section.own()
     parts: list[tuple[Section | None, str]] = [(None, "\n".join(own))] if own else []
     parts += [(child, "\n".join(child.rendered())) for child in section.children]
@@ -127,13 +140,13 @@ def _emit(
             if child is None:
                 lines = [t for _, t in group] + own
                 group.clear()
-                _pack(lines, size, cutter, " > ".join(path), out)
+                _pack(lines, cut, " > ".join(path), out)
                 continue
             opening = [t for _, t in group] if _length(group, length) <= size // CARRY_FRACTION else []
             if not opening:
                 flush()
             group.clear()
-            _emit(child, _child_path(path, child.name), size, cutter, out, opening)
+            _emit(child, _child_path(path, child.name), cut, out, opening)
             continue
         if group and _length(group, length) + 1 + length(text) > size:
             flush()
@@ -145,12 +158,12 @@ def _length(group: list[tuple[Section | None, str]], length: Callable[[str], int
     return length("\n".join(text for _, text in group))
 
 
-def _pack(lines: list[str], size: int, cutter: RecursiveCharacterTextSplitter, header: str, out: list) -> None:
+def _pack(lines: list[str], cut: _Cut, header: str, out: list) -> None:
     """Lines (and whole code blocks) packed into chunks of at most size; a longer one is cut by the splitter."""
-    length = cutter._length_function
+    size, length = cut.size, cut.length
     group: list[str] = []
     for line in lines:
-        pieces = cutter.split_text(line) if length(line) > size else [line]
+        pieces = cut.cutter.split_text(line) if length(line) > size else [line]
         for piece in pieces:
             if group and length("\n".join(group)) + 1 + length(piece) > size:
                 out.append((header, "\n".join(group)))
