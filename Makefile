@@ -10,7 +10,7 @@ Q ?= How do I rotate the TorchServe token?
 K ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-fast test-faults test-scale webui-install webui test-webui validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh eval eval-pydocs eval-pydocs-slice adapt finetune eval-answers quant-gate lint format
+.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-fast test-faults test-scale webui-install webui test-webui validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh eval eval-pydocs eval-pydocs-slice quant-gate-embed adapt finetune eval-answers quant-gate lint format
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -149,6 +149,13 @@ eval-answers: models ## SmolLM2 answer quality (key term of the expected answer)
 
 quant-gate: models ## LLM weight quantization's quality gate: token agreement and key-term answers, torchao vs float32
 	$(PY) benchmarks/quant_gate.py $(QUANT_ARGS)
+
+BLOG_FP32 := structure split, windows 3/3, window search over the candidates only
+SLICE_FP32 := structure split = default (on the whole set: no windows past 5,000 chunks)
+quant-gate-embed: models ## int8 embedder gate: cosine and speed vs float32, then hit@k of the int8 rows on the blog and the pydocs slice (~40 min first run)
+	$(PY) benchmarks/quant_gate_embed.py $(QUANT_ARGS)
+	$(PY) benchmarks/eval_retrieval.py --out benchmarks/results/quant-gate-embed-blog --variants "$(BLOG_FP32)" "structure split, windows 3/3 over the candidates, int8 embedder"
+	$(PY) benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs-slice.yaml --out benchmarks/results/quant-gate-embed-slice --variants "$(SLICE_FP32)" "structure split = default, int8 embedder (embedding.precision: int8)"
 
 lint: ## ruff lint and format check
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

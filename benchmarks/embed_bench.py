@@ -15,6 +15,8 @@ Variants (all on the weights in models/all-mpnet-base-v2, CPU):
   ours-compiled          Encoder with the default CompileConfig (torch.compile, warmed up in the constructor)
   onnxruntime            the project's `embedding.backend: onnxruntime` (ragserve/onnxrt.py): SentenceEmbedder
                          exported once with torch.onnx (dynamic axes) into the model folder's onnx/, run by onnxruntime
+  onnxruntime-int8       `embedding.precision: int8` (ragserve/embedding/int8.py): the same export smoothed, the FFN
+                         down-projection's outlier channels split off in float32, then ONNX Runtime's dynamic int8
   int8-dynamic           Encoder whose Linear layers went through torch.ao quantize_dynamic (qint8); fast but
                          lossy, so read its cosine column before its speed
 
@@ -61,7 +63,7 @@ PACKAGES = ("sentence-transformers", "onnxruntime", "onnx", "onnxscript")  # rec
 
 QUERY = "How does the RAG endpoint split documents into chunks before it builds the FAISS index?"  # 15 words
 REFERENCE = "sentence-transformers"
-VARIANTS = (REFERENCE, "ours-eager", "ours-compiled", "onnxruntime", "int8-dynamic")
+VARIANTS = (REFERENCE, "ours-eager", "ours-compiled", "onnxruntime", "onnxruntime-int8", "int8-dynamic")
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -172,17 +174,19 @@ def build_int8(cfg: Config) -> Variant:
     return Variant("int8-dynamic", encoder.embed, time.perf_counter() - start, [note])
 
 
-def build_onnx(emb: EmbeddingConfig) -> Variant:
-    """The project's `embedding.backend: onnxruntime` (ragserve/onnxrt.py), exported on first use."""
+def build_onnx(emb: EmbeddingConfig, precision: str = "fp32") -> Variant:
+    """The project's `embedding.backend: onnxruntime` (ragserve/onnxrt.py), exported on first use; precision int8:
+    `embedding.precision: int8` (ragserve/embedding/int8.py), quantized on first use."""
     import onnxruntime as ort
 
-    onnx_emb = dataclasses.replace(emb, backend="onnxruntime")
+    onnx_emb = dataclasses.replace(emb, backend="onnxruntime", precision=precision)
     exported = onnx_file(onnx_emb).exists()
     start = time.perf_counter()
     encoder = Encoder(onnx_emb, CompileConfig(enabled=False))
     how = "export reused" if exported else f"exported and loaded in {time.perf_counter() - start:.1f} s"
     note = f"onnxruntime {ort.__version__}, CPUExecutionProvider, {how}: {onnx_file(onnx_emb).name}"
-    return Variant("onnxruntime", encoder.embed, time.perf_counter() - start, [note])
+    name = "onnxruntime" if precision == "fp32" else f"onnxruntime-{precision}"
+    return Variant(name, encoder.embed, time.perf_counter() - start, [note])
 
 
 def build_variant(name: str, cfg: Config, threads: int) -> Variant:
@@ -192,6 +196,8 @@ def build_variant(name: str, cfg: Config, threads: int) -> Variant:
         return build_ours(name, cfg, compiled=name == "ours-compiled")
     if name == "onnxruntime":
         return build_onnx(cfg.embedding)
+    if name == "onnxruntime-int8":
+        return build_onnx(cfg.embedding, "int8")
     return build_int8(cfg)
 
 

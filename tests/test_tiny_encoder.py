@@ -72,3 +72,29 @@ def test_half_precision_vectors_stay_within_cosine_0_999_of_float32(tiny_cfg, ea
     assert half.dtype == np.float32
     cosines = np.sum(half * eager, axis=1) / np.linalg.norm(half, axis=1) / np.linalg.norm(eager, axis=1)
     assert cosines.min() >= 0.999, cosines
+
+
+def test_tiny_int8_encoder_is_its_own_file_and_identity_and_stays_near_float32(tiny_cfg, eager) -> None:
+    """embedding.precision int8 (embedding/int8.py): smoothed, outliers split off, ONNX Runtime's dynamic int8."""
+    import dataclasses
+
+    import onnx
+
+    from ragserve.embedding.cache import cache_key, model_identity
+    from ragserve.embedding.int8 import INT8_RECIPE
+    from ragserve.embedding.onnxrt import onnx_file
+
+    fp32 = dataclasses.replace(tiny_cfg, backend="onnxruntime")
+    int8 = dataclasses.replace(fp32, precision="int8")
+    encoder = Encoder(int8, CompileConfig())
+    path = onnx_file(int8)
+    assert path.is_file() and INT8_RECIPE in path.name and path != onnx_file(fp32)
+    assert model_identity(int8)["precision"] == INT8_RECIPE and "precision" not in model_identity(fp32)
+    assert cache_key(int8) != cache_key(fp32)
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert ops.count("MatMulInteger") == 6  # q, k, v, o, up and the down-projection's non-outlier channels
+    assert ops.count("MatMul") >= 1  # the down-projection's outlier channels stay float32
+    vectors = encoder.embed(TEXTS)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosine = (vectors * eager).sum(axis=1)
+    assert cosine.min() > 0.98, cosine

@@ -23,7 +23,8 @@ RAG endpoint, read side (every worker)
   embedding/adapter.py   the query adapter (`make adapt`): a linear map of question vectors, trained on the
                          corpus's own heading -> text pairs; applied before every dense score
   embedding/backends.py  one backend interface: torch eager or compiled, ONNX Runtime (embedding/onnxrt.py);
-                         embedding/module.py is the torch module they all run
+                         embedding/module.py is the torch module they all run; embedding/int8.py prepares
+                         the int8 ONNX export (smoothed, outlier channels in float32)
   retrieval/retriever.py hybrid search: dense + BM25 fused (retrieval/fusion.py), page and window scores,
                          metadata filters (retrieval/filters.py); retrieval/rerank.py: optional cross-encoder
   retrieval/prompt.py    the original demo's Llama prompt around the top-k chunks

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragserve.config import EmbeddingConfig
+from ragserve.embedding.int8 import INT8_RECIPE
 from ragserve.embedding.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -40,14 +41,18 @@ STORE_EVERY = 256
 
 
 def model_identity(cfg: EmbeddingConfig) -> dict[str, Any]:
-    """Everything that changes a vector: the model, its weights' size, max_seq_length, pooling."""
+    """Everything that changes a vector: the model, its weights' size, max_seq_length, pooling, and an int8
+    export's recipe (float32 adds no key, so float32 identities are what they were before int8 existed)."""
     weights = Path(cfg.model_path) / "model.safetensors"
-    return {
+    identity = {
         "model": Path(cfg.model_path).name,
         "weights_bytes": weights.stat().st_size if weights.exists() else None,
         "max_seq_length": cfg.max_seq_length,
         "pooling": cfg.pooling,
     }
+    if cfg.precision != "fp32":
+        identity["precision"] = INT8_RECIPE
+    return identity
 
 
 def cache_key(cfg: EmbeddingConfig) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ragserve.config import EmbeddingConfig
+from ragserve.embedding.int8 import INT8_RECIPE, calibration_texts, prepare_int8, quantize_export
 from ragserve.embedding.module import SentenceEmbedder
 
 logger = logging.getLogger(__name__)
@@ -29,10 +30,12 @@ EXPORT_EXAMPLE = ["an example", "a second, longer example text"]
 
 
 def onnx_file(cfg: EmbeddingConfig, pooling: str | None = None) -> Path:
-    """Where the export of this model, pooling (cfg's, or "tokens": no pooling) and torch version lives (inside
-    the model folder)."""
+    """Where the export of this model, pooling (cfg's, or "tokens": no pooling), precision and torch version
+    lives (inside the model folder); int8 files carry their recipe (int8.INT8_RECIPE)."""
     version = re.sub(r"[^\w.]", "_", torch.__version__)
-    return Path(cfg.model_path) / "onnx" / f"model-{pooling or cfg.pooling}-{cfg.max_seq_length}-torch{version}.onnx"
+    precision = "" if cfg.precision == "fp32" else f"-{INT8_RECIPE}"
+    name = f"model-{pooling or cfg.pooling}-{cfg.max_seq_length}-torch{version}{precision}.onnx"
+    return Path(cfg.model_path) / "onnx" / name
 
 
 def output_name(pooling: str) -> str:
@@ -40,12 +43,16 @@ def output_name(pooling: str) -> str:
 
 
 def export(cfg: EmbeddingConfig, path: Path, pooling: str) -> None:
-    """Export transformer + pooling + normalisation; written beside, then renamed (never half a file)."""
+    """Export transformer + pooling + normalisation; written beside, then renamed (never half a file). int8:
+    the float32 graph of int8.prepare_int8's rewritten model, then ONNX Runtime's dynamic quantization."""
     from transformers import AutoModel, AutoTokenizer
 
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
     model = SentenceEmbedder(AutoModel.from_pretrained(cfg.model_path).eval(), pooling).eval()
+    outliers = 0
+    if cfg.precision == "int8":
+        outliers = prepare_int8(model, tokenizer, calibration_texts(cfg.model_path), cfg.max_seq_length)
     example = tokenizer(EXPORT_EXAMPLE, padding=True, return_tensors="pt")
     batch = torch.export.Dim("batch", min=1, max=4096)
     seq = torch.export.Dim("seq", min=1, max=cfg.max_seq_length)
@@ -64,6 +71,11 @@ def export(cfg: EmbeddingConfig, path: Path, pooling: str) -> None:
             external_data=False,
             verbose=False,
         )
+    if cfg.precision == "int8":
+        quantized = path.with_suffix(".int8.partial")
+        quantize_export(partial, quantized, outliers)
+        partial.unlink()
+        partial = quantized
     partial.replace(path)
     logger.info("exported %s in %.1f s", path, time.perf_counter() - start)
 
