@@ -17,7 +17,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_DESIGN = "seed-design"
-MODES = ("eager", "compile", "onnxruntime")  # torch eager, torch.compile, embedding.backend onnxruntime
+# torch eager, torch.compile, embedding.backend onnxruntime, and the same with embedding.precision int8
+MODES = ("eager", "compile", "onnxruntime", "onnxruntime-int8")
 DEFAULT_BATCH_DELAY_MS = 10  # a cell with another maxBatchDelay says it in its name ("-b8d5")
 # Allocators a cell may preload into the workers (LD_PRELOAD), by the Debian/Ubuntu library name.
 ALLOCATORS = {"default": None, "jemalloc": "libjemalloc.so.2", "tcmalloc": "libtcmalloc_minimal.so.4"}
@@ -28,7 +29,7 @@ class Cell:
     """One TorchServe configuration to measure."""
 
     name: str
-    mode: str  # eager | compile | onnxruntime
+    mode: str  # eager | compile | onnxruntime | onnxruntime-int8
     threads: int | None  # OMP_NUM_THREADS per worker; None: unset (torch's default)
     workers: int
     batch_size: int
@@ -131,8 +132,9 @@ def cell_yaml(base: dict[str, Any], cell: Cell) -> dict[str, Any]:
     doc = {**base, "minWorkers": cell.workers, "maxWorkers": cell.workers}
     doc.update(batchSize=cell.batch_size, maxBatchDelay=cell.max_batch_delay)
     handler = dict(doc.get("handler") or {})
-    backend = "onnxruntime" if cell.mode == "onnxruntime" else "torch"  # never the yaml's `auto`
-    handler["embedding"] = {**(handler.get("embedding") or {}), "backend": backend}
+    backend = "onnxruntime" if cell.mode.startswith("onnxruntime") else "torch"  # never the yaml's `auto`
+    precision = "int8" if cell.mode.endswith("-int8") else "fp32"  # int8: its own index line, built by the archive step
+    handler["embedding"] = {**(handler.get("embedding") or {}), "backend": backend, "precision": precision}
     enabled = cell.mode == "compile"
     if isinstance(handler.get("compile"), bool):  # the demo's flat `compile: true|false`
         handler["compile"] = enabled

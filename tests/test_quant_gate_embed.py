@@ -41,6 +41,7 @@ def test_the_gate_compares_int8_with_float32_on_the_same_texts(gate_module, tmp_
     for kind in ("chunk cosine", "question cosine"):
         assert 0.98 < row[kind]["min"] <= row[kind]["p1"] <= row[kind]["mean"] <= 1.0 + 1e-6
     assert row["same nearest chunk"] in (0.0, 0.5, 1.0)
+    assert row["same nearest chunk, int8 questions on float32 chunks"] in (0.0, 0.5, 1.0)
     speed = gate["speed"]
     assert speed["int8"]["chunk texts/s"] > 0 and speed["fp32"]["question ms"] > 0
     expected = speed["int8"]["chunk texts/s"] / speed["fp32"]["chunk texts/s"]
