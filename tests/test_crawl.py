@@ -107,6 +107,29 @@ def test_sphinx_pages_give_their_main_div_without_permalinks_sidebar_or_footer()
         assert noise not in text
 
 
+ASIDES_PAGE = """<html><body><main>
+<h1>Argument Clinic How-To</h1>
+<aside class="topic"><p class="topic-title">Abstract</p><p>Argument Clinic is a preprocessor for CPython C files.</p>
+</aside>
+<p>Body text with a note.<a class="footnote-reference" href="#f1">1</a></p>
+<aside class="footnote-list brackets"><aside class="footnote brackets" id="f1"><p>The footnote's own text.</p></aside>
+</aside>
+<aside><p>More Articles from our Blog</p></aside>
+</main></body></html>"""
+
+
+def test_docutils_topics_and_footnotes_are_content_other_asides_are_not() -> None:
+    """Sphinx writes an abstract (topic) and footnotes as <aside>; a blog's "More Articles" box is one too."""
+    from bs4 import BeautifulSoup
+
+    from ragserve.ingest.crawl import html_to_text
+
+    text = html_to_text(BeautifulSoup(ASIDES_PAGE, "html.parser"))
+    assert "Argument Clinic is a preprocessor for CPython C files." in text
+    assert "The footnote's own text." in text
+    assert "More Articles" not in text
+
+
 PYDOCS = Path("/usr/share/doc/python3.11/html")
 
 

@@ -42,6 +42,8 @@ from ragserve.ingest.metadata import page_metadata
 logger = logging.getLogger(__name__)
 
 BOILERPLATE_TAGS = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "template"]
+# ... but docutils (Sphinx: the Python docs) writes a topic's abstract and the footnotes as <aside>: content, kept.
+CONTENT_ASIDES = {"topic", "footnote", "footnote-list"}
 # Bylines, dates, tag lists and share bars inside an article, Sphinx's heading permalinks ("¶"): noise for retrieval.
 BOILERPLATE_SELECTORS = (
     '[class*="byline"], [class*="metadata"], [class*="author"], [class*="share"], [role="navigation"], a.headerlink'
@@ -59,7 +61,8 @@ RETRY_BUDGET_S = 120.0  # at most this much waiting for Retry-After in one crawl
 # change of the extraction reaches an existing index line only through the line's identity (index/store.py), which
 # carries this: bump it whenever html_to_text gives other text for the same HTML.
 # 2: charset as browsers decode, a paragraph on one line, API entries as headings, fenced code (2026-12-06).
-EXTRACTOR_VERSION = 2
+# 3: docutils' <aside class="topic|footnote|footnote-list"> kept (howto/clinic.html's abstract was lost).
+EXTRACTOR_VERSION = 3
 BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))  # HTML's order: BOM first
 
 
@@ -157,6 +160,8 @@ def html_to_text(soup: BeautifulSoup, extract: str = "main") -> str:
     if extract == "page":
         return _clean_lines(soup.get_text("\n"))
     for tag in soup(BOILERPLATE_TAGS) + soup.select(BOILERPLATE_SELECTORS):
+        if tag.name == "aside" and CONTENT_ASIDES & set(tag.get("class") or ()):
+            continue
         tag.decompose()
     # Sphinx (e.g. the Python docs) marks its content div[role=main] (div.body in older themes), beside its
     # sidebar, related-links bars and footer divs.
