@@ -11,6 +11,7 @@ RAG endpoint, write side (offline: `make index` / `make refresh`, never in a wor
   ingest/metadata.py     page title, dates, authors and tags
   index/builder.py       refresh: embed only new text, write an immutable version, publish, roll back
   embedding/cache.py     SQLite embedding cache keyed by text and model identity
+  embedding/fingerprint.py  a model folder's content sha256 (its identity), stored beside it
   embedding/progress.py  progress of long embedding runs: a tqdm bar, or a log line every 30 s
   embedding/distributed.py  the same embedding on a Ray cluster (Ray Data, one Encoder per worker)
 RAG endpoint, read side (every worker)
