@@ -44,7 +44,9 @@ Requests and replies of both endpoints
   api/replies.py         one Reply per request and one error shape (OpenAI's error object) for everything
   api/redirects.py       urllib's opener without Authorization on a redirect to another host
 Shared
-  config.py              both endpoints' typed configuration (sections, checks, override, reference)
+  config/                both endpoints' typed configuration: config/parsing.py (sections, checks, override),
+                         config/shared.py (compile, runtime), config/rag.py (Config), config/llm.py (LLMConfig),
+                         config/reference.py (the reference; config/__main__.py prints it)
   runtime.py             the runtime section applied: device and threads
   compilation.py         torch.compile policy and warm-up
 Tooling (not shipped in model archives)
