@@ -29,7 +29,9 @@ RAG endpoint, read side (every worker)
   retrieval/retriever.py hybrid search: dense + BM25 fused (retrieval/fusion.py), page and window scores,
                          metadata filters (retrieval/filters.py); retrieval/rerank.py: optional cross-encoder
   retrieval/prompt.py    the original demo's Llama prompt around the top-k chunks
-  retrieval/pipeline.py  RAGPipeline: one embed and one search per batch -> prompts, JSON, embeddings
+  retrieval/queries.py   what the pipeline is asked (a question, v1/retrieval, v1/embeddings), decoded by api/
+  retrieval/pipeline.py  RAGPipeline: one embed and one search per batch -> plain results (hits, prompt, vectors);
+                         api/openai_api.py turns them into wire bodies
 LLM endpoint
   llm/generation.py      Generator: any Hugging Face causal LM, batched, optionally compiled (static cache)
   llm/quantization.py    torchao weight quantization (model.quantization) and its token-agreement gate
