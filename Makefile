@@ -10,7 +10,7 @@ Q ?= How do I rotate the TorchServe token?
 K ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-fast test-faults test-scale webui-install webui test-webui validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh eval eval-pydocs eval-pydocs-slice quant-gate-embed adapt finetune eval-answers quant-gate lint format
+.PHONY: help install check-wheels models index refresh rollback index-status archive kserve-store serve stop run ask test test-fast test-faults test-scale webui-install webui test-webui validate-k8s lint-docker benchmark bench-llm bench-openai bench-refresh bench-ann eval eval-pydocs eval-pydocs-slice quant-gate-embed adapt finetune eval-answers quant-gate lint format
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'

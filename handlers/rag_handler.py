@@ -14,11 +14,12 @@ from pathlib import Path
 from ts.handler_utils.timer import timed
 from ts.torch_handler.base_handler import BaseHandler
 
-from ragserve.api.openai_api import EmbeddingsQuery, RetrievalQuery, decode_rag_request
+from ragserve.api.openai_api import decode_rag_request, rag_reply
 from ragserve.api.replies import Reply, encode
-from ragserve.api.requests import Query, RequestError, body_content_type
+from ragserve.api.requests import RequestError, body_content_type
 from ragserve.config import Config
 from ragserve.retrieval.pipeline import RAGPipeline
+from ragserve.retrieval.queries import EmbeddingsQuery, Query, RetrievalQuery
 from ragserve.runtime import apply_runtime
 
 QUERIES = (Query, RetrievalQuery, EmbeddingsQuery)
@@ -45,10 +46,11 @@ class RAGHandler(BaseHandler):
 
     @timed
     def inference(self, data: list, *args, **kwargs) -> list:
-        answers = self.pipeline.answer([item for item in data if isinstance(item, QUERIES)])
+        queries = [item for item in data if isinstance(item, QUERIES)]
+        answers = self.pipeline.answer(queries)
         for name, ms in answers.times.metrics().items():  # RAGEmbedTime, RAGSearchTime (and RAGRerankTime)
             self.context.metrics.add_time(name, ms, None, "ms")
-        replies = iter(answers.replies)
+        replies = iter([rag_reply(query, result) for query, result in zip(queries, answers.results, strict=True)])
         return [next(replies) if isinstance(item, QUERIES) else item for item in data]
 
     @timed

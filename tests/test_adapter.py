@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import yaml
 
-from ragserve.api.requests import Query
 from ragserve.config import CompileConfig, Config, ConfigError
 from ragserve.embedding.adapter import AdapterError, QueryAdapter, TrainSettings, corpus_pairs, train_adapter
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh
 from ragserve.index.store import Index, IndexLine, line_key, load_current
 from ragserve.retrieval.pipeline import RAGPipeline
+from ragserve.retrieval.queries import Query
 from ragserve.retrieval.retriever import Retriever
 from ragserve.testing import FIXTURES, ROOT, build_tiny_mpnet
 
@@ -181,9 +181,9 @@ def test_the_pipeline_applies_the_adapter_to_every_dense_use_and_reports_its_ide
 
     assert ranking(with_adapter) == ranking(by_hand)
     assert ranking(with_adapter) != ranking(without)
-    reply = adapted.answer([Query(QUESTIONS[0], 2, as_json=True)]).replies[0]
-    assert reply["index"]["query_adapter"] == adapter.identity
-    assert "query_adapter" not in plain.answer([Query(QUESTIONS[0], 2, as_json=True)]).replies[0]["index"]
+    result = adapted.answer([Query(QUESTIONS[0], 2, as_json=True)]).results[0]
+    assert result.index["query_adapter"] == adapter.identity
+    assert "query_adapter" not in plain.answer([Query(QUESTIONS[0], 2, as_json=True)]).results[0].index
 
 
 def test_an_adapter_of_another_width_is_refused_at_start(

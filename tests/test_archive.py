@@ -85,7 +85,7 @@ def test_a_rag_archive_ships_the_onnx_export_only_for_that_backend(
     cmd = [sys.executable, str(ROOT / "scripts/archive.py"), "--config", str(config), "--name", "rag"]
     subprocess.run(cmd + ["--root", str(tmp_path), "--store", str(store)], check=True, capture_output=True)
     shipped = {str(p.relative_to(store / "rag")) for p in (store / "rag" / "models").rglob("*.onnx")}
-    expected = onnx_file(EmbeddingConfig(model_path="models/mpnet", backend=backend)).relative_to("models")
+    expected = onnx_file(EmbeddingConfig(model_path=str(weights), backend=backend)).relative_to(tmp_path / "models")
     assert shipped == ({f"models/{expected}"} if backend == "onnxruntime" else set())
 
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.api.requests import Query
 from ragserve.config import Config
 from ragserve.index.builder import RefreshBusy, refresh, rollback
 from ragserve.index.follow import Follower
 from ragserve.index.store import IndexLine, load_current
 from ragserve.retrieval.pipeline import RAGPipeline
+from ragserve.retrieval.queries import Query
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 pytestmark = pytest.mark.model
@@ -216,16 +216,16 @@ def test_a_following_pipeline_swaps_to_a_published_version_and_keeps_serving_a_b
     pipeline = RAGPipeline(cfg, encoder, load_current(cfg, encoder))
     follower: Follower = pipeline.follow(IndexLine.of(cfg), every_s=0)  # checked by hand below
     question = Query(question="What was the zebra server renamed?", k=1, as_json=True)
-    assert NEW_SENTENCE not in pipeline.answer([question]).replies[0]["prompt"]
+    assert NEW_SENTENCE not in pipeline.answer([question]).results[0].prompt
 
     (docs / "tokens.md").write_text((docs / "tokens.md").read_text() + f"\n{NEW_SENTENCE}\n")
     new = refresh(cfg, lambda: encoder).version
-    assert follower.check() and pipeline.answer([question]).replies[0]["index"]["version"] == new
-    assert NEW_SENTENCE in pipeline.answer([question]).replies[0]["prompt"]
+    assert follower.check() and pipeline.answer([question]).results[0].index["version"] == new
+    assert NEW_SENTENCE in pipeline.answer([question]).results[0].prompt
 
     (docs / "tokens.md").write_text((docs / "tokens.md").read_text() + "\nOne more line.\n")
     broken = refresh(cfg, lambda: encoder).version
     (IndexLine.of(cfg).folder(broken) / "chunks.jsonl").write_text("tampered\n")
     assert not follower.check()  # logged; the worker keeps the version it has
-    reply = pipeline.answer([question]).replies[0]
-    assert reply["index"]["version"] == new and NEW_SENTENCE in reply["prompt"]
+    result = pipeline.answer([question]).results[0]
+    assert result.index["version"] == new and NEW_SENTENCE in result.prompt

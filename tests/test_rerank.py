@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from langchain_core.documents import Document
 
-from ragserve.api.requests import Query
+from ragserve.api.openai_api import rag_reply
 from ragserve.config import Config, ConfigError, RerankConfig
 from ragserve.index.builder import refresh
 from ragserve.retrieval.pipeline import RAGPipeline, StageTimes
+from ragserve.retrieval.queries import Query
 from ragserve.retrieval.retriever import Hit
 
 DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
@@ -60,8 +61,9 @@ def test_the_pipeline_reranks_its_candidates_and_reports_the_score(
     hits = pipeline.retrieve([question], 2)[0]
     assert len(hits) == 2 and {h.document.page_content for h in hits} <= {h.document.page_content for h in candidates}
     assert hits[0].rerank >= hits[1].rerank
-    answers = pipeline.answer([Query(question=question, k=2, as_json=True)])
-    response = answers.replies[0]
+    query = Query(question=question, k=2, as_json=True)
+    answers = pipeline.answer([query])
+    response = rag_reply(query, answers.results[0])  # the JSON contract's body
     assert answers.times.rerank_ms > 0 and answers.times.search_ms > 0 and answers.times.embed_ms > 0
     assert set(answers.times.metrics()) == {"RAGEmbedTime", "RAGSearchTime", "RAGRerankTime"}
     assert set(StageTimes(1.0, 2.0).metrics()) == {"RAGEmbedTime", "RAGSearchTime"}  # no reranker, no rerank metric

@@ -11,6 +11,7 @@ RAG endpoint, write side (offline: `make index` / `make refresh`, never in a wor
   ingest/metadata.py     page title, dates, authors and tags
   index/builder.py       refresh: embed only new text, write an immutable version, publish, roll back
   embedding/cache.py     SQLite embedding cache keyed by text and model identity
+  embedding/fingerprint.py  a model folder's content sha256 (its identity), stored beside it
   embedding/progress.py  progress of long embedding runs: a tqdm bar, or a log line every 30 s
   embedding/distributed.py  the same embedding on a Ray cluster (Ray Data, one Encoder per worker)
 RAG endpoint, read side (every worker)
@@ -28,7 +29,9 @@ RAG endpoint, read side (every worker)
   retrieval/retriever.py hybrid search: dense + BM25 fused (retrieval/fusion.py), page and window scores,
                          metadata filters (retrieval/filters.py); retrieval/rerank.py: optional cross-encoder
   retrieval/prompt.py    the original demo's Llama prompt around the top-k chunks
-  retrieval/pipeline.py  RAGPipeline: one embed and one search per batch -> prompts, JSON, embeddings
+  retrieval/queries.py   what the pipeline is asked (a question, v1/retrieval, v1/embeddings), decoded by api/
+  retrieval/pipeline.py  RAGPipeline: one embed and one search per batch -> plain results (hits, prompt, vectors);
+                         api/openai_api.py turns them into wire bodies
 LLM endpoint
   llm/generation.py      Generator: any Hugging Face causal LM, batched, optionally compiled (static cache)
   llm/quantization.py    torchao weight quantization (model.quantization) and its token-agreement gate
@@ -43,7 +46,9 @@ Requests and replies of both endpoints
   api/replies.py         one Reply per request and one error shape (OpenAI's error object) for everything
   api/redirects.py       urllib's opener without Authorization on a redirect to another host
 Shared
-  config.py              both endpoints' typed configuration (sections, checks, override, reference)
+  config/                both endpoints' typed configuration: config/parsing.py (sections, checks, override),
+                         config/shared.py (compile, runtime), config/rag.py (Config), config/llm.py (LLMConfig),
+                         config/reference.py (the reference; config/__main__.py prints it)
   runtime.py             the runtime section applied: device and threads
   compilation.py         torch.compile policy and warm-up
 Tooling (not shipped in model archives)

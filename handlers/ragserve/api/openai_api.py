@@ -30,7 +30,6 @@ import numpy as np
 from ragserve.api.citations import annotations
 from ragserve.api.requests import (
     LLMQuery,
-    Query,
     RequestError,
     check_text,
     check_unicode,
@@ -42,7 +41,9 @@ from ragserve.api.requests import (
     read_payload,
 )
 from ragserve.config import Config, LLMConfig, RetrievalConfig
-from ragserve.retrieval.filters import Filter
+from ragserve.retrieval.pipeline import Retrieved
+from ragserve.retrieval.prompt import format_sources
+from ragserve.retrieval.queries import EmbeddingsQuery, Query, RetrievalQuery
 
 if TYPE_CHECKING:
     from ragserve.llm.generation import Completion
@@ -124,13 +125,6 @@ def _openai(err: RequestError) -> OpenAIError:
 # ----------------------------------------------------------------------------- RAG endpoint
 
 
-@dataclass(frozen=True)
-class EmbeddingsQuery:
-    texts: tuple[str, ...]
-    model: str
-    as_base64: bool
-
-
 def decode_embeddings(payload: Any, models: Sequence[str], cfg: RetrievalConfig) -> EmbeddingsQuery:
     """OpenAI's embeddings request: input (a string or a list of strings), model, encoding_format.
     At most retrieval.max_embedding_inputs inputs and max_embedding_chars characters in all (413 past either),
@@ -177,14 +171,6 @@ def embeddings_body(query: EmbeddingsQuery, vectors: np.ndarray, tokens: int) ->
     return {"object": "list", "data": data, "model": query.model, "usage": usage}
 
 
-@dataclass(frozen=True)
-class RetrievalQuery:
-    question: str
-    k: int
-    filter: Filter | None
-    model: str
-
-
 def decode_retrieval(payload: Any, models: Sequence[str], cfg: RetrievalConfig) -> RetrievalQuery:
     """Our retrieval route: {"model", "query", "k", "filter"} -> the top-k chunks, filtered before the top-k."""
     payload = _object(payload)
@@ -202,6 +188,18 @@ def decode_retrieval(payload: Any, models: Sequence[str], cfg: RetrievalConfig) 
 def retrieval_body(query: RetrievalQuery, sources: list[dict[str, Any]], index: dict[str, Any]) -> dict[str, Any]:
     data = [{"object": "retrieval.chunk", "index": rank, **source} for rank, source in enumerate(sources)]
     return {"object": "list", "data": data, "model": query.model, "index": index}
+
+
+def rag_reply(query: Query | RetrievalQuery | EmbeddingsQuery, result: Retrieved) -> str | dict[str, Any]:
+    """The wire body of one RAG pipeline result: the prompt text, {"prompt", "sources", "index"}, a v1/retrieval
+    list or a v1/embeddings list, by what was asked."""
+    if isinstance(query, EmbeddingsQuery):
+        return embeddings_body(query, result.vectors, result.tokens)
+    if isinstance(query, RetrievalQuery):
+        return retrieval_body(query, format_sources(result.hits), result.index)
+    if not query.as_json:
+        return result.prompt
+    return {"prompt": result.prompt, "sources": format_sources(result.hits), "index": result.index}
 
 
 def models_body(models: Sequence[str]) -> dict[str, Any]:

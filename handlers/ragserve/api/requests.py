@@ -25,6 +25,7 @@ from typing import Any
 
 from ragserve.config import LLMConfig, RetrievalConfig
 from ragserve.retrieval.filters import Filter
+from ragserve.retrieval.queries import Query
 
 JSON_FIELDS = {"question", "k", "filter"}
 FILTER_FIELDS = {"source_prefix", "published_after", "published_before", "tags"}
@@ -51,14 +52,6 @@ class RequestError(ValueError):
         super().__init__(message)
         self.field = field
         self.status = status
-
-
-@dataclass(frozen=True)
-class Query:
-    question: str
-    k: int
-    as_json: bool  # reply with {"prompt", "sources"} instead of the bare prompt text
-    filter: Filter | None = None  # which chunks it may retrieve (None: all)
 
 
 def body_content_type(request: dict[str, Any], part_headers: Callable[[str], dict | None]) -> str | None:

@@ -4,8 +4,8 @@ Public names: EmbeddingCache, cache_key.
 EmbeddingCache stands in for an Encoder wherever the builder embeds (chunks, page records, sentence windows);
 fill() embeds everything a build lacks first, in parts of STORE_EVERY texts, each stored before the next starts
 (on a Ray cluster, a job per part: distributed.py), under a progress bar (progress.py).
-One SQLite database per model identity (cache_key: the model, its weights' size, max_seq_length, pooling:
-everything that changes a vector), one row per text: the sha256 of the text -> its float32 vector. A
+One SQLite database per model identity (cache_key: the model's content sha256, max_seq_length, pooling, int8
+recipe: everything that changes a vector), one row per text: the sha256 of the text -> its float32 vector. A
 refresh asks for every chunk, sentence window and page record text of the new version; only those the
 cache lacks reach the encoder. SQLite (standard library) serialises concurrent writers and stores no
 pickle. The backend (torch, compiled, ONNX Runtime) is not in the key: they agree to float rounding.
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragserve.config import EmbeddingConfig
+from ragserve.embedding.fingerprint import model_fingerprint
 from ragserve.embedding.int8 import INT8_RECIPE
 from ragserve.embedding.progress import progress_bar
 
@@ -41,12 +42,11 @@ STORE_EVERY = 256
 
 
 def model_identity(cfg: EmbeddingConfig) -> dict[str, Any]:
-    """Everything that changes a vector: the model, its weights' size, max_seq_length, pooling, and an int8
-    export's recipe (float32 adds no key, so float32 identities are what they were before int8 existed)."""
-    weights = Path(cfg.model_path) / "model.safetensors"
+    """Everything that changes a vector: the model's content (fingerprint.py: weights, tokenizer, configs),
+    max_seq_length, pooling, and an int8 export's recipe (float32 adds no key)."""
     identity = {
         "model": Path(cfg.model_path).name,
-        "weights_bytes": weights.stat().st_size if weights.exists() else None,
+        "content_sha256": model_fingerprint(Path(cfg.model_path)),  # None: a hub id (its name alone)
         "max_seq_length": cfg.max_seq_length,
         "pooling": cfg.pooling,
     }

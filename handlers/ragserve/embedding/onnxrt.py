@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ragserve.config import EmbeddingConfig
+from ragserve.embedding.fingerprint import model_fingerprint
 from ragserve.embedding.int8 import INT8_RECIPE, calibration_texts, prepare_int8, quantize_export
 from ragserve.embedding.module import SentenceEmbedder
 
@@ -30,11 +31,14 @@ EXPORT_EXAMPLE = ["an example", "a second, longer example text"]
 
 
 def onnx_file(cfg: EmbeddingConfig, pooling: str | None = None) -> Path:
-    """Where the export of this model, pooling (cfg's, or "tokens": no pooling), precision and torch version
-    lives (inside the model folder); int8 files carry their recipe (int8.INT8_RECIPE)."""
+    """Where the export of this model (its content fingerprint), pooling (cfg's, or "tokens": no pooling),
+    precision and torch version lives (inside the model folder); int8 files carry their recipe (int8.INT8_RECIPE).
+    A checkpoint saved over the folder is a new file name, so an old export is never run for new weights."""
     version = re.sub(r"[^\w.]", "_", torch.__version__)
+    fingerprint = model_fingerprint(Path(cfg.model_path))
+    content = f"-{fingerprint[:12]}" if fingerprint else ""
     precision = "" if cfg.precision == "fp32" else f"-{INT8_RECIPE}"
-    name = f"model-{pooling or cfg.pooling}-{cfg.max_seq_length}-torch{version}{precision}.onnx"
+    name = f"model-{pooling or cfg.pooling}-{cfg.max_seq_length}-torch{version}{content}{precision}.onnx"
     return Path(cfg.model_path) / "onnx" / name
 
 

@@ -1,13 +1,14 @@
 """The RAG endpoint's work, independent of TorchServe: a batch of queries -> prompts and sources.
 
-Public names: RAGPipeline.
+Public names: RAGPipeline, Answers, Retrieved, StageTimes.
 `answer(queries)` embeds all questions in one forward pass, runs one index search for the whole
 batch (at the largest k asked; dense, or dense + BM25 fused when retrieval.hybrid), reranks the
-candidates when a cross-encoder is configured (rerank.py), and returns one response per query:
-the prompt text, or {"prompt", "sources", "index"} for JSON queries ("index": the version that
-answered; "query_adapter": the identity of the adapter that mapped the question vectors, when
-retrieval.query_adapter names one). from_config loads the line's live version and, with
-index.follow_s > 0, follows it (follow.py): a version published later is swapped in between batches.
+candidates when a cross-encoder is configured (rerank.py), and returns one plain result per query
+(Retrieved: its top-k hits, its Llama prompt, its vectors, the version that answered, with
+"query_adapter": the identity of the adapter that mapped the question vectors when
+retrieval.query_adapter names one). api/openai_api.rag_reply turns a result into the wire body.
+from_config loads the line's live version and, with index.follow_s > 0, follows it (follow.py): a version
+published later is swapped in between batches.
 """
 
 from __future__ import annotations
@@ -21,15 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from ragserve.api.openai_api import EmbeddingsQuery, RetrievalQuery, embeddings_body, retrieval_body
-from ragserve.api.requests import Query
 from ragserve.config import Config
 from ragserve.embedding.adapter import QueryAdapter
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.follow import Follower, Live
 from ragserve.index.store import Index, IndexLine, load_current, set_search_threads
 from ragserve.retrieval.filters import Filter
-from ragserve.retrieval.prompt import build_prompt, format_sources
+from ragserve.retrieval.prompt import build_prompt
+from ragserve.retrieval.queries import EmbeddingsQuery, Query, RAGQuery
 from ragserve.retrieval.rerank import Reranker
 from ragserve.retrieval.retriever import Hit, PageIndex, Retriever
 
@@ -51,10 +51,21 @@ class StageTimes:
 
 
 @dataclass(frozen=True)
-class Answers:
-    """One batch's responses (a prompt, or a JSON-ready dict, per query, in order) and what each stage took."""
+class Retrieved:
+    """What one query got: plain values, the wire body is api's (openai_api.rag_reply)."""
 
-    replies: list[str | dict[str, Any]]
+    hits: list[Hit]  # its top-k chunks, best first (none for an embeddings query)
+    prompt: str | None  # the Llama prompt (a Query's), None otherwise
+    vectors: np.ndarray  # (texts, dim): the query's own rows (an embeddings query's inputs)
+    tokens: int  # the embedding inputs' tokens (usage), 0 for a question
+    index: dict[str, Any]  # the version that answered: {"version", "created"[, "query_adapter"]}
+
+
+@dataclass(frozen=True)
+class Answers:
+    """One batch's results (one per query, in order) and what each stage took."""
+
+    results: list[Retrieved]
     times: StageTimes
 
 
@@ -118,9 +129,9 @@ class RAGPipeline:
         )
         return Retriever(index, self.cfg.retrieval, pages, self.adapter)
 
-    def answer(self, queries: Sequence[Query | RetrievalQuery | EmbeddingsQuery]) -> Answers:
+    def answer(self, queries: Sequence[RAGQuery]) -> Answers:
         """One embedding forward for every text of the batch (questions and embedding inputs alike) and one
-        index search for its questions; one response per query: a prompt, or a JSON-ready dict."""
+        index search for its questions; one result per query."""
         if not queries:
             return Answers([], StageTimes())
         retriever = self.retriever  # one version for the whole batch, even if a swap lands meanwhile
@@ -145,11 +156,11 @@ class RAGPipeline:
         version = {"version": retriever.index.version, "created": retriever.index.manifest.get("created")}
         if retriever.adapter is not None:
             version["query_adapter"] = retriever.adapter.identity
-        replies = [
-            self._respond(query, hits.get(i, []), version, vectors[rows[i] : rows[i + 1]])
+        results = [
+            self._result(query, hits.get(i, []), version, vectors[rows[i] : rows[i + 1]])
             for i, query in enumerate(queries)
         ]
-        return Answers(replies, times)
+        return Answers(results, times)
 
     def retrieve(
         self,
@@ -181,20 +192,14 @@ class RAGPipeline:
         rerank_ms = (done - searched) * 1e3 if self.reranker else None
         return hits, StageTimes(0.0, (searched - start) * 1e3, rerank_ms)
 
-    def _respond(
-        self, query: Query | RetrievalQuery | EmbeddingsQuery, hits: list[Hit], version: dict, vectors: np.ndarray
-    ) -> str | dict[str, Any]:
+    def _result(self, query: RAGQuery, hits: list[Hit], version: dict, vectors: np.ndarray) -> Retrieved:
         if isinstance(query, EmbeddingsQuery):
-            return embeddings_body(query, vectors, sum(self.encoder.count_tokens(list(query.texts))))
+            return Retrieved([], None, vectors, sum(self.encoder.count_tokens(list(query.texts))), version)
         hits = hits[: query.k]
-        if isinstance(query, RetrievalQuery):
-            return retrieval_body(query, format_sources(hits), version)
-        prompt = build_prompt(query.question, hits, self.cfg.retrieval.template)
-        if not query.as_json:
-            return prompt
-        return {"prompt": prompt, "sources": format_sources(hits), "index": version}
+        prompt = build_prompt(query.question, hits, self.cfg.retrieval.template) if isinstance(query, Query) else None
+        return Retrieved(hits, prompt, vectors, 0, version)
 
 
-def _texts(query: Query | RetrievalQuery | EmbeddingsQuery) -> tuple[str, ...]:
+def _texts(query: RAGQuery) -> tuple[str, ...]:
     """The texts a query needs embedded: its question, or its embedding inputs."""
     return query.texts if isinstance(query, EmbeddingsQuery) else (query.question,)
