@@ -212,7 +212,8 @@ def main() -> None:
     paths = args.questions or [(ROOT / q).resolve() for q in spec["questions"]]
     question_sets = {path.stem: in_slice(read_questions(path), spec.get("slice")) for path in paths}
     out = Results.create("eval", args.out)
-    base = yaml.safe_load((ROOT / spec["base_config"]).read_text())["handler"]
+    # base_changes: what every row of the spec keeps from before a default changed (e.g. the float32 embedder)
+    base = override(yaml.safe_load((ROOT / spec["base_config"]).read_text())["handler"], spec.get("base_changes", {}))
     server = serve_site(site, spec["port"])
     source = f"http://127.0.0.1:{spec['port']}{spec['start_path']}"
     encoders: dict = {}

@@ -134,3 +134,15 @@ def test_configuration_reference_is_generated_from_the_dataclasses() -> None:
     fields = sum(len(dataclasses.fields(section)) for section in sections)  # every key of both endpoints
     assert len(rows) == fields > 70
     assert all(not line.rstrip().endswith("|  |") for line in rows), "a key without a trailing comment"
+
+
+def test_embedding_precision_auto_is_int8_on_onnxruntime_and_float32_on_torch() -> None:
+    from ragserve.config import EmbeddingConfig
+
+    assert EmbeddingConfig(backend="onnxruntime", precision="auto").precision == "int8"
+    assert EmbeddingConfig(backend="torch", precision="auto").precision == "fp32"
+    assert EmbeddingConfig().precision == "fp32"  # the library's default; configs/rag-docs.yaml says auto
+    with pytest.raises(ConfigError, match="int8 runs on embedding.backend onnxruntime only"):
+        EmbeddingConfig(backend="torch", precision="int8")
+    with pytest.raises(ConfigError, match="embedding.precision must be"):
+        EmbeddingConfig(precision="int4")
