@@ -94,7 +94,7 @@ class EmbeddingConfig:
     # "auto" is read once here, so everything after sees torch or onnxruntime.
     backend: str = "torch"  # "torch" (compile applies), "onnxruntime" (exported once) or "auto": measured best per CPU
     # int8: another model identity, so another index line and embedding cache. "auto" is read once here too.
-    precision: str = "fp32"  # "fp32", "int8" (onnxruntime: smoothed, outliers in float32; int8.py) or "auto": int8 there
+    precision: str = "fp32"  # "fp32", "int8" (onnxruntime: smoothed, outliers in float32) or "auto": int8 there
 
     def __post_init__(self) -> None:
         _check(self.pooling in ("mean", "cls_pooler"), "embedding.pooling must be 'mean' or 'cls_pooler'")
@@ -181,7 +181,7 @@ class RetrievalConfig:
     rrf_k: int = 60  # reciprocal rank fusion constant: 1 / (rrf_k + rank)
     page_weight: float = 0.2  # share of a chunk's page score in its final score (0: no page level)
     page_dense_weight: float = 0.3  # dense share of a page's score (its best vector vs BM25 on its record)
-    page_candidates: int = 5  # every chunk of the best pages joins the candidates
+    page_candidates: int = 0  # every chunk of the best pages joins the candidates (5 measured worse: results/)
     window_weight: float = 0.3  # share of a chunk's best sentence window in its dense score (0: no windows)
     window_search: str = "pool"  # "pool": the candidates' windows only (same hits, measured); "all": every window
     # embedding/adapter.py: applied to the question vectors only (the index is never re-embedded), before the chunk,

@@ -3,7 +3,7 @@
 Public names: Retriever, PageIndex, Hit.
 store.py holds chunks, vectors and BM25; this module decides what a question retrieves:
 1. candidates: the top `candidates` chunks by FAISS, by their best sentence window and by BM25,
-   plus every chunk of the `page_candidates` best pages;
+   plus every chunk of the `page_candidates` best pages (default 0: long pages' chunks crowded the pool);
 2. chunk score: the convex (or RRF) fusion of the dense and BM25 scores over that pool; with
    sentence windows (windows.py) the dense score is (1 - window_weight) * the chunk's cosine +
    window_weight * its best window's cosine (window_search "pool": only the candidates' windows are read, so
