@@ -1,5 +1,5 @@
-"""The package's shape: no import cycles, one module list (the package docstring) that names every module,
-and no sys.path edits anywhere (the package is installed: `pip install -e .`)."""
+"""The package's shape: no import cycles, layers imported downwards only, one module list (the package docstring)
+that names every module, and no sys.path edits anywhere (the package is installed: `pip install -e .`)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,33 @@ def test_no_import_cycles() -> None:
     for name in sorted(graph):
         if name not in state:
             visit(name, [])
+
+
+# The layers, bottom up: a sub-package may import its own layer and those below, never one above. api/ and llm/
+# share a layer until the LLM path's cycle is taken apart (issue 30: LLMService to own grounding and admission).
+LAYERS = [
+    {"config", "runtime", "compilation"},
+    {"ingest", "embedding"},
+    {"index"},
+    {"retrieval"},
+    {"api", "llm"},
+    {"ops", "testing"},
+]
+
+
+def test_sub_packages_import_only_their_layer_and_those_below() -> None:
+    level = {room: i for i, layer in enumerate(LAYERS) for room in layer}
+    upward = []
+    for name, path in modules().items():
+        parts = name.split(".")
+        if len(parts) < 2 or parts[1] not in level:
+            continue  # the package itself
+        for imported in imports(path):
+            target = imported.split(".")[1] if "." in imported else None
+            if target in level and level[target] > level[parts[1]]:
+                upward.append(f"{name} imports {imported}")
+    assert not upward, upward
+    assert set(level) == {name.split(".")[1] for name in modules() if "." in name}, "a sub-package has no layer"
 
 
 def test_the_package_docstring_lists_every_module() -> None:
