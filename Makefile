@@ -152,10 +152,11 @@ quant-gate: models ## LLM weight quantization's quality gate: token agreement an
 
 BLOG_FP32 := structure split, windows 3/3, window search over the candidates only
 SLICE_FP32 := structure split = default (on the whole set: no windows past 5,000 chunks)
-quant-gate-embed: models ## int8 embedder gate: cosine and speed vs float32, then hit@k of the int8 rows on the blog and the pydocs slice (~40 min first run)
-	$(PY) benchmarks/quant_gate_embed.py $(QUANT_ARGS)
-	$(PY) benchmarks/eval_retrieval.py --out benchmarks/results/quant-gate-embed-blog --variants "$(BLOG_FP32)" "structure split, windows 3/3 over the candidates, int8 embedder"
-	$(PY) benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs-slice.yaml --out benchmarks/results/quant-gate-embed-slice --variants "$(SLICE_FP32)" "structure split = default, int8 embedder (embedding.precision: int8)"
+GATE_OUT := benchmarks/results/quant-gate-embed-$(shell date +%F)
+quant-gate-embed: models ## int8 embedder gate: cosine and speed vs float32, then hit@k of the int8 rows on the blog and the pydocs slice (~30 min first run); all in one folder
+	$(PY) benchmarks/quant_gate_embed.py --out $(GATE_OUT) $(QUANT_ARGS)
+	$(PY) benchmarks/eval_retrieval.py --out $(GATE_OUT)/blog --variants "$(BLOG_FP32)" "structure split, windows 3/3 over the candidates, int8 embedder"
+	$(PY) benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs-slice.yaml --out $(GATE_OUT)/slice --variants "$(SLICE_FP32)" "structure split = default, int8 embedder (embedding.precision: int8)"
 
 lint: ## ruff lint and format check
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

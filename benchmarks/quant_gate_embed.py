@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import random
 import statistics
 import sys
@@ -33,7 +34,10 @@ from report import Results
 
 from ragserve.config import CompileConfig, CorpusConfig, EmbeddingConfig
 from ragserve.embedding.encoder import Encoder
+from ragserve.index.vectorsets import embed_with_progress
 from ragserve.ingest.corpus import documents, read_pages, split
+
+logger = logging.getLogger("quant_gate_embed")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +58,7 @@ def corpus_texts(chunks_per_corpus: int, seed: int) -> tuple[dict[str, list[str]
             print(f"{name}: {folder} is absent, skipped")
             continue
         cfg = CorpusConfig(source=str(folder), exclude=PYDOCS_EXCLUDE if name == "pydocs" else [])
+        logger.info("reading and splitting %s (%s)", name, folder)
         texts = [doc.page_content for doc in split(documents(read_pages(cfg)), cfg)]
         chunks[name] = rng.sample(texts, min(chunks_per_corpus, len(texts)))
         questions[name] = [json.loads(line)["question"] for path in qa_files for line in path.open()]
@@ -77,10 +82,11 @@ def compare(
         vectors = {}
         for label, encoder in (("fp32", fp32), ("int8", int8)):
             start = time.perf_counter()
-            chunk_vectors = encoder.embed_documents(chunks[name])
+            chunk_vectors = embed_with_progress(encoder, chunks[name], f"{name} chunks, {label}")
             timing[label]["seconds"] += time.perf_counter() - start
             timing[label]["texts"] += len(chunks[name])
-            vectors[label] = (np.asarray(chunk_vectors), np.asarray(encoder.embed_documents(questions[name])))
+            question_vectors = embed_with_progress(encoder, questions[name], f"{name} questions, {label}")
+            vectors[label] = (chunk_vectors, question_vectors)
         (c32, q32), (c8, q8) = vectors["fp32"], vectors["int8"]
         top32 = (q32 @ c32.T).argmax(axis=1)
         same_top = float((top32 == (q8 @ c8.T).argmax(axis=1)).mean())
@@ -144,6 +150,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     from ragserve.embedding.int8 import INT8_RECIPE
 
     results = Results.create("quant-gate-embed", args.out, packages=("onnxruntime", "torch"))

@@ -58,6 +58,12 @@ def docs(tmp_path: Path) -> Path:
     return folder
 
 
+def built(tmp_path: Path, docs: Path, tiny_dir: Path, encoder) -> tuple[Config, IndexLine, str]:
+    """The docs' config, its line and the version its first refresh published."""
+    cfg = config(docs, tmp_path / "index", tiny_dir)
+    return cfg, IndexLine.of(cfg), refresh(cfg, lambda: encoder).version
+
+
 def edit(docs: Path, line: str) -> None:
     (docs / "tokens.md").write_text((docs / "tokens.md").read_text() + f"\n{line}\n")
 
@@ -133,9 +139,7 @@ def test_a_failed_version_published_again_is_retried(tmp_path: Path) -> None:
 def test_a_rollback_holds_until_the_source_changes_or_the_operator_releases_it(
     tmp_path: Path, docs: Path, tiny_dir, encoder
 ) -> None:
-    cfg = config(docs, tmp_path / "index", tiny_dir)
-    line = IndexLine.of(cfg)
-    good = refresh(cfg, lambda: encoder).version
+    cfg, line, good = built(tmp_path, docs, tiny_dir, encoder)
     edit(docs, "A bad edit.")
     bad_text = (docs / "tokens.md").read_text()
     bad = refresh(cfg, lambda: encoder).version
@@ -182,9 +186,7 @@ def test_rollback_and_prune_wait_for_the_lines_lock(tmp_path: Path) -> None:
 def test_a_killed_builds_staging_folder_is_not_a_version_and_the_next_build_removes_it(
     tmp_path: Path, docs: Path, tiny_dir, encoder
 ) -> None:
-    cfg = config(docs, tmp_path / "index", tiny_dir)
-    line = IndexLine.of(cfg)
-    first = refresh(cfg, lambda: encoder).version
+    cfg, line, first = built(tmp_path, docs, tiny_dir, encoder)
     stale = line.folder(f".{'f' * 16}.999999.tmp")  # killed after its manifest was written
     shutil.copytree(line.folder(first), stale)
     stale_current = line.root / "CURRENT.999999.tmp"
