@@ -62,6 +62,21 @@ def test_kserve_store_has_the_layout_kserve_expects(config: Path, tmp_path: Path
     assert "model_store=/mnt/models/model-store" in properties and "load_models=all" in properties
 
 
+def test_a_relative_corpus_beside_an_absolute_store_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """A line is keyed by the path from the store to its corpus: the archive would resolve a relative corpus under
+    itself and look for another line than the build wrote, so it says so instead of shipping workers that fail."""
+    config = tmp_path / "rag.yaml"
+    config.write_text(
+        "handler:\n  corpus: {source: docs}\n"
+        f"  embedding: {{model_path: {tmp_path / 'mpnet'}, backend: torch}}\n  index: {{dir: {tmp_path / 'index'}}}\n"
+    )
+    cmd = [sys.executable, str(ROOT / "scripts/archive.py"), "--config", str(config), "--name", "rag"]
+    done = subprocess.run(
+        cmd + ["--root", str(tmp_path), "--store", str(tmp_path / "store")], capture_output=True, text=True
+    )
+    assert done.returncode != 0 and "Give corpus.source as an absolute path" in done.stderr
+
+
 @pytest.mark.model
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_a_rag_archive_ships_the_onnx_export_only_for_that_backend(

@@ -225,3 +225,33 @@ def test_pruning_keeps_the_versions_published_last_and_rollback_finds_them(tmp_p
     _prune(line, 2)
     assert line.versions() == ["v1", "v3"] and not line.folder("v2").exists()
     assert rollback(line) == "v1"
+
+
+# 9: a local corpus is keyed by the path from the store to it
+def test_two_corpora_of_one_folder_name_under_one_store_keep_two_lines(tmp_path: Path, tiny_dir, encoder) -> None:
+    store = tmp_path / "shared-index"
+    configs = []
+    for owner, words in (("a", "Alpha pages about zebras."), ("b", "Beta pages about walruses.")):
+        folder = tmp_path / owner / "docs"  # /a/docs and /b/docs: one folder name
+        folder.mkdir(parents=True)
+        (folder / "page.md").write_text(f"# {owner}\n{words}\n")
+        configs.append(config(folder, store, tiny_dir))
+    for cfg in configs:
+        refresh(cfg, lambda: encoder)
+    for cfg in configs:
+        refresh(cfg, lambda: encoder)  # a flip would publish the other corpus over this one
+    a, b = (load_current(cfg) for cfg in configs)
+    assert IndexLine.of(configs[0]).root != IndexLine.of(configs[1]).root
+    assert "zebras" in a.document(0).page_content and "walruses" in b.document(0).page_content
+
+
+def test_a_tree_moved_elsewhere_keeps_its_line(tmp_path: Path, tiny_dir) -> None:
+    """The repository and its archive: relative corpus and store resolve under two roots, one line."""
+    section = {
+        "corpus": {"source": "corpus/docs"},
+        "embedding": {"model_path": str(tiny_dir)},
+        "index": {"dir": "index"},
+    }
+    here, moved = (Config.from_mapping(section, tmp_path / root) for root in ("repo", "model_store/rag"))
+    assert here.corpus.source != moved.corpus.source
+    assert IndexLine.of(here).root.name == IndexLine.of(moved).root.name

@@ -1,6 +1,6 @@
 """The index store, read side: immutable index versions and the pointer to the live one.
 
-Public names: Index, IndexError_, IndexLine, identity, line_key, load_current, set_search_threads.
+Public names: Index, IndexError_, IndexLine, corpus_key, identity, line_key, load_current, set_search_threads.
 Layout under index.dir (builder.py writes it; workers only read it):
 
     <line>/                  one line per build identity (line_key): source, chunking, model, pooling,
@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -89,8 +90,7 @@ def windows_of(cfg: Config) -> str | None:
 def identity(cfg: Config) -> dict[str, Any]:
     """Everything that changes what an index holds but the source's content (which the version id adds)."""
     corpus = dataclasses.asdict(cfg.corpus)
-    # A local folder is named by its name alone: the same yaml resolves it under the repo or the archive.
-    corpus["source"] = cfg.corpus.source if cfg.corpus.is_url else Path(cfg.corpus.source).name
+    corpus["source"] = cfg.corpus.source if cfg.corpus.is_url else corpus_key(cfg)
     corpus.pop("timeout_s")
     corpus["extractor"] = EXTRACTOR_VERSION  # stored page texts are reused on 304: a new extraction is a new line
     return {
@@ -103,6 +103,17 @@ def identity(cfg: Config) -> dict[str, Any]:
         **({"window_max_chunks": cfg.index.window_max_chunks} if windows_of(cfg) else {}),
         "format": FORMAT_VERSION,
     }
+
+
+def corpus_key(cfg: Config) -> str:
+    """A local corpus as the path from the index store to it ("../corpus/ragserve-docs").
+
+    Not its folder name: `/a/docs` and `/b/docs` sharing one absolute index.dir would flip one line between two
+    corpora. Not its absolute path: an archive ships the yaml and links the store beside it, so the repository and
+    the archive resolve both paths under another root, and the path from one to the other is what they share.
+    Normalised, not resolved: the archive's `index/` is a symlink to the repository's store.
+    """
+    return os.path.relpath(os.path.normpath(cfg.corpus.source), os.path.normpath(cfg.index.dir))
 
 
 def line_key(cfg: Config) -> str:

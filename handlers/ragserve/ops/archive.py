@@ -116,6 +116,12 @@ def add_rag_files(config: Path, target: Path, root: Path, live: bool = False) ->
     line, archived_line = IndexLine.of(cfg), IndexLine.of(archived)
     version = line.current()
     if cfg.index.dir == archived.index.dir:
+        if line.root != archived_line.root:  # a relative local corpus beside an absolute store
+            sys.exit(
+                f"index.dir is absolute ({cfg.index.dir}) but corpus.source is relative: the archive resolves it to "
+                f"{archived.corpus.source}, the build to {cfg.corpus.source}, and a line is keyed by the path from "
+                "the store to its corpus (index/store.py corpus_key). Give corpus.source as an absolute path too."
+            )
         print(f"index.dir is absolute: workers follow {line.root} directly")
     elif version is None:
         sys.exit(f"no index at {line.root}: run `make index` first (workers never build)")
