@@ -61,9 +61,12 @@ class RAGHandler(BaseHandler):
         header = lambda name: self.context.get_request_header(idx, name)  # noqa: E731
         try:
             return decode_rag_request(request, body_content_type(request, header), header("url_path"), self.cfg,
-                                      self.models)  # fmt: skip
+                                      self.models, self._count_tokens)  # fmt: skip
         except RequestError as err:
             return err
+
+    def _count_tokens(self, texts: list[str]) -> list[int]:
+        return self.pipeline.encoder.count_tokens(texts, truncate=False)
 
     def _respond(self, idx: int, reply: Reply) -> str:
         self.context.set_response_status(reply.status, HTTPStatus(reply.status).phrase, idx)

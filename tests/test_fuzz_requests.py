@@ -33,6 +33,13 @@ FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 RAG_CFG = Config()
 LLM_CFG = LLMConfig.from_mapping({"model": {"path": "m"}}, ".")
 RAG_MODELS = ("rag", "all-mpnet-base-v2")
+
+
+def words(texts: list[str]) -> list[int]:
+    """A stand-in tokenizer: words plus the two special tokens."""
+    return [len(text.split()) + 2 for text in texts]
+
+
 LLM_MODELS = ("llm", "llm-rag")
 CONTENT_TYPES = st.sampled_from([None, "application/json", "text/plain", "application/x-www-form-urlencoded", "JSON"])
 
@@ -41,7 +48,7 @@ RAG_FIELDS = ["question", "k", "filter"]
 LLM_FIELDS = ["prompt", "max_new_tokens", "temperature", "top_p", "repetition_penalty", "no_repeat_ngram_size",
               "stream"]  # fmt: skip
 FILTER_FIELDS = ["source_prefix", "published_after", "published_before", "tags"]
-EMBEDDING_FIELDS = ["input", "model", "encoding_format", "dimensions"]
+EMBEDDING_FIELDS = ["input", "model", "encoding_format", "dimensions", "truncate"]
 RETRIEVAL_FIELDS = ["model", "query", "k", "filter"]
 CHAT_FIELDS = ["model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "stream",
                "stream_options", "rag", "response_format", "n", "seed", "tools", "tool_choice"]  # fmt: skip
@@ -169,13 +176,13 @@ def test_every_rag_route_answers_any_request_with_a_query_a_reply_or_a_request_e
     request: dict, ctype: str, url_path: str | None
 ) -> None:
     allowed = (Query, RetrievalQuery, EmbeddingsQuery, dict)
-    assert_answers(decode_rag_request, request, ctype, url_path, RAG_CFG, RAG_MODELS, allowed=allowed)
+    assert_answers(decode_rag_request, request, ctype, url_path, RAG_CFG, RAG_MODELS, words, allowed=allowed)
 
 
 @FUZZ
 @given(embedding_bodies | json_values)
 def test_the_embeddings_decoder_answers_any_json(payload: Any) -> None:
-    assert_answers(decode_embeddings, payload, RAG_MODELS, RetrievalConfig(), allowed=(EmbeddingsQuery,))
+    assert_answers(decode_embeddings, payload, RAG_MODELS, RetrievalConfig(), words, 384, allowed=(EmbeddingsQuery,))
 
 
 @FUZZ
@@ -265,7 +272,7 @@ def test_values_that_repr_or_compare_badly_are_request_errors(value: Any) -> Non
     for chat in ({"model": "llm", "messages": value}, {"model": "llm", "messages": question, "temperature": value},
                  {"model": "llm", "messages": question, "stop": value, "rag": value}):  # fmt: skip
         assert_answers(decode_chat, chat, LLM_CFG, LLM_MODELS, "llm-rag", allowed=(ChatQuery,))
-    assert_answers(decode_embeddings, {"model": "rag", "input": value}, RAG_MODELS, RetrievalConfig(),
+    assert_answers(decode_embeddings, {"model": "rag", "input": value}, RAG_MODELS, RetrievalConfig(), words, 384,
                    allowed=(EmbeddingsQuery,))  # fmt: skip
 
 
@@ -274,9 +281,9 @@ def test_a_deeply_nested_body_is_a_400_naming_the_body_on_both_endpoints(
     llm_requests: LLMRequests, body: bytes
 ) -> None:
     calls = [
-        lambda r: decode_rag_request(r, "application/json", None, RAG_CFG, RAG_MODELS),
-        lambda r: decode_rag_request(r, "application/json", "v1/retrieval", RAG_CFG, RAG_MODELS),
-        lambda r: decode_rag_request(r, "application/json", "v1/embeddings", RAG_CFG, RAG_MODELS),
+        lambda r: decode_rag_request(r, "application/json", None, RAG_CFG, RAG_MODELS, words),
+        lambda r: decode_rag_request(r, "application/json", "v1/retrieval", RAG_CFG, RAG_MODELS, words),
+        lambda r: decode_rag_request(r, "application/json", "v1/embeddings", RAG_CFG, RAG_MODELS, words),
         lambda r: llm_requests.decode(r, "application/json", None, None),
         lambda r: llm_requests.decode(r, "application/json", "v1/chat/completions", None),
     ]

@@ -11,6 +11,7 @@ request must answer 200, and no worker may restart (its pid before and after). C
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import random
@@ -105,6 +106,22 @@ class _Tokens:
 
 
 LOCAL_RAG = Config()
+
+
+@functools.cache
+def model_tokens(texts: tuple[str, ...]) -> list[int]:
+    """The served model's tokenizer, uncut, as the RAG worker counts v1/embeddings inputs."""
+    tokenizer = _tokenizer()
+    return [len(ids) for ids in tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]]
+
+
+@functools.cache
+def _tokenizer():  # noqa: ANN202 - a transformers tokenizer
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(MODEL_DIR)
+
+
 LOCAL_LLM = LLMRequests(LLMConfig.from_mapping(override({}, LLM_HANDLER), ROOT), _Tokens(), "llm")  # type: ignore[arg-type]
 
 
@@ -116,7 +133,9 @@ def refused(route: Route, body: bytes, content_type: str) -> bool:
     request = {"body": body}
     try:
         if route.model == "rag":
-            decode_rag_request(request, content_type, route.url_path, LOCAL_RAG, RAG_MODELS)
+            decode_rag_request(
+                request, content_type, route.url_path, LOCAL_RAG, RAG_MODELS, lambda texts: model_tokens(tuple(texts))
+            )
         else:
             LOCAL_LLM.decode(request, content_type, route.url_path, None)
     except RequestError:

@@ -65,6 +65,23 @@ def test_sdk_embeddings_equal_the_encoder_for_a_string_and_a_list(server: TorchS
     assert many.usage.prompt_tokens == sum(encoder.count_tokens(texts)) and many.model == "all-mpnet-base-v2"
 
 
+def test_sdk_embeddings_of_a_text_longer_than_the_model_reads_are_413_unless_truncate_is_asked(
+    server: TorchServe, encoder
+) -> None:
+    """As OpenAI, TEI and vLLM refuse, with TEI's `truncate` to opt in (extra_body in the SDK)."""
+    rag = client(server, "rag")
+    long = "Workers read their vocabulary from the model folder. " * 60  # ~600 tokens
+    assert encoder.count_tokens([long], truncate=False)[0] > encoder.cfg.max_seq_length
+    with pytest.raises(openai.APIStatusError) as err:
+        rag.embeddings.create(model="all-mpnet-base-v2", input=["fine", long])
+    assert err.value.status_code == 413 and err.value.body["param"] == "input[1]"
+    assert "the model reads at most 384 (embedding.max_seq_length)" in err.value.body["message"]
+    cut = rag.embeddings.create(model="all-mpnet-base-v2", input=long, encoding_format="float",
+                                extra_body={"truncate": True})  # fmt: skip
+    assert cut.usage.prompt_tokens == encoder.cfg.max_seq_length
+    assert np.abs(np.array(cut.data[0].embedding) - encoder.embed([long])[0]).max() < 1e-6
+
+
 def test_sdk_chat_plain_and_streamed_give_the_same_greedy_text(server: TorchServe) -> None:
     llm = client(server, "llm")
     messages = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Name a colour."}]

@@ -46,6 +46,13 @@ def test_tiny_onnxruntime_encoder_equals_eager(tiny_cfg, eager) -> None:
     np.testing.assert_allclose(encoder.embed(TEXTS), eager, atol=1e-5)
 
 
+def test_count_tokens_cut_is_what_the_model_reads_and_uncut_is_the_whole_text(tiny_cfg) -> None:
+    encoder = Encoder(tiny_cfg, CompileConfig(enabled=False))
+    long = "word " * (2 * tiny_cfg.max_seq_length)
+    assert encoder.count_tokens([long, "a b"]) == [tiny_cfg.max_seq_length, 4]
+    assert encoder.count_tokens([long], truncate=False)[0] > tiny_cfg.max_seq_length
+
+
 def test_token_budget_batches_hold_every_text_once_longest_first_and_embed_the_same(tiny_cfg, eager) -> None:
     """embedding.batch_tokens (GPU builds): batches sized in padded tokens, not in texts."""
     import dataclasses

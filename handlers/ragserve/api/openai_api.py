@@ -21,7 +21,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,7 @@ ROLES = ("system", "developer", "user", "assistant")
 MAX_STOPS = 4  # OpenAI's limit
 EVENT_STREAM = "text/event-stream"
 DONE = "data: [DONE]\n\n"
+TokenCounter = Callable[[list[str]], list[int]]  # texts -> tokens of each (the encoder's tokenizer)
 # Fields OpenAI clients send that change nothing here when left at these values; any other value is refused.
 NEUTRAL = {
     "n": (1, None),
@@ -125,12 +126,18 @@ def _openai(err: RequestError) -> OpenAIError:
 # ----------------------------------------------------------------------------- RAG endpoint
 
 
-def decode_embeddings(payload: Any, models: Sequence[str], cfg: RetrievalConfig) -> EmbeddingsQuery:
-    """OpenAI's embeddings request: input (a string or a list of strings), model, encoding_format.
-    At most retrieval.max_embedding_inputs inputs and max_embedding_chars characters in all (413 past either),
-    as TEI bounds a request (--max-client-batch-size, --max-batch-tokens): one request holds a worker."""
+def decode_embeddings(
+    payload: Any, models: Sequence[str], cfg: RetrievalConfig, count_tokens: TokenCounter, max_seq_length: int
+) -> EmbeddingsQuery:
+    """OpenAI's embeddings request: input (a string or a list of strings), model, encoding_format, and TEI's
+    `truncate`. At most retrieval.max_embedding_inputs inputs, max_embedding_chars characters and
+    max_embedding_tokens tokens in all (413 past any), as TEI bounds a request (--max-client-batch-size,
+    --max-batch-tokens): one request holds a worker. An input longer than the model reads (max_seq_length tokens)
+    is refused with 413, as OpenAI, TEI and vLLM do, unless `"truncate": true` asks for its first tokens' vector:
+    a vector of part of a text, returned as the text's, would be a silent wrong answer.
+    count_tokens: the encoder's tokenizer, uncut (api/ holds no model)."""
     payload = _object(payload)
-    _known(payload, {"input", "model", "encoding_format", "dimensions"})
+    _known(payload, {"input", "model", "encoding_format", "dimensions", "truncate"})
     model = _model(payload, models)
     texts = payload.get("input")
     texts = [texts] if isinstance(texts, str) else texts
@@ -153,6 +160,18 @@ def decode_embeddings(payload: Any, models: Sequence[str], cfg: RetrievalConfig)
             check_unicode(text, f"input[{i}]", f"'input[{i}]'")
         except RequestError as err:
             raise _openai(err) from err
+    truncate = payload.get("truncate", False)
+    if not isinstance(truncate, bool):
+        raise OpenAIError(f"'truncate' must be true or false, got {quote(truncate)}", "truncate")
+    tokens = count_tokens(texts)  # after the character bound: a tokenizer pass over at most max_embedding_chars
+    if sum(tokens) > cfg.max_embedding_tokens:
+        raise OpenAIError(f"'input' has {sum(tokens)} tokens; the limit is {cfg.max_embedding_tokens} per request "
+                          "(retrieval.max_embedding_tokens)", "input", 413)  # fmt: skip
+    longest = max(range(len(texts)), key=tokens.__getitem__)
+    if tokens[longest] > max_seq_length and not truncate:
+        raise OpenAIError(f"'input[{longest}]' has {tokens[longest]} tokens; the model reads at most {max_seq_length} "
+                          "(embedding.max_seq_length): split it, or send \"truncate\": true to embed its first "
+                          f"{max_seq_length}", f"input[{longest}]", 413)  # fmt: skip
     encoding = payload.get("encoding_format", "float")
     if encoding not in ("float", "base64"):
         raise OpenAIError(f"'encoding_format' must be 'float' or 'base64', got {quote(encoding)}", "encoding_format")
@@ -210,10 +229,16 @@ def models_body(models: Sequence[str]) -> dict[str, Any]:
 
 
 def decode_rag_request(
-    request: dict[str, Any], content_type: str | None, url_path: str | None, cfg: Config, models: Sequence[str]
+    request: dict[str, Any],
+    content_type: str | None,
+    url_path: str | None,
+    cfg: Config,
+    models: Sequence[str],
+    count_tokens: TokenCounter,
 ) -> Query | RetrievalQuery | EmbeddingsQuery | dict[str, Any]:
     """A RAG endpoint request by its route: the JSON/text contract, v1/embeddings, v1/retrieval, or the
-    finished reply of GET v1/models. Errors of a v1 route come in OpenAI's shape."""
+    finished reply of GET v1/models. Errors of a v1 route come in OpenAI's shape. count_tokens: the encoder's
+    tokenizer, uncut (Encoder.count_tokens with truncate=False), for v1/embeddings' bounds."""
     route = route_of(url_path)
     if route is None:
         return decode_request(request, content_type, cfg.retrieval)
@@ -224,7 +249,7 @@ def decode_rag_request(
     except RequestError as err:
         raise _openai(err) from err
     if route == "v1/embeddings":
-        return decode_embeddings(payload, models, cfg.retrieval)
+        return decode_embeddings(payload, models, cfg.retrieval, count_tokens, cfg.embedding.max_seq_length)
     if route == "v1/retrieval":
         return decode_retrieval(payload, models, cfg.retrieval)
     raise OpenAIError(f"{route} is served by the LLM endpoint, not this one", None, 404)

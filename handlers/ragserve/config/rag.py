@@ -173,6 +173,7 @@ class RetrievalConfig:
     # default of 16,384); the model reads only the first max_seq_length tokens of each input anyway
     max_embedding_inputs: int = 32  # v1/embeddings: most inputs per request (more: HTTP 413 naming `input`)
     max_embedding_chars: int = 32_768  # v1/embeddings: most characters per request, all inputs together (more: 413)
+    max_embedding_tokens: int = 16_384  # v1/embeddings: most tokens per request, all inputs (TEI's default; 413)
     template: str = DEFAULT_TEMPLATE  # must contain {context} and {question}
     hybrid: bool = True  # fuse dense (FAISS) and lexical (BM25) results; false: dense only (the demo's)
     fusion: str = "convex"  # "convex": weighted sum of min-max normalised scores; "rrf": reciprocal rank fusion
@@ -192,6 +193,7 @@ class RetrievalConfig:
         _check(1 <= self.top_k <= self.max_k, "retrieval.top_k must be in 1..max_k")
         _check(self.max_embedding_inputs >= 1, "retrieval.max_embedding_inputs must be >= 1")
         _check(self.max_embedding_chars >= 1, "retrieval.max_embedding_chars must be >= 1")
+        _check(self.max_embedding_tokens >= 1, "retrieval.max_embedding_tokens must be >= 1")
         _check(
             self.query_adapter is None or self.query_adapter.endswith((".safetensors", ".npz")),
             "retrieval.query_adapter must be a .safetensors or .npz file of `make adapt` (or null)",

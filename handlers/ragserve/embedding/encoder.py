@@ -96,9 +96,13 @@ class Encoder(Embeddings):
                     parts[i][k] = self.embed([texts[i][bounds[k, 0] : bounds[k, 1]]])[0]
         return whole, parts
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        """Tokens the model reads of each text (special tokens included, cut at max_seq_length)."""
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.cfg.max_seq_length)
+    def count_tokens(self, texts: list[str], truncate: bool = True) -> list[int]:
+        """Tokens of each text, special tokens included: those the model reads (cut at max_seq_length), or with
+        truncate=False all of them (how far a text runs past what the model reads)."""
+        if truncate:
+            encoded = self.tokenizer(texts, truncation=True, max_length=self.cfg.max_seq_length)
+        else:  # verbose=False: no "longer than the specified maximum" warning, that is what is being measured
+            encoded = self.tokenizer(texts, truncation=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
