@@ -1,6 +1,6 @@
 """TorchServe adapter for the LLM endpoint: a prompt (e.g. the RAG endpoint's) or an OpenAI chat in, the answer out.
 
-All work lives in the `ragserve` package shipped beside this file (ragserve.llm.service.LLMService, batch or
+All work lives in the `ragserve` package shipped beside this file (ragserve.api.llm_service.LLMService, batch or
 in-flight decoding); TorchServe needs this file to define exactly one class.
 """
 
@@ -13,9 +13,9 @@ from ts.handler_utils.timer import timed
 from ts.handler_utils.utils import send_intermediate_predict_response
 from ts.torch_handler.base_handler import BaseHandler
 
+from ragserve.api.llm_service import LLMService
 from ragserve.api.replies import Reply
 from ragserve.config import LLMConfig
-from ragserve.llm.service import LLMService
 from ragserve.runtime import apply_runtime
 
 logger = logging.getLogger(__name__)

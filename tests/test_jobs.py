@@ -1,4 +1,4 @@
-"""One TorchServe continuous-batching turn after another (ragserve.llm.turns) over the tiny Llama's in-flight decode:
+"""One TorchServe continuous-batching turn after another (ragserve.api.turns) over the tiny Llama's in-flight decode:
 what each request gets back per turn, and whether more follows (the frontend's ts_stream_next)."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 from ragserve.api.requests import RequestError, decode_llm_request
+from ragserve.api.turns import Job, admit, advance, sampling_of
 from ragserve.config import LLMConfig
 from ragserve.llm.generation import Generator
 from ragserve.llm.inflight import InFlight
-from ragserve.llm.turns import Job, admit, advance, sampling_of
 from ragserve.testing import turns
 
 

@@ -11,10 +11,10 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from ragserve.api.openai_api import ChatReply, DeltaText, OpenAIError, decode_chat, decode_embeddings
 from ragserve.api.replies import error_json
+from ragserve.api.turns import Job, sampling_of
 from ragserve.config import LLMConfig, RetrievalConfig
 from ragserve.llm.generation import Completion, Generator
 from ragserve.llm.inflight import InFlight
-from ragserve.llm.turns import Job, sampling_of
 from ragserve.testing import turns
 
 MODELS = ["llm", "llm-rag"]

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from ragserve.api.openai_api import Grounding, OpenAIError
+from ragserve.api.ragclient import RAGClient, cut_question
 from ragserve.api.replies import error_json
 from ragserve.api.requests import RequestError
-from ragserve.llm.ragclient import RAGClient, cut_question
 
 TEMPLATE = "Context: {context}\nQuestion: {question}\nHelpful Answer:"
 SOURCES = [{"url": "http://blog.example/a", "title": "A", "score": 0.5, "text": "The answer is 42."}]

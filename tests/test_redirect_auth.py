@@ -1,5 +1,5 @@
 """Issue 33 item 13: urllib follows redirects with the request's headers, Authorization included, to any host.
-The project's urllib clients (llm/ragclient.py, ops/client.py) drop it when a redirect leaves the origin."""
+The project's urllib clients (api/ragclient.py, ops/client.py) drop it when a redirect leaves the origin."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from ragserve.api.openai_api import Grounding
-from ragserve.llm.ragclient import RAGClient
+from ragserve.api.ragclient import RAGClient
 from ragserve.ops.client import request
 
 REPLY = json.dumps({"prompt": "p", "sources": []})

@@ -1,7 +1,7 @@
 """ragserve: retrieval-augmented prompts and LLM answers, importable and testable without TorchServe.
 
 The two TorchServe handlers in handlers/ are thin adapters: rag_handler.py over
-retrieval.pipeline.RAGPipeline, llm_handler.py over llm.service.LLMService. This is the package's one
+retrieval.pipeline.RAGPipeline, llm_handler.py over api.llm_service.LLMService. This is the package's one
 module list (README and docs point here).
 
 RAG endpoint, write side (offline: `make index` / `make refresh`, never in a worker)
@@ -32,17 +32,17 @@ RAG endpoint, read side (every worker)
   retrieval/queries.py   what the pipeline is asked (a question, v1/retrieval, v1/embeddings), decoded by api/
   retrieval/pipeline.py  RAGPipeline: one embed and one search per batch -> plain results (hits, prompt, vectors);
                          api/openai_api.py turns them into wire bodies
-LLM endpoint
+LLM endpoint, the model (no request or reply shapes: api/ turns its results into replies)
   llm/generation.py      Generator: any Hugging Face causal LM, batched, optionally compiled (static cache)
   llm/quantization.py    torchao weight quantization (model.quantization) and its token-agreement gate
   llm/streaming.py       text pieces as they decode; llm/inflight.py: transformers' continuous batching
-  llm/turns.py           one TorchServe continuous-batching turn; llm/ragclient.py: grounded chat's RAG call
-  llm/service.py         LLMService: request -> reply for the batch and in-flight modes
-Requests and replies of both endpoints
+Requests and replies of both endpoints (above both engines; the handlers import it)
   api/requests.py        the endpoints' own contracts (text or JSON) decoded and checked
   api/openai_api.py      OpenAI-compatible routes: v1/embeddings, v1/retrieval, v1/models, v1/chat/completions
   api/citations.py       grounded chat's sources as OpenAI url_citation annotations
   api/llm_requests.py    every LLM route's request -> what the decode runs
+  api/llm_service.py     LLMService: the LLM endpoint's requests -> replies, batch and in-flight modes
+  api/turns.py           one TorchServe continuous-batching turn; api/ragclient.py: grounded chat's RAG call
   api/replies.py         one Reply per request and one error shape (OpenAI's error object) for everything
   api/redirects.py       urllib's opener without Authorization on a redirect to another host
 Shared

@@ -26,8 +26,8 @@ from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_arc
 if TYPE_CHECKING:
     from ts.context import Context
 
+    from ragserve.api.turns import Job, Reply
     from ragserve.llm.inflight import InFlight
-    from ragserve.llm.turns import Job, Reply
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (the package is installed editable from it)
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -182,7 +182,7 @@ def load_handler(endpoint: str) -> ModuleType:
 
 def turns(decode: InFlight, jobs: dict[str, Job], first: dict[str, object]) -> dict[str, list[Reply]]:
     """Run turns as the frontend does (new requests with bodies first, then running ones without) until all end."""
-    from ragserve.llm.turns import advance
+    from ragserve.api.turns import advance
 
     replies: dict[str, list[Reply]] = {key: [] for key in first}
     ids, queries = list(first), list(first.values())

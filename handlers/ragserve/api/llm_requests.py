@@ -14,12 +14,12 @@ import dataclasses
 from typing import Any
 
 from ragserve.api.openai_api import ChatQuery, OpenAIError, decode_chat, models_body, route_of
+from ragserve.api.ragclient import RAGClient
 from ragserve.api.requests import LLMQuery, RequestError, check_prompt_tokens, decode_llm_request, read_payload
+from ragserve.api.turns import admit
 from ragserve.config import LLMConfig
 from ragserve.llm.generation import Generator
 from ragserve.llm.inflight import InFlight
-from ragserve.llm.ragclient import RAGClient
-from ragserve.llm.turns import admit
 
 
 class LLMRequests:

@@ -10,7 +10,7 @@ scores and metadata, filters as on the JSON contract), GET v1/models. LLM endpoi
 v1/chat/completions (plain or `stream: true` as server-sent events), GET v1/models. A parameter the
 model cannot honour is refused with HTTP 400 in OpenAI's error shape, never ignored.
 Grounded chat: the model `<name>-rag`, or the extra field `rag: true | {"k", "filter"}`: the last user
-message goes to the RAG endpoint and the answer carries the sources (llm/ragclient.py), as `sources` and as
+message goes to the RAG endpoint and the answer carries the sources (api/ragclient.py), as `sources` and as
 OpenAI's url_citation annotations (citations.py). `tools` are accepted and never called.
 No TorchServe imports.
 """

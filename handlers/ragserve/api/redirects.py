@@ -1,6 +1,6 @@
 """urllib's opener, less the Authorization header where a redirect leaves the request's origin.
 
-Public names: urlopen. Used by the RAG client inside the LLM worker (llm/ragclient.py) and by the ops client, so it
+Public names: urlopen. Used by the RAG client inside the LLM worker (api/ragclient.py) and by the ops client, so it
 lives in a module the model archives ship (ops/ is left out of them). Stdlib only; no TorchServe imports.
 """
 

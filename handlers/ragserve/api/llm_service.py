@@ -1,11 +1,12 @@
-"""The LLM endpoint's work, symmetric to retrieval.pipeline.RAGPipeline: requests in, one Reply each out.
+"""The LLM endpoint's requests in, one Reply each out, over the model engine of llm/ (Generator, InFlight).
 
 Public names: LLMService.
 Two modes behind one interface. Batch (default): the requests of one TorchServe batch decode together,
 streamed ones sending pieces as they come. In-flight (`decode.continuous_batching: true`, with the
 frontend's `continuousBatching: true`): each call is one turn of transformers' continuous batching
-(llm/turns.py); new requests join the running decode, every request gets its news. Request decoding
-for every route is api/llm_requests.py; replies and errors are api/replies.py. No TorchServe imports.
+(api/turns.py); new requests join the running decode, every request gets its news. Request decoding
+for every route is api/llm_requests.py; replies and errors are api/replies.py. It lives in api/, above llm/,
+because it speaks in requests and replies; llm/ never imports api/ (tests/test_layout.py). No TorchServe imports.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from ragserve.api.llm_requests import LLMRequests
 from ragserve.api.openai_api import ChatQuery, ChatReply
 from ragserve.api.replies import TEXT, Reply, encode
 from ragserve.api.requests import LLMQuery, RequestError, body_content_type
+from ragserve.api.turns import Job, advance, answer_body, sampling_of
 from ragserve.config import LLMConfig
 from ragserve.llm.generation import Completion, Generator
 from ragserve.llm.inflight import InFlight
-from ragserve.llm.turns import Job, advance, answer_body, sampling_of
 
 Header = Callable[[str], str | None]  # a request header by name
 Send = Callable[[int, Reply], None]  # an intermediate response (a streamed piece) for request i
