@@ -59,11 +59,12 @@ def test_saved_index_scores_identically(tmp_path: Path) -> None:
 
 
 def test_each_scheme_has_its_own_folder() -> None:
-    folders = {LexicalScheme(n, t, identifiers=False).folder for n in (True, False) for t in (True, False)}
+    folders = {LexicalScheme(n, t, False, False).folder for n in (True, False) for t in (True, False)}
     assert folders == {"bm25-numbers-title", "bm25-numbers", "bm25-words-title", "bm25-words"}
     assert LexicalScheme(metadata=True, identifiers=False).folder == "bm25-numbers-title-meta"
     # Identifier terms are new terms: an index built without them is never read with them.
-    assert LexicalScheme().folder == "bm25-numbers-title-idents"
+    assert LexicalScheme(metadata=False).folder == "bm25-numbers-title-idents"
+    assert LexicalScheme().folder == "bm25-numbers-title-meta-idents"  # the index section's defaults
     assert LexicalScheme(numbers=False, title=False, metadata=True).folder == "bm25-words-meta-idents"
 
 
@@ -75,7 +76,7 @@ def test_page_metadata_makes_a_chunk_findable_by_its_date_and_authors() -> None:
     lexical = Lexical.build(["It speaks many languages.", "Other text."], [header, "Otter"], scheme)
     scores = lexical.scores(["the spring 2024 model by tii-team"])[0]
     assert scores[0] > 0 and scores[1] == 0
-    assert LexicalScheme().header(meta) == "Falcon 2"  # metadata off: the title alone
+    assert LexicalScheme(metadata=False).header(meta) == "Falcon 2"  # metadata off: the title alone
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
+from ragserve.config import IndexConfig
 from ragserve.ingest.metadata import date_terms
 
 STEMMER_LANGUAGE = "english"
@@ -100,12 +101,13 @@ def identifier_terms(text: str, stem: Callable[[list[str]], list[str]] | None = 
 
 @dataclass(frozen=True)
 class LexicalScheme:
-    """How chunks become BM25 terms; each scheme has its own folder in an index."""
+    """How chunks become BM25 terms; each scheme has its own folder in an index. The defaults are the index
+    section's (config/rag.py IndexConfig bm25_*), their one home."""
 
-    numbers: bool = True  # keep numbers and version strings as terms (NUMBERS_PATTERN)
-    title: bool = True  # index each chunk's page title with its text
-    metadata: bool = False  # and its page's date (as words), authors and tags
-    identifiers: bool = True  # and every identifier's terms (identifier_terms)
+    numbers: bool = IndexConfig.bm25_numbers  # keep numbers and version strings as terms (NUMBERS_PATTERN)
+    title: bool = IndexConfig.bm25_title  # index each chunk's page title with its text
+    metadata: bool = IndexConfig.bm25_metadata  # and its page's date (as words), authors and tags
+    identifiers: bool = IndexConfig.bm25_identifiers  # and every identifier's terms (identifier_terms)
 
     @property
     def folder(self) -> str:

@@ -26,7 +26,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StaticCache
 
 from ragserve.compilation import decode_compile_config, warm_up
-from ragserve.config import ConfigError, LLMConfig
+from ragserve.config import ConfigError, GenerateConfig, LLMConfig
 from ragserve.llm.quantization import quantize
 from ragserve.llm.streaming import BatchStreamer
 
@@ -36,12 +36,14 @@ Prompt = str | Sequence[dict[str, str]]  # a text prompt (one user message) or a
 
 @dataclass(frozen=True)
 class Sampling:
+    """How one request decodes. The defaults are generate's (config/llm.py GenerateConfig), their one home."""
+
     max_new_tokens: int
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0  # 1 = off
-    no_repeat_ngram_size: int = 0  # 0 = off
+    do_sample: bool = GenerateConfig.do_sample
+    temperature: float = GenerateConfig.temperature
+    top_p: float = GenerateConfig.top_p
+    repetition_penalty: float = GenerateConfig.repetition_penalty  # 1 = off
+    no_repeat_ngram_size: int = GenerateConfig.no_repeat_ngram_size  # 0 = off
     stop: tuple[str, ...] = ()  # generation ends once the text holds one of these (the caller cuts it off)
 
     def generate_kwargs(self) -> dict:
