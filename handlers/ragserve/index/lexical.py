@@ -135,9 +135,12 @@ class Lexical:
         self.stemmer = Stemmer.Stemmer(STEMMER_LANGUAGE)
 
     @classmethod
-    def build(cls, texts: Sequence[str], headers: Sequence[str], scheme: LexicalScheme) -> Lexical:
-        """BM25 over each header + text (headers from LexicalScheme.header; "" for none)."""
-        lexical = cls(bm25s.BM25(), scheme)
+    def build(
+        cls, texts: Sequence[str], headers: Sequence[str], scheme: LexicalScheme, k1: float = 1.5, b: float = 0.75
+    ) -> Lexical:
+        """BM25 over each header + text (headers from LexicalScheme.header; "" for none). k1, b: bm25s' defaults,
+        which the index keeps (benchmarks/page_signals.py measured others on both corpora: no gain)."""
+        lexical = cls(bm25s.BM25(k1=k1, b=b), scheme)
         texts = [f"{header}\n{text}" if header else text for header, text in zip(headers, texts, strict=True)]
         vocab: dict[str, int] = {}  # in order of first use: the same texts give the same files
         ids = [[vocab.setdefault(term, len(vocab)) for term in terms] for terms in lexical.terms(texts)]
