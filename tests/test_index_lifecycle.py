@@ -245,13 +245,18 @@ def test_two_corpora_of_one_folder_name_under_one_store_keep_two_lines(tmp_path:
     assert "zebras" in a.document(0).page_content and "walruses" in b.document(0).page_content
 
 
-def test_a_tree_moved_elsewhere_keeps_its_line(tmp_path: Path, tiny_dir) -> None:
-    """The repository and its archive: relative corpus and store resolve under two roots, one line."""
+def test_a_tree_moved_elsewhere_or_archived_keeps_its_line(tmp_path: Path, tiny_dir) -> None:
+    """The repository, a copy of it, and its archive (whose `index` links the repository's store): relative corpus
+    and store resolve under three roots, one line."""
     section = {
         "corpus": {"source": "corpus/docs"},
         "embedding": {"model_path": str(tiny_dir)},
         "index": {"dir": "index"},
     }
-    here, moved = (Config.from_mapping(section, tmp_path / root) for root in ("repo", "model_store/rag"))
-    assert here.corpus.source != moved.corpus.source
-    assert IndexLine.of(here).root.name == IndexLine.of(moved).root.name
+    (tmp_path / "repo" / "index").mkdir(parents=True)
+    (tmp_path / "model_store" / "rag").mkdir(parents=True)
+    (tmp_path / "model_store" / "rag" / "index").symlink_to(tmp_path / "repo" / "index", target_is_directory=True)
+    roots = ("repo", "copy", "model_store/rag")
+    here, copied, archived = (Config.from_mapping(section, tmp_path / root) for root in roots)
+    assert len({here.corpus.source, copied.corpus.source, archived.corpus.source}) == 3
+    assert IndexLine.of(here).root.name == IndexLine.of(copied).root.name == IndexLine.of(archived).root.name

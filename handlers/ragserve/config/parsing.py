@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -135,8 +136,10 @@ def _is_a(value: Any, hint: Any) -> bool:
 
 
 def _absolute(path: str, root: Path) -> str:
+    """A relative path made absolute under root, symlinks kept as written: an archive's `index` is a link to the
+    repository's store, and the line key (index/store.py corpus_key) is the path from it to the corpus."""
     expanded = Path(path).expanduser()
-    return str(expanded if expanded.is_absolute() else (root / expanded).resolve())
+    return str(expanded if expanded.is_absolute() else os.path.abspath(root / expanded))
 
 
 def _local_or_hub(name: str | None, root: Path) -> str | None:
