@@ -25,7 +25,7 @@ from model_archive import archive_rag, stage_inputs
 from private_server import BenchServer
 from report import Results, add_out_argument
 
-from ragserve.ops.archive import FORMATS, archive_path
+from ragserve_ops.archive import FORMATS, archive_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,7 @@ def sizes(path: Path) -> tuple[int, int]:
 
 def ready_time(workdir: Path) -> float:
     """Seconds from `torchserve --start` until the rag worker is READY, then stop (until the ports are free)."""
-    server = BenchServer(workdir)  # a free port block (ops/ports.py)
+    server = BenchServer(workdir)  # a free port block (ragserve_ops/ports.py)
     start = time.perf_counter()
     try:
         server.start(["rag"], timeout_s=600)

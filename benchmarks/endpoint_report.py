@@ -20,7 +20,7 @@ from endpoint_profile import SEED_DESIGN, Profile, repo_path
 from endpoint_runner import MODEL, inductor_cache
 from report import Results
 
-from ragserve.ops.server import platform_env
+from ragserve_ops.server import platform_env
 
 CSV_FIELDS = [
     "cell", "mode", "allocator", "threads", "workers", "batch_size", "max_batch_delay_ms", "requests", "concurrency",

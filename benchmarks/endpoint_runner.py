@@ -1,7 +1,7 @@
 """The endpoint benchmark's runs: workdir -> index -> archive -> private TorchServe -> ab, once per profile cell.
 
 Public: `prepare_workdir`, `run_cells`, `inductor_cache`, `MODEL`. Each cell's model yaml is archived by
-ragserve.ops.server's prepare_rag_archive (model_archive.py) and served by a private TorchServe on ports
+ragserve_ops.server's prepare_rag_archive (model_archive.py) and served by a private TorchServe on ports
 28080-28084 (worker sockets 29080+) with the cell's worker environment; warm-up requests, then the measured
 ab run while the workers' RSS is sampled; then the server stops. A cell returns one results.csv row (a dict;
 `error` set when it failed). Files: out/work (the workdir) and out/cells/<cell>/. No report writing here.
@@ -29,7 +29,7 @@ from private_server import BenchServer
 from ts_metrics import log_offsets, server_metrics, slowest_handler_ms
 
 from ragserve.config import Config
-from ragserve.ops.client import fresh_key
+from ragserve_ops.client import fresh_key
 
 MODEL = "rag"
 WARMUP_LIMIT_S = 30  # warm-up ends after warmup_requests or this many seconds
@@ -162,7 +162,7 @@ def run_cell(cell: Cell, profile: Profile, base: dict[str, Any], workdir: Path, 
     except RuntimeError as err:
         row["error"] = str(err)
         return row
-    server = CellServer(workdir, extra_env=extra, drop_env=drop)  # a free port block (ops/ports.py)
+    server = CellServer(workdir, extra_env=extra, drop_env=drop)  # a free port block (ragserve_ops/ports.py)
     shutil.rmtree(server.log_dir, ignore_errors=True)
     try:
         archive_rag(workdir, doc, cell_dir / "archive.log")

@@ -53,7 +53,7 @@ def measure(workers: int, mmap: bool) -> dict[str, float]:
     doc.update(minWorkers=workers, maxWorkers=workers, batchSize=1)
     doc["handler"]["index"]["mmap"] = mmap
     archive_rag(WORKDIR, doc, WORKDIR / "archive.log")
-    server = BenchServer(WORKDIR)  # a free port block (ops/ports.py)
+    server = BenchServer(WORKDIR)  # a free port block (ragserve_ops/ports.py)
     try:
         server.start(["rag"], timeout_s=900)
         with ThreadPoolExecutor(workers * 2) as pool:  # concurrent requests reach every worker

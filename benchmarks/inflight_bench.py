@@ -27,8 +27,8 @@ from pathlib import Path
 from report import Results, add_out_argument
 
 from ragserve.config import override
-from ragserve.ops.client import stream
-from ragserve.ops.server import TorchServe, prepare_llm_archive, running
+from ragserve_ops.client import stream
+from ragserve_ops.server import TorchServe, prepare_llm_archive, running
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,7 +103,9 @@ def main() -> None:
     parser.add_argument("--short-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the worker (shared machine)")
     parser.add_argument("--modes", nargs="+", choices=["batch", "inflight"], default=["batch", "inflight"])
-    parser.add_argument("--port", type=int, help="TorchServe's first port (default: a free block, ops/ports.py)")
+    parser.add_argument(
+        "--port", type=int, help="TorchServe's first port (default: a free block, ragserve_ops/ports.py)"
+    )
     add_out_argument(parser, "inflight")
     args = parser.parse_args()
     results = Results.create("inflight", args.out)

@@ -1,4 +1,4 @@
-"""A benchmark's workdir and the RAG archive in it, built by ragserve.ops.server's `prepare_rag_archive`.
+"""A benchmark's workdir and the RAG archive in it, built by ragserve_ops.server's `prepare_rag_archive`.
 
 Public: `stage_inputs` (the model yaml's relative inputs under the workdir), `sections` (a model yaml mapping
 as the two texts the harness's prepare_* functions take), `archive_rag` (index built or refreshed, then
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ragserve.ops.server import prepare_rag_archive
+from ragserve_ops.server import prepare_rag_archive
 
 ROOT = Path(__file__).resolve().parent.parent
 

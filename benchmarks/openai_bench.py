@@ -28,9 +28,9 @@ from model_archive import sections, stage_inputs
 from report import Results, add_out_argument
 
 from ragserve.config import override
-from ragserve.ops.client import fresh_key
-from ragserve.ops.ports import reserve
-from ragserve.ops.server import prepare_llm_archive, prepare_rag_archive, running
+from ragserve_ops.client import fresh_key
+from ragserve_ops.ports import reserve
+from ragserve_ops.server import prepare_llm_archive, prepare_rag_archive, running
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "How do I rotate the TorchServe token?"
@@ -103,7 +103,7 @@ def main() -> None:
     results = Results.create("openai", args.out, packages=["openai"])
     out = results.folder
     shutil.rmtree(out / "work", ignore_errors=True)  # a fresh index and archives every run
-    block = reserve()  # a free port block (ops/ports.py), known before the LLM's rag.url is written
+    block = reserve()  # a free port block (ragserve_ops/ports.py), known before the LLM's rag.url is written
     prepare(out / "work", block.base)
     figures: dict = {}
     with running(out / "work", ["rag", "llm"], block.base) as server:

@@ -1,4 +1,4 @@
-"""The private TorchServe a benchmark starts: ragserve.ops.server's `TorchServe`, plus what runs one after another need.
+"""The private TorchServe a benchmark starts: ragserve_ops.server's `TorchServe`, plus what runs one after another need.
 
 Public: `BenchServer`. On top of the harness it remembers the frontend process it started (so only that one and its
 workers are ever killed), lists the workers, waits until a given number of them are READY, and stops and waits until
@@ -15,8 +15,8 @@ from typing import Any
 
 import psutil
 
-from ragserve.ops.client import call, count_ready, failure_reason, is_running
-from ragserve.ops.server import TorchServe
+from ragserve_ops.client import call, count_ready, failure_reason, is_running
+from ragserve_ops.server import TorchServe
 
 
 @dataclass

@@ -35,9 +35,9 @@ from model_archive import archive_rag
 from report import Results, add_out_argument
 
 from ragserve.config import override
-from ragserve.ops.client import fresh_key
-from ragserve.ops.server import TorchServe, running
-from ragserve.testing import MODEL_DIR
+from ragserve_ops.client import fresh_key
+from ragserve_ops.server import TorchServe, running
+from ragserve_ops.testing import MODEL_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT.parent / "shared" / "corpus" / "hf-blog" / "site"
@@ -163,7 +163,7 @@ def main() -> None:
         edit(site, "llama31")
         figures["one page edited"] = refresh(config, workdir)
         archive_rag(workdir, base, workdir / "archive.log")  # its refresh finds nothing new
-        with running(workdir, ["rag"]) as server:  # a free port block (ops/ports.py)
+        with running(workdir, ["rag"]) as server:  # a free port block (ragserve_ops/ports.py)
             figures.update(swap_under_load(server, site, config, workdir))
     finally:
         http.shutdown()

@@ -1,6 +1,6 @@
-"""Entry point of ragserve.ops.archive (`python scripts/archive.py --help`)."""
+"""Entry point of ragserve_ops.archive (`python scripts/archive.py --help`)."""
 
-from ragserve.ops.archive import main
+from ragserve_ops.archive import main
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
-"""Entry point of ragserve.ops.ask (`python scripts/query.py --help`)."""
+"""Entry point of ragserve_ops.ask (`python scripts/query.py --help`)."""
 
-from ragserve.ops.ask import main
+from ragserve_ops.ask import main
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
-"""Entry point of ragserve.ops.client (`python scripts/tsclient.py --help`)."""
+"""Entry point of ragserve_ops.client (`python scripts/tsclient.py --help`)."""
 
-from ragserve.ops.client import main
+from ragserve_ops.client import main
 
 if __name__ == "__main__":
     main()

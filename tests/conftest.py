@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ragserve.config import CompileConfig, EmbeddingConfig
-from ragserve.testing import (
+from ragserve_ops.testing import (
     FIXTURES,
     HF_SITE,
     LLM_DIR,

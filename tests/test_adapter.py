@@ -22,7 +22,7 @@ from ragserve.index.store import Index, IndexLine, line_key, load_current
 from ragserve.retrieval.pipeline import RAGPipeline
 from ragserve.retrieval.queries import Query
 from ragserve.retrieval.retriever import Retriever
-from ragserve.testing import FIXTURES, ROOT, build_tiny_mpnet
+from ragserve_ops.testing import FIXTURES, ROOT, build_tiny_mpnet
 
 QUESTIONS = ["How many workers load the model?", "What is the batch size?", "Which tokens expire?"]
 

@@ -155,7 +155,7 @@ def test_a_utf8_page_served_without_a_charset_header_keeps_its_characters(tmp_pa
     <meta charset> decides, as in a browser, not requests' ISO-8859-1 fallback."""
     from ragserve.config import CorpusConfig
     from ragserve.ingest.corpus import documents, split
-    from ragserve.testing import serve_directory
+    from ragserve_ops.testing import serve_directory
 
     (tmp_path / "quotes.html").write_bytes(UTF8_PAGE.encode("utf-8"))
     server, url = serve_directory(tmp_path)

@@ -13,7 +13,7 @@ from ragserve.config import CompileConfig, Config, EmbeddingConfig, RetrievalCon
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import build_in_memory
 from ragserve.retrieval.retriever import Retriever
-from ragserve.testing import ROOT, build_tiny_mpnet
+from ragserve_ops.testing import ROOT, build_tiny_mpnet
 
 JSON_PAGE, PICKLE_PAGE = "http://127.0.0.1:8767/library/json.html", "http://127.0.0.1:8767/library/pickle.html"
 JSON_CHUNKS = [

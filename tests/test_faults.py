@@ -18,8 +18,8 @@ import psutil
 import pytest
 
 from ragserve.config import override
-from ragserve.ops.server import TorchServe
-from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR, Archive, serving
+from ragserve_ops.server import TorchServe
+from ragserve_ops.testing import FIXTURES, LLM_DIR, MODEL_DIR, Archive, serving
 
 pytestmark = [pytest.mark.faults, pytest.mark.server, pytest.mark.model]
 

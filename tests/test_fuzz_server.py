@@ -30,8 +30,8 @@ from ragserve.api.llm_requests import LLMRequests
 from ragserve.api.openai_api import decode_rag_request
 from ragserve.api.requests import RequestError
 from ragserve.config import Config, LLMConfig, override
-from ragserve.ops.server import TorchServe
-from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR, ROOT, Archive, serving
+from ragserve_ops.server import TorchServe
+from ragserve_ops.testing import FIXTURES, LLM_DIR, MODEL_DIR, ROOT, Archive, serving
 
 pytestmark = [pytest.mark.faults, pytest.mark.server, pytest.mark.model]
 

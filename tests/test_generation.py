@@ -9,7 +9,7 @@ import torch
 from ragserve.compilation import compiled_graph_count
 from ragserve.config import ConfigError
 from ragserve.llm.generation import Generator, Sampling
-from ragserve.testing import tiny_llm_config
+from ragserve_ops.testing import tiny_llm_config
 
 RAG_PROMPT = (
     "Use the following pieces of context to answer the question at the end. If you don't know the answer, "

@@ -1,7 +1,7 @@
-"""The private TorchServe harness (ragserve/ops/server.py, ragserve.testing.serving) and the key handling of the
-clients (ragserve/ops/client.py).
+"""The private TorchServe harness (ragserve_ops/server.py, ragserve_ops.testing.serving) and the key handling of the
+clients (ragserve_ops/client.py).
 
-Real TorchServe servers without models, on free port blocks (ragserve/ops/ports.py): they start in seconds.
+Real TorchServe servers without models, on free port blocks (ragserve_ops/ports.py): they start in seconds.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.ops.client import call, fresh_key, is_serving, request
-from ragserve.ops.ports import is_free
-from ragserve.ops.server import GRAVITON_ENV, TorchServe, platform_env
-from ragserve.testing import serving
+from ragserve_ops.client import call, fresh_key, is_serving, request
+from ragserve_ops.ports import is_free
+from ragserve_ops.server import GRAVITON_ENV, TorchServe, platform_env
+from ragserve_ops.testing import serving
 
 # `make serve`'s ports: HTTP inference, management, metrics; gRPC inference, management.
 DEFAULT_PORTS = (8080, 8081, 8082, 7070, 7071)

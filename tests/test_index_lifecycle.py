@@ -24,7 +24,7 @@ from ragserve.index.builder import _prune, publish, refresh, rollback
 from ragserve.index.follow import Follower, Live
 from ragserve.index.store import IndexLine, load_current
 from ragserve.retrieval.pipeline import RAGPipeline
-from ragserve.testing import build_tiny_mpnet
+from ragserve_ops.testing import build_tiny_mpnet
 
 DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
 

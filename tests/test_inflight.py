@@ -11,7 +11,7 @@ import pytest
 from ragserve.config import ConfigError
 from ragserve.llm.generation import Completion, Generator, Sampling
 from ragserve.llm.inflight import InFlight
-from ragserve.testing import tiny_llm_config
+from ragserve_ops.testing import tiny_llm_config
 
 PROMPTS = ["What is the capital of France?", "Name a colour.", "Write a long story about a dragon."]
 
@@ -110,7 +110,7 @@ def test_compiled_inflight_steps_answer_as_the_batch_path_and_never_recompile(
     dynamo's recompile limit (in the decode thread, whose dynamo settings are its own): past it the steps would run
     eager and "no recompile" would hold for the wrong reason."""
     from ragserve.compilation import compiled_graph_count
-    from ragserve.testing import build_tiny_llm
+    from ragserve_ops.testing import build_tiny_llm
 
     compiled = Generator(
         tiny_llm_config({"decode.continuous_batching": True, "compile.enabled": True}), model=build_tiny_llm(0.5)

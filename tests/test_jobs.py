@@ -10,7 +10,7 @@ from ragserve.api.turns import Job, admit, advance, sampling_of
 from ragserve.config import LLMConfig
 from ragserve.llm.generation import Generator
 from ragserve.llm.inflight import InFlight
-from ragserve.testing import turns
+from ragserve_ops.testing import turns
 
 
 def query(body: dict, cfg: LLMConfig):

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 import ragserve
-from ragserve.testing import ROOT
+from ragserve_ops.testing import ROOT
 
 PACKAGE = ROOT / "handlers" / "ragserve"
 
@@ -56,7 +56,6 @@ LAYERS = [
     {"index"},
     {"retrieval", "llm"},
     {"api"},
-    {"ops", "testing"},
 ]
 
 

@@ -2,7 +2,7 @@
 a request sent during a long decode joins it and finishes first; streamed and plain requests decode together;
 bad requests get their 4xx while another decodes.
 
-On a free port block (ragserve.testing.serving), so it runs beside `make run` and the other server tests.
+On a free port block (ragserve_ops.testing.serving), so it runs beside `make run` and the other server tests.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.ops.client import stream
-from ragserve.ops.server import TorchServe
-from ragserve.testing import LLM_DIR, Archive, assert_streamed_and_plain_answers_agree, serving
+from ragserve_ops.client import stream
+from ragserve_ops.server import TorchServe
+from ragserve_ops.testing import LLM_DIR, Archive, assert_streamed_and_plain_answers_agree, serving
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 

@@ -12,7 +12,7 @@ from ragserve.api.llm_requests import LLMRequests, fit_to_context
 from ragserve.api.openai_api import ChatQuery, Grounding
 from ragserve.api.requests import RequestError
 from ragserve.llm.generation import Generator
-from ragserve.testing import tiny_llm_config
+from ragserve_ops.testing import tiny_llm_config
 
 CHAT = "v1/chat/completions"
 

@@ -1,6 +1,6 @@
 """The LLM endpoint in a real TorchServe (SmolLM2, CPU, eager): a streamed and a plain request sent together.
 
-On a free port block (ragserve.testing.serving), so it runs beside `make run` and the other server tests.
+On a free port block (ragserve_ops.testing.serving), so it runs beside `make run` and the other server tests.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ragserve.config import override
-from ragserve.ops.server import TorchServe
-from ragserve.testing import LLM_DIR, Archive, assert_streamed_and_plain_answers_agree, serving
+from ragserve_ops.server import TorchServe
+from ragserve_ops.testing import LLM_DIR, Archive, assert_streamed_and_plain_answers_agree, serving
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 

@@ -15,7 +15,7 @@ from ragserve.api.turns import Job, sampling_of
 from ragserve.config import LLMConfig, RetrievalConfig
 from ragserve.llm.generation import Completion, Generator
 from ragserve.llm.inflight import InFlight
-from ragserve.testing import turns
+from ragserve_ops.testing import turns
 
 MODELS = ["llm", "llm-rag"]
 TOOLS = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}]

@@ -17,9 +17,9 @@ import pytest
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
 from ragserve.config import override
-from ragserve.ops.client import request
-from ragserve.ops.server import TorchServe
-from ragserve.testing import FIXTURES, LLM_DIR, MODEL_DIR, ROOT, Archive, serving
+from ragserve_ops.client import request
+from ragserve_ops.server import TorchServe
+from ragserve_ops.testing import FIXTURES, LLM_DIR, MODEL_DIR, ROOT, Archive, serving
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 

@@ -21,7 +21,7 @@ from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import build_in_memory
 from ragserve.index.store import windows_of
 from ragserve.index.windows import sentence_window_spans, sentence_windows
-from ragserve.testing import build_tiny_mpnet
+from ragserve_ops.testing import build_tiny_mpnet
 
 TEXT = "Llama 3.1 was released in July.  It has a 128k context!\nThe 405B model is open. Weights are on the Hub."
 

@@ -1,4 +1,4 @@
-"""Port blocks for private TorchServes (ragserve/ops/ports.py): no two reservations share a block, in one process or
+"""Port blocks for private TorchServes (ragserve_ops/ports.py): no two reservations share a block, in one process or
 across processes, a block with a port in use is stepped over, and wait_free gives up with the port's number."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from ragserve.ops.ports import BLOCK_SIZE, FIRST, LAST, LOCK_DIR, is_free, reserve, wait_free
+from ragserve_ops.ports import BLOCK_SIZE, FIRST, LAST, LOCK_DIR, is_free, reserve, wait_free
 
-HOLD = "from ragserve.ops.ports import reserve; block = reserve(); print(block.base, flush=True); input()"
+HOLD = "from ragserve_ops.ports import reserve; block = reserve(); print(block.base, flush=True); input()"
 
 
 def test_two_reservations_get_two_free_blocks_and_release_drops_the_lock() -> None:

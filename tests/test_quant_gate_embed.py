@@ -11,7 +11,7 @@ import pytest
 
 from ragserve.config import CompileConfig, EmbeddingConfig
 from ragserve.embedding.encoder import Encoder
-from ragserve.testing import build_tiny_mpnet
+from ragserve_ops.testing import build_tiny_mpnet
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNKS = {

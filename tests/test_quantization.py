@@ -11,7 +11,7 @@ import torch
 from ragserve.config import ConfigError
 from ragserve.llm.generation import Generator, Sampling
 from ragserve.llm.quantization import quantize, token_agreement
-from ragserve.testing import build_tiny_llm, tiny_llm_config
+from ragserve_ops.testing import build_tiny_llm, tiny_llm_config
 
 PROMPTS = [[1, 17, 250, 33, 90], [1, 400, 401, 402], [1, 5, 6, 7, 8, 9, 10, 600]]
 

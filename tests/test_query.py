@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ragserve.ops.ask import openai_answer, openai_body, openai_deltas, source_lines
+from ragserve_ops.ask import openai_answer, openai_body, openai_deltas, source_lines
 
 
 def test_openai_body_is_a_chat_completion_request() -> None:

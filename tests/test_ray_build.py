@@ -25,7 +25,7 @@ from ragserve.config import CompileConfig, Config
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh
 from ragserve.index.store import IndexLine
-from ragserve.testing import FIXTURES, ROOT, build_tiny_mpnet
+from ragserve_ops.testing import FIXTURES, ROOT, build_tiny_mpnet
 
 RAY = Path(sys.executable).parent / "ray"
 START_S = 120  # one `ray start` (imports, GCS, raylet) on 2 busy cores

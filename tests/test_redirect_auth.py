@@ -1,5 +1,5 @@
 """Issue 33 item 13: urllib follows redirects with the request's headers, Authorization included, to any host.
-The project's urllib clients (api/ragclient.py, ops/client.py) drop it when a redirect leaves the origin."""
+The project's urllib clients (api/ragclient.py, ragserve_ops/client.py) drop it when a redirect leaves the origin."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from ragserve.api.openai_api import Grounding
 from ragserve.api.ragclient import RAGClient
-from ragserve.ops.client import request
+from ragserve_ops.client import request
 
 REPLY = json.dumps({"prompt": "p", "sources": []})
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.ops.server import TorchServe
-from ragserve.testing import HF_SITE, MODEL_DIR, ROOT, Archive, serve_directory, serving
+from ragserve_ops.server import TorchServe
+from ragserve_ops.testing import HF_SITE, MODEL_DIR, ROOT, Archive, serve_directory, serving
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 

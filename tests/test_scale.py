@@ -30,10 +30,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ragserve.ops.client import is_ready, request, server_pid, wait_ready
-from ragserve.ops.ports import reserve, wait_free
-from ragserve.ops.server import TorchServe, prepare_rag_archive
-from ragserve.testing import ROOT
+from ragserve_ops.client import is_ready, request, server_pid, wait_ready
+from ragserve_ops.ports import reserve, wait_free
+from ragserve_ops.server import TorchServe, prepare_rag_archive
+from ragserve_ops.testing import ROOT
 
 pytestmark = [pytest.mark.scale, pytest.mark.server, pytest.mark.model]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ragserve.config import override
-from ragserve.ops.client import request
-from ragserve.ops.server import TorchServe
-from ragserve.testing import LLM_DIR, MODEL_DIR, ROOT, Archive, serving
+from ragserve_ops.client import request
+from ragserve_ops.server import TorchServe
+from ragserve_ops.testing import LLM_DIR, MODEL_DIR, ROOT, Archive, serving
 
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
@@ -181,7 +181,7 @@ def test_llm_json_reply_counts_tokens(server) -> None:
 
 
 def test_llm_streaming_arrives_in_several_chunks_and_matches_the_plain_answer(server) -> None:
-    from ragserve.ops.client import stream
+    from ragserve_ops.client import stream
 
     request = {"prompt": "Count from one to ten.", "max_new_tokens": 24}
     pieces = list(

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoTokenizer
 
 from ragserve.llm.streaming import BatchStreamer
-from ragserve.testing import TINY_LLAMA_TOKENIZER
+from ragserve_ops.testing import TINY_LLAMA_TOKENIZER
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from ragserve.config import CorpusConfig
 from ragserve.ingest.corpus import documents, split
 from ragserve.ingest.crawl import Page, html_to_text
 from ragserve.ingest.structure import parse_sections, structure_chunks
-from ragserve.testing import HF_SITE
+from ragserve_ops.testing import HF_SITE
 
 PYDOCS = Path("/usr/share/doc/python3.11/html")
 SIZE = 1000

@@ -10,7 +10,7 @@ import pytest
 from ragserve.compilation import compiled_graph_count
 from ragserve.config import CompileConfig, EmbeddingConfig
 from ragserve.embedding.encoder import Encoder
-from ragserve.testing import build_tiny_mpnet
+from ragserve_ops.testing import build_tiny_mpnet
 
 TEXTS = ["What's new with Llama 3.1?", "FAISS", "batchSize and maxBatchDelay " * 60, "one more", "a b c d e f"]
 

@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from ragserve.config import override
-from ragserve.ops.ports import reserve
-from ragserve.ops.server import TorchServe
-from ragserve.testing import LLM_DIR, MODEL_DIR, ROOT, Archive, serving
+from ragserve_ops.ports import reserve
+from ragserve_ops.server import TorchServe
+from ragserve_ops.testing import LLM_DIR, MODEL_DIR, ROOT, Archive, serving
 
 pytestmark = [pytest.mark.webui, pytest.mark.server, pytest.mark.model]
 

@@ -51,13 +51,7 @@ Shared
                          config/reference.py (the reference; config/__main__.py prints it)
   runtime.py             the runtime section applied: device and threads
   compilation.py         torch.compile policy and warm-up
-Tooling (not shipped in model archives)
-  ops/client.py          TorchServe client: keys, readiness, streaming (stdlib only)
-  ops/server.py          a private TorchServe for tests and benchmarks, on a free port block (ops/ports.py);
-                         ops/archive.py: model archives; ops/ask.py: the question -> RAG -> LLM client behind
-                         `make ask`
-  testing.py             test support (paths, tiny models, the test servers' factory, TorchServe context,
-                         handler loading)
+Tooling (build, serve and test; never shipped): the ragserve_ops package beside this one
 """
 
 __version__ = "0.3.0"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ragserve.testing import load_handler, make_context
+from ragserve_ops.testing import load_handler, make_context
 
 LLMHandler = load_handler("llm").LLMHandler  # loaded from its file, as TorchServe does
 

@@ -9,7 +9,7 @@ import pytest
 
 from ragserve.config import Config
 from ragserve.index.builder import refresh
-from ragserve.testing import load_handler, make_context
+from ragserve_ops.testing import load_handler, make_context
 
 RAGHandler = load_handler("rag").RAGHandler  # loaded from its file, as TorchServe does
 

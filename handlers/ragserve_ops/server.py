@@ -3,7 +3,7 @@
 `make serve` runs the user's server on 8080-8082 (gRPC 7070-7071) from the repository; this one runs
 beside it without touching it. Every port it listens on moves with `port`: HTTP port..port+2, gRPC
 port+3 and port+4, worker sockets port+1000 and up. Without a port it reserves a free block
-(ops/ports.py) for as long as it lives. TorchServe keeps its pid file in TMPDIR, so each workdir gets
+(ragserve_ops/ports.py) for as long as it lives. TorchServe keeps its pid file in TMPDIR, so each workdir gets
 its own. stop() returns once the frontend has exited and its ports bind again, so a restart can follow.
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 import psutil
 import yaml
 
-from ragserve.ops.client import ROOT, Keys, call, request, server_pid, wait_ready
-from ragserve.ops.ports import BLOCK_SIZE, PortBlock, reserve, wait_free
+from ragserve_ops.client import ROOT, Keys, call, request, server_pid, wait_ready
+from ragserve_ops.ports import BLOCK_SIZE, PortBlock, reserve, wait_free
 
 VENV_BIN = Path(sys.executable).parent
 GRAVITON_ENV = ROOT / "configs" / "graviton.env"
@@ -244,8 +244,8 @@ def prepare_llm_archive(
 
 
 def _archive(workdir: Path, config: Path, endpoint: str, name: str) -> Path:
-    """ragserve.ops.archive on config, into workdir/model_store/<name> (relative paths resolved under workdir)."""
+    """ragserve_ops.archive on config, into workdir/model_store/<name> (relative paths resolved under workdir)."""
     store = workdir / "model_store"
     args = ["--endpoint", endpoint, "--config", config, "--name", name, "--root", workdir, "--store", store]
-    subprocess.run([sys.executable, "-m", "ragserve.ops.archive", *args], check=True)
+    subprocess.run([sys.executable, "-m", "ragserve_ops.archive", *args], check=True)
     return store / name

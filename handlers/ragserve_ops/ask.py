@@ -20,7 +20,7 @@ import urllib.error
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ragserve.ops.client import INFERENCE_URL, ROOT, Keys, call, management_url_of, stream
+from ragserve_ops.client import INFERENCE_URL, ROOT, Keys, call, management_url_of, stream
 
 OPENAI_CHAT = "1.0/v1/chat/completions"  # vllm_handler's route under /predictions/<model>/
 

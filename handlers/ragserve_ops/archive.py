@@ -29,7 +29,7 @@ from ragserve.config import Config, LLMConfig
 from ragserve.embedding.onnxrt import export, onnx_file
 from ragserve.index.store import CURRENT, IndexLine
 
-ROOT = Path(__file__).resolve().parents[3]  # the repository (the package is installed editable from it)
+ROOT = Path(__file__).resolve().parents[2]  # the repository (the package is installed editable from it)
 
 FORMATS = {"no-archive": "", "mar": ".mar", "tgz": ".tar.gz"}  # the file name suffix of each
 ARCHIVER_FORMAT = {"no-archive": "no-archive", "mar": "default", "tgz": "tgz"}  # torch-model-archiver's names
@@ -56,8 +56,8 @@ def archive(
     # The archiver copies the *contents* of an extra-files folder: stage ragserve/ one level down.
     with tempfile.TemporaryDirectory() as staging:
         package = Path(staging) / "ragserve"
-        # ops/ (build, archive and server tooling) and testing.py never run inside a worker.
-        skip = shutil.ignore_patterns("__pycache__", "ops", "testing.py")
+        # The tooling is the ragserve_ops package beside it, so the runtime package ships whole.
+        skip = shutil.ignore_patterns("__pycache__")
         shutil.copytree(ROOT / "handlers" / "ragserve", package, ignore=skip)
         if fmt != "no-archive":  # a zip or tar holds copies anyway: stage weights and index with the code
             add_files(config, Path(staging), root)

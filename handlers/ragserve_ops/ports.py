@@ -19,7 +19,7 @@ from typing import IO
 
 BLOCK_SIZE = 5
 # TorchServe names worker sockets /tmp/.ts.sock.<initial_worker_port + n>: with initial_worker_port at base + 1000
-# (ops/server.py), a block also owns worker socket numbers base+1000..base+1099, apart from every other block's.
+# (server.py), a block also owns worker socket numbers base+1000..base+1099, apart from every other block's.
 STRIDE = 100
 FIRST, LAST = 21000, 28000
 LOCK_DIR = Path("/tmp/ragserve-ports")  # /tmp whatever TMPDIR is: one lock folder for every process on the host

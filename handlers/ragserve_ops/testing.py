@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ragserve.ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive
+from ragserve_ops.server import TorchServe, prepare_llm_archive, prepare_rag_archive
 
 if TYPE_CHECKING:
     from ts.context import Context
@@ -143,7 +143,7 @@ def assert_streamed_and_plain_answers_agree(server, prompt: str, expected_word: 
     gives the streamed pieces the plain answer's text."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ragserve.ops.client import stream
+    from ragserve_ops.client import stream
 
     url = f"{server.inference_url}/predictions/llm"
     streamed_body = json.dumps({"prompt": prompt, "stream": True}).encode()

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ragserve.api.redirects import urlopen
 
-ROOT = Path(__file__).resolve().parents[3]  # the repository (the package is installed editable from it)
+ROOT = Path(__file__).resolve().parents[2]  # the repository (the package is installed editable from it)
 INFERENCE_URL = "http://127.0.0.1:8080"
 MANAGEMENT_URL = "http://127.0.0.1:8081"
 RENEW_LOCK = threading.Lock()
