@@ -35,7 +35,7 @@ WORKDIR /opt/ragserve
 COPY --from=build /opt/ragserve/.venv .venv
 COPY deploy/k8s/base/config.properties /etc/ragserve/config.properties
 COPY deploy/docker/entrypoint.sh /usr/local/bin/ragserve-entrypoint
-COPY handlers/ragserve/ops/client.py /opt/ragserve/tsclient.py
+COPY handlers/ragserve_ops/client.py /opt/ragserve/tsclient.py
 ENV PATH=/opt/ragserve/.venv/bin:$PATH \
     TS_CONFIG_FILE=/etc/ragserve/config.properties \
     LOG_LOCATION=/opt/ragserve/logs \
