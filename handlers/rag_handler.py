@@ -14,9 +14,9 @@ from pathlib import Path
 from ts.handler_utils.timer import timed
 from ts.torch_handler.base_handler import BaseHandler
 
+from ragserve.api.contracts import RequestError, body_content_type
 from ragserve.api.openai_api import decode_rag_request, rag_reply
 from ragserve.api.replies import Reply, encode
-from ragserve.api.requests import RequestError, body_content_type
 from ragserve.config import Config
 from ragserve.retrieval.pipeline import RAGPipeline
 from ragserve.retrieval.queries import EmbeddingsQuery, Query, RetrievalQuery

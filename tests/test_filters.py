@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from langchain_core.documents import Document
 
-from ragserve.api.requests import RequestError, decode_filter
+from ragserve.api.contracts import RequestError, decode_filter
 from ragserve.config import RetrievalConfig
 from ragserve.index.builder import build_in_memory
 from ragserve.retrieval.filters import ChunkTable, Filter

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ragserve.api.llm_requests import LLMRequests
+from ragserve.api.contracts import RequestError
+from ragserve.api.llm_routes import LLMRoutes
 from ragserve.api.openai_api import decode_rag_request
-from ragserve.api.requests import RequestError
 from ragserve.config import Config, LLMConfig, override
 from ragserve_ops.server import TorchServe
 from ragserve_ops.testing import FIXTURES, LLM_DIR, MODEL_DIR, ROOT, Archive, serving
@@ -122,7 +122,7 @@ def _tokenizer():  # noqa: ANN202 - a transformers tokenizer
     return AutoTokenizer.from_pretrained(MODEL_DIR)
 
 
-LOCAL_LLM = LLMRequests(LLMConfig.from_mapping(override({}, LLM_HANDLER), ROOT), _Tokens(), "llm")  # type: ignore[arg-type]
+LOCAL_LLM = LLMRoutes(LLMConfig.from_mapping(override({}, LLM_HANDLER), ROOT), _Tokens(), "llm")  # type: ignore[arg-type]
 
 
 def refused(route: Route, body: bytes, content_type: str) -> bool:

@@ -12,7 +12,7 @@ from langchain_core.documents import Document
 
 from ragserve.config import Config, IndexConfig, RetrievalConfig
 from ragserve.index.builder import build_in_memory, refresh
-from ragserve.index.store import Index, IndexError_, IndexLine, load_current
+from ragserve.index.store import Index, IndexLine, IndexStoreError, load_current
 from ragserve.retrieval.retriever import Retriever
 
 DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
@@ -93,7 +93,7 @@ def test_a_worker_load_writes_nothing_and_takes_no_lock(cfg: Config, encoder) ->
 
 
 def test_without_a_built_index_a_worker_says_what_to_run(cfg: Config, encoder) -> None:
-    with pytest.raises(IndexError_, match="make index"):
+    with pytest.raises(IndexStoreError, match="make index"):
         load_current(cfg, encoder)
 
 
@@ -102,10 +102,10 @@ def test_a_corrupted_or_foreign_version_is_never_loaded(cfg: Config, encoder) ->
     folder = live_folder(cfg)
     chunks = folder / "chunks.jsonl"
     chunks.write_text(chunks.read_text().replace("Quilla", "Evil!"))
-    with pytest.raises(IndexError_, match="sha256 mismatch"):
+    with pytest.raises(IndexStoreError, match="sha256 mismatch"):
         Index.load(folder, cfg, encoder)
     other = dataclasses.replace(cfg, embedding=dataclasses.replace(cfg.embedding, max_seq_length=128))
-    with pytest.raises(IndexError_, match="another config .*max_seq_length"):
+    with pytest.raises(IndexStoreError, match="another config .*max_seq_length"):
         Index.load(folder, other, encoder)
 
 
@@ -136,7 +136,7 @@ def test_a_tampered_bm25_file_is_detected(cfg: Config, encoder) -> None:
     build(cfg, encoder)
     vocab = live_folder(cfg) / "bm25-numbers-title-meta-idents" / "vocab.index.json"
     vocab.write_text(vocab.read_text() + " ")
-    with pytest.raises(IndexError_, match="vocab.index.json is corrupted"):
+    with pytest.raises(IndexStoreError, match="vocab.index.json is corrupted"):
         load_current(cfg, encoder)
 
 

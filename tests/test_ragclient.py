@@ -12,17 +12,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from ragserve.api.contracts import RequestError
 from ragserve.api.openai_api import Grounding, OpenAIError
 from ragserve.api.ragclient import RAGClient, cut_question
 from ragserve.api.replies import error_json
-from ragserve.api.requests import RequestError
 
 TEMPLATE = "Context: {context}\nQuestion: {question}\nHelpful Answer:"
 SOURCES = [{"url": "http://blog.example/a", "title": "A", "score": 0.5, "text": "The answer is 42."}]
 
 
 class StandIn(http.server.BaseHTTPRequestHandler):
-    """The RAG endpoint's JSON contract with its checks (api/requests.py's messages), or a canned fault."""
+    """The RAG endpoint's JSON contract with its checks (api/contracts.py's messages), or a canned fault."""
 
     limit = 2000  # retrieval.max_question_chars
     fault: tuple[int, str] | None = None  # (status, body) answered to every request

@@ -37,10 +37,10 @@ LLM endpoint, the model (no request or reply shapes: api/ turns its results into
   llm/quantization.py    torchao weight quantization (model.quantization) and its token-agreement gate
   llm/streaming.py       text pieces as they decode; llm/inflight.py: transformers' continuous batching
 Requests and replies of both endpoints (above both engines; the handlers import it)
-  api/requests.py        the endpoints' own contracts (text or JSON) decoded and checked
+  api/contracts.py       the endpoints' own contracts (text or JSON) decoded and checked
   api/openai_api.py      OpenAI-compatible routes: v1/embeddings, v1/retrieval, v1/models, v1/chat/completions
   api/citations.py       grounded chat's sources as OpenAI url_citation annotations
-  api/llm_requests.py    every LLM route's request -> what the decode runs
+  api/llm_routes.py      every LLM route's request -> what the decode runs
   api/llm_service.py     LLMService: the LLM endpoint's requests -> replies, batch and in-flight modes
   api/turns.py           one TorchServe continuous-batching turn; api/ragclient.py: grounded chat's RAG call
   api/replies.py         one Reply per request and one error shape (OpenAI's error object) for everything

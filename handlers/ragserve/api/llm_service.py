@@ -5,7 +5,7 @@ Two modes behind one interface. Batch (default): the requests of one TorchServe 
 streamed ones sending pieces as they come. In-flight (`decode.continuous_batching: true`, with the
 frontend's `continuousBatching: true`): each call is one turn of transformers' continuous batching
 (api/turns.py); new requests join the running decode, every request gets its news. Request decoding
-for every route is api/llm_requests.py; replies and errors are api/replies.py. It lives in api/, above llm/,
+for every route is api/llm_routes.py; replies and errors are api/replies.py. It lives in api/, above llm/,
 because it speaks in requests and replies; llm/ never imports api/ (tests/test_layout.py). No TorchServe imports.
 """
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ragserve.api.llm_requests import LLMRequests
+from ragserve.api.contracts import LLMQuery, RequestError, body_content_type
+from ragserve.api.llm_routes import LLMRoutes
 from ragserve.api.openai_api import ChatQuery, ChatReply
 from ragserve.api.replies import TEXT, Reply, encode
-from ragserve.api.requests import LLMQuery, RequestError, body_content_type
 from ragserve.api.turns import Job, advance, answer_body, sampling_of
 from ragserve.config import LLMConfig
 from ragserve.llm.generation import Completion, Generator
@@ -37,7 +37,7 @@ class LLMService:
         self.generator = generator or Generator(cfg, device)
         # In-flight: the frontend's batchSize is how many requests decode at once.
         self.inflight = InFlight(self.generator, max_requests) if cfg.decode.continuous_batching else None
-        self.requests = LLMRequests(cfg, self.generator, name, self.inflight)
+        self.requests = LLMRoutes(cfg, self.generator, name, self.inflight)
         self.jobs: dict[str, Job] = {}  # in-flight: the running requests, by TorchServe request id
 
     def decode(self, request_id: str, request: dict[str, Any], header: Header) -> Any:

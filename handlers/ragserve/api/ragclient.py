@@ -22,12 +22,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ragserve.api.contracts import QUOTE_CHARS, quote
 from ragserve.api.openai_api import Grounding, OpenAIError
 from ragserve.api.redirects import urlopen
-from ragserve.api.requests import QUOTE_CHARS, quote
 
 MAX_QUESTION_CHARS = 2000  # the RAG endpoint's retrieval.max_question_chars by default; its 413 tells a smaller one
-LIMIT = re.compile(r"the limit is (\d+)")  # in the RAG endpoint's 413 (api/requests.py check_text)
+LIMIT = re.compile(r"the limit is (\d+)")  # in the RAG endpoint's 413 (api/contracts.py check_text)
 PARAMS = {"question": "messages", "k": "rag.k", "filter": "rag.filter"}  # RAG field -> the chat request's parameter
 
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ragserve.api.requests import RequestError
+from ragserve.api.contracts import RequestError
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"

@@ -55,8 +55,8 @@ from ragserve.index.store import (
     HOLD,
     PAGES_FOLDER,
     Index,
-    IndexError_,
     IndexLine,
+    IndexStoreError,
     identity,
     line_key,
     read_jsonl,
@@ -274,7 +274,7 @@ def rollback(line: IndexLine, version: str | None = None) -> str:
             earlier = [e["version"] for e in reversed(line.history()) if e["version"] != current]
             kept = [v for v in earlier if (line.folder(v) / "manifest.json").is_file()]
             if not kept:
-                raise IndexError_(f"{line.root}: no earlier version on disk to roll back to")
+                raise IndexStoreError(f"{line.root}: no earlier version on disk to roll back to")
             version = kept[0]
         _publish(line, version, f"rollback from {current}")
         held = [entry for v, entry in line.holds().items() if v not in (version, current)]
@@ -297,7 +297,7 @@ def lift_holds(line: IndexLine) -> list[str]:
 def _publish(line: IndexLine, version: str, reason: str) -> None:
     """publish() for a caller that holds the line's lock."""
     if not (line.folder(version) / "manifest.json").is_file():
-        raise IndexError_(f"{line.folder(version)} is not a complete version")
+        raise IndexStoreError(f"{line.folder(version)} is not a complete version")
     _write_synced(line.root / CURRENT, version + "\n")
     entry = {"version": version, "at": _now("microseconds"), "reason": reason}  # orders versions for the prune
     with open(line.root / "history.jsonl", "a", encoding="utf-8") as f:

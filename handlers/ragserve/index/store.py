@@ -1,6 +1,6 @@
 """The index store, read side: immutable index versions and the pointer to the live one.
 
-Public names: Index, IndexError_, IndexLine, corpus_key, identity, line_key, load_current, set_search_threads.
+Public names: Index, IndexStoreError, IndexLine, corpus_key, identity, line_key, load_current, set_search_threads.
 Layout under index.dir (builder.py writes it; workers only read it):
 
     <line>/                  one line per build identity (line_key): source, chunking, model, pooling,
@@ -66,7 +66,7 @@ HOLD = "HOLD"
 MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
 
 
-class IndexError_(RuntimeError):
+class IndexStoreError(RuntimeError):
     """An index is missing, corrupted or was built for another config; the message says which and what to run."""
 
 
@@ -302,17 +302,17 @@ class Index:
         manifest = read_manifest(folder)
         if manifest.get("identity") != expected:
             differ = sorted(k for k in expected if manifest.get("identity", {}).get(k) != expected[k])
-            raise IndexError_(f"{folder} was built for another config (differs in: {', '.join(differ) or 'all'})")
+            raise IndexStoreError(f"{folder} was built for another config (differs in: {', '.join(differ) or 'all'})")
         for name, digest in manifest["sha256"].items():
             if sha256_file(folder / name) != digest:
-                raise IndexError_(f"{folder / name} is corrupted (sha256 mismatch)")
+                raise IndexStoreError(f"{folder / name} is corrupted (sha256 mismatch)")
         faiss_index = faiss.read_index(str(folder / "index.faiss"), MMAP_FLAGS if mmap else 0)
         documents = [
             Document(row["text"], metadata=row["metadata"], id=str(i))
             for i, row in enumerate(read_jsonl(folder / "chunks.jsonl"))
         ]
         if faiss_index.ntotal != len(documents):
-            raise IndexError_(f"{folder}: {faiss_index.ntotal} vectors but {len(documents)} chunks")
+            raise IndexStoreError(f"{folder}: {faiss_index.ntotal} vectors but {len(documents)} chunks")
         scheme, windows = scheme_of(cfg), windows_of(cfg)
         if windows and not any(name.startswith(f"{windows}/") for name in manifest["sha256"]):
             windows = None  # built without them: more chunks than index.window_max_chunks (builder.builds_windows)
@@ -327,11 +327,11 @@ class Index:
 
 
 def load_current(cfg: Config, embeddings: Encoder | None = None) -> Index:
-    """The live version of cfg's line; IndexError_ naming the command to run when there is none."""
+    """The live version of cfg's line; IndexStoreError naming the command to run when there is none."""
     line = IndexLine.of(cfg)
     version = line.current()
     if version is None:
-        raise IndexError_(
+        raise IndexStoreError(
             f"no index for this config at {line.root} (source {cfg.corpus.source}): build it ahead of serving "
             "with `make index` (scripts/build_index.py --config <yaml>); workers never build"
         )
@@ -355,7 +355,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     try:
         return json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as err:
-        raise IndexError_(f"{folder}: no readable manifest.json ({err})") from err
+        raise IndexStoreError(f"{folder}: no readable manifest.json ({err})") from err
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -371,7 +371,7 @@ def sha256_file(path: Path) -> str:
                 digest.update(block)
         return digest.hexdigest()
     except OSError as err:
-        raise IndexError_(f"{path}: {err}") from err
+        raise IndexStoreError(f"{path}: {err}") from err
 
 
 def _faiss_store(index: faiss.Index, documents: list[Document], metric: str, embeddings: Any) -> FAISS:

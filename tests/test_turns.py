@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ragserve.api.requests import RequestError, decode_llm_request
+from ragserve.api.contracts import RequestError, decode_llm_request
 from ragserve.api.turns import Job, admit, advance, sampling_of
 from ragserve.config import LLMConfig
 from ragserve.llm.generation import Generator

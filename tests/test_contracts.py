@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from ragserve.api.contracts import Query, RequestError, decode_request
 from ragserve.api.replies import encode
-from ragserve.api.requests import Query, RequestError, decode_request
 from ragserve.config import RetrievalConfig
 
 CFG = RetrievalConfig(max_question_chars=100)

@@ -1,4 +1,4 @@
-"""llm_requests.py over the tiny Llama (context 1024 tokens): max_tokens clamped to the context the prompt leaves,
+"""llm_routes.py over the tiny Llama (context 1024 tokens): max_tokens clamped to the context the prompt leaves,
 grounded chat searching on the last user message."""
 
 from __future__ import annotations
@@ -8,16 +8,16 @@ import json
 
 import pytest
 
-from ragserve.api.llm_requests import LLMRequests, fit_to_context
+from ragserve.api.contracts import RequestError
+from ragserve.api.llm_routes import LLMRoutes, fit_to_context
 from ragserve.api.openai_api import ChatQuery, Grounding
-from ragserve.api.requests import RequestError
 from ragserve.llm.generation import Generator
 from ragserve_ops.testing import tiny_llm_config
 
 CHAT = "v1/chat/completions"
 
 
-def post(requests: LLMRequests, body: dict) -> ChatQuery:
+def post(requests: LLMRoutes, body: dict) -> ChatQuery:
     query = requests.decode({"body": json.dumps(body).encode()}, "application/json", CHAT, "Bearer key")
     assert isinstance(query, ChatQuery)
     return query
@@ -31,7 +31,7 @@ def roomy(tiny_llm) -> Generator:
 
 
 def test_max_tokens_past_the_context_is_clamped_to_what_the_prompt_leaves(roomy: Generator) -> None:
-    requests = LLMRequests(roomy.cfg, roomy, "llm")
+    requests = LLMRoutes(roomy.cfg, roomy, "llm")
     body = {"model": "llm", "messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 4000}
     query = post(requests, body)
     assert roomy.context_tokens == 1024
@@ -61,7 +61,7 @@ class Recorder:
 
 def test_grounded_chat_searches_on_the_last_user_message_and_keeps_the_rest(tiny_generator: Generator) -> None:
     cfg = dataclasses.replace(tiny_generator.cfg, rag=dataclasses.replace(tiny_generator.cfg.rag, url="http://rag"))
-    requests = LLMRequests(cfg, tiny_generator, "llm")
+    requests = LLMRoutes(cfg, tiny_generator, "llm")
     requests.rag = Recorder()
     messages = [
         {"role": "system", "content": "Be brief."},

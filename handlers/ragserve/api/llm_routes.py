@@ -1,11 +1,11 @@
 """Every kind of LLM endpoint request turned into what the decode runs, or into its finished reply.
 
-Public names: LLMRequests, fit_to_context.
+Public names: LLMRoutes, fit_to_context.
 Routes: the endpoint's own contract (text, or JSON {"prompt", ...}), OpenAI's v1/chat/completions
 (openai_api.py; grounded on retrieval through the RAG endpoint when asked: ragclient.py) and GET
 v1/models. Every prompt is counted in tokens after the chat template (413 over the limit), and its
 max_new_tokens clamped to the context it leaves (fit_to_context); with the in-flight decode, a setting it
-cannot honour is refused (jobs.admit). Errors of a v1 route come in OpenAI's shape. No TorchServe imports.
+cannot honour is refused (turns.admit). Errors of a v1 route come in OpenAI's shape. No TorchServe imports.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ragserve.api.contracts import LLMQuery, RequestError, check_prompt_tokens, decode_llm_request, read_payload
 from ragserve.api.openai_api import ChatQuery, OpenAIError, decode_chat, models_body, route_of
 from ragserve.api.ragclient import RAGClient
-from ragserve.api.requests import LLMQuery, RequestError, check_prompt_tokens, decode_llm_request, read_payload
 from ragserve.api.turns import admit
 from ragserve.config import LLMConfig
 from ragserve.llm.generation import Generator
 from ragserve.llm.inflight import InFlight
 
 
-class LLMRequests:
+class LLMRoutes:
     def __init__(self, cfg: LLMConfig, generator: Generator, name: str, inflight: InFlight | None = None) -> None:
         self.cfg = cfg
         self.generator = generator
