@@ -98,14 +98,7 @@ def llm_setting(spec: dict[str, Any], overrides: dict[str, Any]) -> LLMConfig:
 
 
 def sampling_of(cfg: LLMConfig) -> Sampling:
-    return Sampling(
-        cfg.generate.max_new_tokens,
-        cfg.generate.do_sample,
-        cfg.generate.temperature,
-        cfg.generate.top_p,
-        cfg.generate.repetition_penalty,
-        cfg.generate.no_repeat_ngram_size,
-    )
+    return Sampling(**cfg.generate.sampling())
 
 
 def answer_all(generator: Generator, prompts: list[str], sampling: Sampling) -> list:

@@ -91,17 +91,7 @@ class LLMQuery:
 def decode_llm_request(request: dict[str, Any], content_type: str | None, cfg: LLMConfig) -> LLMQuery:
     """Turn one LLM request (a prompt as text, or JSON with sampling overrides) into an LLMQuery."""
     payload = read_payload(request, content_type, "prompt")
-    defaults = LLMQuery(
-        "",
-        cfg.generate.max_new_tokens,
-        cfg.generate.do_sample,
-        cfg.generate.temperature,
-        cfg.generate.top_p,
-        cfg.generate.repetition_penalty,
-        cfg.generate.no_repeat_ngram_size,
-        stream=False,
-        as_json=False,
-    )
+    defaults = LLMQuery("", **cfg.generate.sampling(), stream=False, as_json=False)
     if isinstance(payload, str):
         return dataclasses.replace(
             defaults, prompt=check_text(payload, "body", cfg.generate.max_prompt_chars, "prompt")

@@ -177,7 +177,8 @@ def decode_embeddings(
         raise OpenAIError(f"'encoding_format' must be 'float' or 'base64', got {quote(encoding)}", "encoding_format")
     if payload.get("dimensions") is not None:
         raise OpenAIError("'dimensions' is not supported: the model gives its full vectors only", "dimensions")
-    return EmbeddingsQuery(tuple(texts), model, encoding == "base64")
+    read = sum(min(count, max_seq_length) for count in tokens)  # what the encoder reads of each: usage
+    return EmbeddingsQuery(tuple(texts), model, encoding == "base64", read)
 
 
 def embeddings_body(query: EmbeddingsQuery, vectors: np.ndarray, tokens: int) -> dict[str, Any]:

@@ -59,6 +59,17 @@ class GenerateConfig:
     use_chat_template: bool = True  # wrap the prompt as a user message with the tokenizer's template
     system_prompt: str | None = None  # optional system message in the chat template
 
+    def sampling(self) -> dict[str, Any]:
+        """A request's sampling when it asks for nothing (the fields of llm.generation.Sampling and api's LLMQuery)."""
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "repetition_penalty": self.repetition_penalty,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+        }
+
     def __post_init__(self) -> None:
         _check(0 < self.max_new_tokens <= self.max_new_tokens_limit, "generate.max_new_tokens out of range")
         _check(self.max_input_tokens is None or self.max_input_tokens > 0, "generate.max_input_tokens must be > 0")

@@ -194,7 +194,7 @@ class RAGPipeline:
 
     def _result(self, query: RAGQuery, hits: list[Hit], version: dict, vectors: np.ndarray) -> Retrieved:
         if isinstance(query, EmbeddingsQuery):
-            return Retrieved([], None, vectors, sum(self.encoder.count_tokens(list(query.texts))), version)
+            return Retrieved([], None, vectors, query.tokens, version)
         hits = hits[: query.k]
         prompt = build_prompt(query.question, hits, self.cfg.retrieval.template) if isinstance(query, Query) else None
         return Retrieved(hits, prompt, vectors, 0, version)

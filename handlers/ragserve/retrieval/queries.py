@@ -37,6 +37,7 @@ class EmbeddingsQuery:
     texts: tuple[str, ...]
     model: str
     as_base64: bool
+    tokens: int  # the tokens the model reads of all inputs (usage), counted when the request was checked
 
 
 RAGQuery = Query | RetrievalQuery | EmbeddingsQuery
