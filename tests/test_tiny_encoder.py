@@ -88,7 +88,7 @@ def test_tiny_int8_encoder_is_its_own_file_and_identity_and_stays_near_float32(t
     import onnx
 
     from ragserve.embedding.cache import cache_key, model_identity
-    from ragserve.embedding.int8 import INT8_RECIPE
+    from ragserve.embedding.int8 import INT8_IDENTITY, INT8_RECIPE
     from ragserve.embedding.onnxrt import onnx_file
 
     fp32 = dataclasses.replace(tiny_cfg, backend="onnxruntime")
@@ -96,7 +96,7 @@ def test_tiny_int8_encoder_is_its_own_file_and_identity_and_stays_near_float32(t
     encoder = Encoder(int8, CompileConfig())
     path = onnx_file(int8)
     assert path.is_file() and INT8_RECIPE in path.name and path != onnx_file(fp32)
-    assert model_identity(int8)["precision"] == INT8_RECIPE and "precision" not in model_identity(fp32)
+    assert model_identity(int8)["precision"] == INT8_IDENTITY and "precision" not in model_identity(fp32)
     assert cache_key(int8) != cache_key(fp32)
     ops = [node.op_type for node in onnx.load(str(path)).graph.node]
     assert ops.count("MatMulInteger") == 6  # q, k, v, o, up and the down-projection's non-outlier channels
@@ -105,3 +105,23 @@ def test_tiny_int8_encoder_is_its_own_file_and_identity_and_stays_near_float32(t
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     cosine = (vectors * eager).sum(axis=1)
     assert cosine.min() > 0.98, cosine
+
+
+def test_tiny_int8_vectors_do_not_depend_on_their_batch(tiny_cfg) -> None:
+    """int8's activation scale is per tensor: a text batched beside a longer one (and its padding) would get
+    another vector. Each text runs alone, so a question gets one vector whatever shares its endpoint batch,
+    and span vectors (the token path) match too."""
+    import dataclasses
+
+    int8 = Encoder(dataclasses.replace(tiny_cfg, backend="onnxruntime", precision="int8"), CompileConfig())
+    question = "What is new in Llama 3.1?"
+    neighbour = "A much longer neighbour with LARGE values 123456789 and code: def f(x): return x ** 2 " * 4
+    alone = int8.embed([question])[0]
+    batched = int8.embed([neighbour, question, "short"])[1]
+    np.testing.assert_allclose(batched, alone, atol=1e-6)
+    spans = [(0, 7), (8, len(question))]
+    whole, parts = int8.embed_spans([neighbour, question], [[(0, 10)], spans])
+    whole_alone, parts_alone = int8.embed_spans([question], [spans])
+    np.testing.assert_allclose(whole[1], alone, atol=1e-5)  # mean of the token rows, pooled outside the graph
+    np.testing.assert_allclose(whole[1], whole_alone[0], atol=1e-6)
+    np.testing.assert_allclose(parts[1], parts_alone[0], atol=1e-6)

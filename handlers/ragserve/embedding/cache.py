@@ -25,7 +25,7 @@ import numpy as np
 
 from ragserve.config import EmbeddingConfig
 from ragserve.embedding.fingerprint import model_fingerprint
-from ragserve.embedding.int8 import INT8_RECIPE
+from ragserve.embedding.int8 import INT8_IDENTITY
 from ragserve.embedding.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ STORE_EVERY = 256
 
 def model_identity(cfg: EmbeddingConfig) -> dict[str, Any]:
     """Everything that changes a vector: the model's content (fingerprint.py: weights, tokenizer, configs),
-    max_seq_length, pooling, and an int8 export's recipe (float32 adds no key)."""
+    max_seq_length, pooling, and an int8 export's recipe and how it runs (float32 adds no key)."""
     identity = {
         "model": Path(cfg.model_path).name,
         "content_sha256": model_fingerprint(Path(cfg.model_path)),  # None: a hub id (its name alone)
@@ -51,7 +51,7 @@ def model_identity(cfg: EmbeddingConfig) -> dict[str, Any]:
         "pooling": cfg.pooling,
     }
     if cfg.precision != "fp32":
-        identity["precision"] = INT8_RECIPE
+        identity["precision"] = INT8_IDENTITY
     return identity
 
 

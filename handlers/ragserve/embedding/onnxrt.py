@@ -104,8 +104,29 @@ class OnnxRunner:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.path = path
+        # int8: ONNX Runtime's dynamic quantization takes one activation scale per tensor, so in a batch a text's
+        # vector would move with its neighbours and their padding (cosine 0.9956 at worst). Each text runs alone,
+        # on its own tokens: the same text always gives the same vector. Measured no slower on CPU (one question
+        # alike; chunks faster, no padding): docs/results/embedding.md.
+        self.alone = cfg.precision == "int8"
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """(n, seq) int64 token ids and mask -> (n, dim) float32 unit rows (pooling "tokens": (n, seq, dim))."""
-        feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
+        """(n, seq) int64 token ids and mask -> (n, dim) float32 unit rows (pooling "tokens": (n, seq, dim), zeros
+        at padding when each text runs alone)."""
+        input_ids, attention_mask = input_ids.astype(np.int64), attention_mask.astype(np.int64)
+        if not self.alone:
+            return self._run(input_ids, attention_mask)
+        rows = []
+        for ids, mask in zip(input_ids, attention_mask):
+            real = mask.astype(bool)
+            out = self._run(ids[real][None], mask[real][None])[0]
+            if self.pooling == "tokens":  # back to the batch's positions
+                padded = np.zeros((len(ids), out.shape[-1]), dtype=out.dtype)
+                padded[real] = out
+                out = padded
+            rows.append(out)
+        return np.stack(rows)
+
+    def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         return self.session.run([output_name(self.pooling)], feeds)[0]
