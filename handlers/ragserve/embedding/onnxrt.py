@@ -117,7 +117,7 @@ class OnnxRunner:
         if not self.alone:
             return self._run(input_ids, attention_mask)
         rows = []
-        for ids, mask in zip(input_ids, attention_mask):
+        for ids, mask in zip(input_ids, attention_mask, strict=True):
             real = mask.astype(bool)
             out = self._run(ids[real][None], mask[real][None])[0]
             if self.pooling == "tokens":  # back to the batch's positions
