@@ -15,7 +15,7 @@ from ts.handler_utils.timer import timed
 from ts.torch_handler.base_handler import BaseHandler
 
 from ragserve.api.contracts import RequestError, body_content_type
-from ragserve.api.openai_api import decode_rag_request, rag_reply
+from ragserve.api.openai_rag import decode_rag_request, rag_reply
 from ragserve.api.replies import Reply, encode
 from ragserve.config import Config
 from ragserve.retrieval.pipeline import RAGPipeline

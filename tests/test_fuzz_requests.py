@@ -15,18 +15,12 @@ from hypothesis import strategies as st
 
 from ragserve.api.contracts import LLMQuery, Query, RequestError, decode_filter, decode_llm_request, decode_request
 from ragserve.api.llm_routes import LLMRoutes
-from ragserve.api.openai_api import (
-    ChatQuery,
-    EmbeddingsQuery,
-    OpenAIError,
-    RetrievalQuery,
-    decode_chat,
-    decode_embeddings,
-    decode_rag_request,
-    decode_retrieval,
-)
+from ragserve.api.openai_api import OpenAIError
+from ragserve.api.openai_chat import ChatQuery, decode_chat
+from ragserve.api.openai_rag import decode_embeddings, decode_rag_request, decode_retrieval
 from ragserve.api.replies import encode
 from ragserve.config import Config, LLMConfig, RetrievalConfig
+from ragserve.retrieval.queries import EmbeddingsQuery, RetrievalQuery
 
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")  # the deep bodies, on purpose
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -28,7 +28,7 @@ import pytest
 
 from ragserve.api.contracts import RequestError
 from ragserve.api.llm_routes import LLMRoutes
-from ragserve.api.openai_api import decode_rag_request
+from ragserve.api.openai_rag import decode_rag_request
 from ragserve.config import Config, LLMConfig, override
 from ragserve_ops.server import TorchServe
 from ragserve_ops.testing import FIXTURES, LLM_DIR, MODEL_DIR, ROOT, Archive, serving

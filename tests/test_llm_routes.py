@@ -10,7 +10,7 @@ import pytest
 
 from ragserve.api.contracts import RequestError
 from ragserve.api.llm_routes import LLMRoutes, fit_to_context
-from ragserve.api.openai_api import ChatQuery, Grounding
+from ragserve.api.openai_chat import ChatQuery, Grounding
 from ragserve.llm.generation import Generator
 from ragserve_ops.testing import tiny_llm_config
 

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from ragserve.api.contracts import RequestError
-from ragserve.api.openai_api import Grounding, OpenAIError
+from ragserve.api.openai_api import OpenAIError
+from ragserve.api.openai_chat import Grounding
 from ragserve.api.ragclient import RAGClient, cut_question
 from ragserve.api.replies import error_json
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ragserve.api.openai_api import Grounding
+from ragserve.api.openai_chat import Grounding
 from ragserve.api.ragclient import RAGClient
 from ragserve_ops.client import request
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from langchain_core.documents import Document
 
-from ragserve.api.openai_api import rag_reply
+from ragserve.api.openai_rag import rag_reply
 from ragserve.config import Config, ConfigError, RerankConfig
 from ragserve.index.builder import refresh
 from ragserve.retrieval.pipeline import RAGPipeline, StageTimes

@@ -31,14 +31,16 @@ RAG endpoint, read side (every worker)
   retrieval/prompt.py    the original demo's Llama prompt around the top-k chunks
   retrieval/queries.py   what the pipeline is asked (a question, v1/retrieval, v1/embeddings), decoded by api/
   retrieval/pipeline.py  RAGPipeline: one embed and one search per batch -> plain results (hits, prompt, vectors);
-                         api/openai_api.py turns them into wire bodies
+                         api/openai_rag.py turns them into wire bodies
 LLM endpoint, the model (no request or reply shapes: api/ turns its results into replies)
   llm/generation.py      Generator: any Hugging Face causal LM, batched, optionally compiled (static cache)
   llm/quantization.py    torchao weight quantization (model.quantization) and its token-agreement gate
   llm/streaming.py       text pieces as they decode; llm/inflight.py: transformers' continuous batching
 Requests and replies of both endpoints (above both engines; the handlers import it)
   api/contracts.py       the endpoints' own contracts (text or JSON) decoded and checked
-  api/openai_api.py      OpenAI-compatible routes: v1/embeddings, v1/retrieval, v1/models, v1/chat/completions
+  api/openai_api.py      OpenAI-compatible routes, what both share: the route, OpenAI's error shape, v1/models
+  api/openai_rag.py      v1/embeddings and v1/retrieval decoded, and every RAG result as its wire body
+  api/openai_chat.py     v1/chat/completions decoded, and its reply as JSON or server-sent events
   api/citations.py       grounded chat's sources as OpenAI url_citation annotations
   api/llm_routes.py      every LLM route's request -> what the decode runs
   api/llm_service.py     LLMService: the LLM endpoint's requests -> replies, batch and in-flight modes

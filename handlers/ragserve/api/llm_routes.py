@@ -2,7 +2,7 @@
 
 Public names: LLMRoutes, fit_to_context.
 Routes: the endpoint's own contract (text, or JSON {"prompt", ...}), OpenAI's v1/chat/completions
-(openai_api.py; grounded on retrieval through the RAG endpoint when asked: ragclient.py) and GET
+(openai_chat.py; grounded on retrieval through the RAG endpoint when asked: ragclient.py) and GET
 v1/models. Every prompt is counted in tokens after the chat template (413 over the limit), and its
 max_new_tokens clamped to the context it leaves (fit_to_context); with the in-flight decode, a setting it
 cannot honour is refused (turns.admit). Errors of a v1 route come in OpenAI's shape. No TorchServe imports.
@@ -14,7 +14,8 @@ import dataclasses
 from typing import Any
 
 from ragserve.api.contracts import LLMQuery, RequestError, check_prompt_tokens, decode_llm_request, read_payload
-from ragserve.api.openai_api import ChatQuery, OpenAIError, decode_chat, models_body, route_of
+from ragserve.api.openai_api import OpenAIError, models_body, route_of
+from ragserve.api.openai_chat import ChatQuery, decode_chat
 from ragserve.api.ragclient import RAGClient
 from ragserve.api.turns import admit
 from ragserve.config import LLMConfig

@@ -16,7 +16,7 @@ from typing import Any
 
 from ragserve.api.contracts import LLMQuery, RequestError, body_content_type
 from ragserve.api.llm_routes import LLMRoutes
-from ragserve.api.openai_api import ChatQuery, ChatReply
+from ragserve.api.openai_chat import ChatQuery, ChatReply
 from ragserve.api.replies import TEXT, Reply, encode
 from ragserve.api.turns import Job, advance, answer_body, sampling_of
 from ragserve.config import LLMConfig

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ragserve.api.contracts import QUOTE_CHARS, quote
-from ragserve.api.openai_api import Grounding, OpenAIError
+from ragserve.api.openai_api import OpenAIError
+from ragserve.api.openai_chat import Grounding
 from ragserve.api.redirects import urlopen
 
 MAX_QUESTION_CHARS = 2000  # the RAG endpoint's retrieval.max_question_chars by default; its 413 tells a smaller one

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 
 from ragserve.api.contracts import LLMQuery, RequestError
-from ragserve.api.openai_api import ChatQuery, ChatReply
+from ragserve.api.openai_chat import ChatQuery, ChatReply
 from ragserve.api.replies import JSON, TEXT, Reply, encode, error_json
 from ragserve.llm.generation import Completion, Sampling
 from ragserve.llm.inflight import InFlight, Update

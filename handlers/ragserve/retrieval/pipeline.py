@@ -6,7 +6,7 @@ batch (at the largest k asked; dense, or dense + BM25 fused when retrieval.hybri
 candidates when a cross-encoder is configured (rerank.py), and returns one plain result per query
 (Retrieved: its top-k hits, its Llama prompt, its vectors, the version that answered, with
 "query_adapter": the identity of the adapter that mapped the question vectors when
-retrieval.query_adapter names one). api/openai_api.rag_reply turns a result into the wire body.
+retrieval.query_adapter names one). api/openai_rag.rag_reply turns a result into the wire body.
 from_config loads the line's live version and, with index.follow_s > 0, follows it (follow.py): a version
 published later is swapped in between batches.
 """
@@ -52,7 +52,7 @@ class StageTimes:
 
 @dataclass(frozen=True)
 class Retrieved:
-    """What one query got: plain values, the wire body is api's (openai_api.rag_reply)."""
+    """What one query got: plain values, the wire body is api's (openai_rag.rag_reply)."""
 
     hits: list[Hit]  # its top-k chunks, best first (none for an embeddings query)
     prompt: str | None  # the Llama prompt (a Query's), None otherwise

@@ -1,4 +1,4 @@
-"""openai_api.py without a server: request checks, the text a client sees (stops, whitespace), the bodies and
+"""api/openai_chat.py without a server: request checks, the text a client sees (stops, whitespace), the bodies and
 events of a chat completion, and an OpenAI chat through the in-flight decode's turns (tiny Llama)."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import json
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from ragserve.api.openai_api import ChatReply, DeltaText, OpenAIError, decode_chat, decode_embeddings
+from ragserve.api.openai_api import OpenAIError
+from ragserve.api.openai_chat import ChatReply, DeltaText, decode_chat
 from ragserve.api.replies import error_json
 from ragserve.api.turns import Job, sampling_of
-from ragserve.config import LLMConfig, RetrievalConfig
+from ragserve.config import LLMConfig
 from ragserve.llm.generation import Completion, Generator
 from ragserve.llm.inflight import InFlight
 from ragserve_ops.testing import turns
@@ -22,11 +23,6 @@ TOOLS = [{"type": "function", "function": {"name": "search", "parameters": {"typ
 
 
 LLM_CFG = LLMConfig.from_mapping({"model": {"path": "m"}}, ".")
-
-
-def words(texts: list[str]) -> list[int]:
-    """A stand-in tokenizer: words plus the two special tokens (the server tests use the model's own)."""
-    return [len(text.split()) + 2 for text in texts]
 
 
 def chat(cfg: LLMConfig, **body) -> object:
@@ -104,52 +100,6 @@ def test_max_tokens_past_what_the_model_writes_is_clamped_not_refused() -> None:
 def test_grounding_searches_on_the_last_user_message_whatever_follows_it() -> None:
     messages = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
     assert decode_chat({"model": "llm-rag", "messages": messages}, LLM_CFG, MODELS, "llm-rag").grounding
-
-
-def test_embeddings_requests_are_checked() -> None:
-    cfg = RetrievalConfig(max_embedding_chars=100)
-    query = decode_embeddings({"model": "m", "input": ["a", "b"], "encoding_format": "base64"}, ["m"], cfg, words, 384)
-    assert query.texts == ("a", "b") and query.as_base64
-    with pytest.raises(OpenAIError, match="does not exist") as err:
-        decode_embeddings({"model": "other", "input": "a"}, ["m"], cfg, words, 384)
-    assert err.value.status == 404 and error_json(err.value)["error"]["code"] == "model_not_found"
-
-
-@pytest.mark.parametrize(
-    ("texts", "limit"),
-    [
-        (["a"] * 33, "the limit is 32 per request (retrieval.max_embedding_inputs)"),
-        (["x" * 20_000, "y" * 12_769], "the limit is 32768 per request (retrieval.max_embedding_chars)"),
-        ("x" * 32_769, "the limit is 32768 per request (retrieval.max_embedding_chars)"),
-        (["x" * 2048] * 2048, "the limit is 32 per request"),  # the request that held a worker for minutes
-    ],
-)
-def test_embeddings_past_the_per_request_bounds_are_a_413_naming_input_and_the_limit(texts: list, limit: str) -> None:
-    with pytest.raises(OpenAIError) as err:
-        decode_embeddings({"model": "m", "input": texts}, ["m"], RetrievalConfig(), words, 384)
-    error = error_json(err.value)["error"]
-    assert err.value.status == 413 and error["param"] == "input" and limit in error["message"]
-    at_limit = ["a"] * 32 if isinstance(texts, list) and len(texts) == 33 else "x" * 32_768
-    assert decode_embeddings({"model": "m", "input": at_limit}, ["m"], RetrievalConfig(), words, 384).texts
-
-
-def test_embeddings_past_the_token_bounds_are_a_413_and_truncate_opts_in_as_in_tei() -> None:
-    cfg = RetrievalConfig(max_embedding_tokens=1000)
-    with pytest.raises(OpenAIError) as err:  # 3 x 400 tokens: over the request's 1,000
-        decode_embeddings({"model": "m", "input": ["w " * 398] * 3}, ["m"], cfg, words, 512)
-    assert err.value.status == 413 and "the limit is 1000 per request (retrieval.max_embedding_tokens)" in str(
-        err.value
-    )
-    long = {"model": "m", "input": ["short text", "w " * 500]}  # 502 tokens, the model reads 384
-    with pytest.raises(OpenAIError) as err:
-        decode_embeddings(long, ["m"], cfg, words, 384)
-    error = error_json(err.value)["error"]
-    assert err.value.status == 413 and error["param"] == "input[1]"
-    assert "502 tokens; the model reads at most 384" in error["message"] and '"truncate": true' in error["message"]
-    assert decode_embeddings({**long, "truncate": True}, ["m"], cfg, words, 384).texts == tuple(long["input"])
-    with pytest.raises(OpenAIError, match="'truncate' must be true or false") as err:
-        decode_embeddings({**long, "truncate": "yes"}, ["m"], cfg, words, 384)
-    assert err.value.status == 400
 
 
 @pytest.mark.parametrize(
