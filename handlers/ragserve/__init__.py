@@ -9,7 +9,8 @@ RAG endpoint, write side (offline: `make index` / `make refresh`, never in a wor
   ingest/corpus.py       local files or crawled pages -> documents -> chunks
   ingest/structure.py    structure-aware chunks: sections and API entries, code whole, each with its heading path
   ingest/metadata.py     page title, dates, authors and tags
-  index/builder.py       refresh: embed only new text, write an immutable version, publish, roll back
+  index/builder.py       refresh: embed only new text, write an immutable version
+  index/versions.py      publish, roll back, hold and prune a line's versions; fsynced writes and the line's lock
   embedding/cache.py     SQLite embedding cache keyed by text and model identity
   embedding/fingerprint.py  a model folder's content sha256 (its identity), stored beside it
   embedding/progress.py  progress of long embedding runs: a tqdm bar, or a log line every 30 s

@@ -149,7 +149,7 @@ class IndexLine:
         return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
     def holds(self) -> dict[str, dict[str, Any]]:
-        """Versions a rollback moved away from, by id: {"version", "to", "at"} (builder.rollback writes them)."""
+        """Versions a rollback moved away from, by id: {"version", "to", "at"} (versions.rollback writes them)."""
         try:
             held = json.loads((self.root / HOLD).read_text())["held"]
         except FileNotFoundError:
