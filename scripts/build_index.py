@@ -33,7 +33,8 @@ from ragserve.config import Config, EmbeddingConfig, assignment
 from ragserve.embedding.distributed import RayEncoder, connect
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import RefreshBusy, kept_note, refresh
-from ragserve.index.store import IndexLine, read_manifest
+from ragserve.index.line import IndexLine
+from ragserve.index.store import read_manifest
 from ragserve.index.versions import last_refresh, rollback
 from ragserve.runtime import build_device
 

@@ -16,6 +16,7 @@ RAG endpoint, write side (offline: `make index` / `make refresh`, never in a wor
   embedding/progress.py  progress of long embedding runs: a tqdm bar, or a log line every 30 s
   embedding/distributed.py  the same embedding on a Ray cluster (Ray Data, one Encoder per worker)
 RAG endpoint, read side (every worker)
+  index/line.py          where a line of versions lives and what identifies it (its key, CURRENT, HOLD, history)
   index/store.py         the live index version: FAISS vectors (memory-mapped), chunks, BM25
   index/ann.py           which FAISS index a version holds: flat (exact) or HNSW / IVF past index.ann_min_chunks
   index/follow.py        swap to a newly published version between batches

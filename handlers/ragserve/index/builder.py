@@ -5,7 +5,7 @@ refresh(cfg, encoder) re-reads cfg.corpus.source: a crawl that revalidates the l
 (conditional requests, crawl.py), or the local files. Every page is split again (cheap); every chunk,
 sentence window and page record text goes through the embedding cache (embedding/cache.py), so only new
 text reaches the encoder, in one call per build (an Encoder in process, or embedding/distributed.py's
-RayEncoder on a Ray cluster). The version id hashes the line (store.identity) and each page's content
+RayEncoder on a Ray cluster). The version id hashes the line (line.identity) and each page's content
 hash: a source that has not changed gives the live version's id, and nothing is embedded or written.
 A new version is written into a staging folder (every file fsynced, manifest last), renamed into
 versions/ and published (versions.py); workers that follow the line swap to it between batches (follow.py).
@@ -43,19 +43,9 @@ from langchain_core.documents import Document
 
 from ragserve.config import Config
 from ragserve.embedding.cache import EmbeddingCache, cache_key
+from ragserve.index.line import FORMAT_VERSION, IndexLine, identity, line_key, read_jsonl, scheme_of, windows_of
 from ragserve.index.pages import PageVectors, page_records
-from ragserve.index.store import (
-    FORMAT_VERSION,
-    PAGES_FOLDER,
-    Index,
-    IndexLine,
-    identity,
-    line_key,
-    read_jsonl,
-    scheme_of,
-    sha256_file,
-    windows_of,
-)
+from ragserve.index.store import PAGES_FOLDER, Index, sha256_file
 from ragserve.index.vectorsets import embed_with_progress
 from ragserve.index.versions import (
     LAST_REFRESH,

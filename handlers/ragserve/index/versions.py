@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ragserve.index.store import CURRENT, HOLD, IndexLine, IndexStoreError
+from ragserve.index.line import CURRENT, HOLD, IndexLine
+from ragserve.index.store import IndexStoreError
 
 logger = logging.getLogger(__name__)
 LAST_REFRESH = "last_refresh.json"  # the last refresh's kept pages and every page's newest validators

@@ -58,7 +58,7 @@ WAF_MARKERS = ("cf-mitigated", "x-amzn-waf-action", "x-sucuri-block", "x-datadom
 RETRY_AFTER_MAX_S = 30.0  # a longer Retry-After is not waited for: the page is kept (known) or skipped
 RETRY_BUDGET_S = 120.0  # at most this much waiting for Retry-After in one crawl
 # The version of html_to_text's output. A refresh reuses a page's stored text when its server answers 304, so a
-# change of the extraction reaches an existing index line only through the line's identity (index/store.py), which
+# change of the extraction reaches an existing index line only through the line's identity (index/line.py), which
 # carries this: bump it whenever html_to_text gives other text for the same HTML.
 # 2: charset as browsers decode, a paragraph on one line, API entries as headings, fenced code (2026-12-06).
 # 3: docutils' <aside class="topic|footnote|footnote-list"> kept (howto/clinic.html's abstract was lost).
