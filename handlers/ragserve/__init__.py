@@ -5,7 +5,8 @@ retrieval.pipeline.RAGPipeline, llm_handler.py over api.llm_service.LLMService. 
 module list (README and docs point here).
 
 RAG endpoint, write side (offline: `make index` / `make refresh`, never in a worker)
-  ingest/crawl.py        fetch a site (robots.txt, conditional requests) and extract main content
+  ingest/crawl.py        fetch a site (robots.txt, conditional requests)
+  ingest/html.py         a page's main content as markdown-shaped text, decoded as a browser decodes it
   ingest/corpus.py       local files or crawled pages -> documents -> chunks
   ingest/structure.py    structure-aware chunks: sections and API entries, code whole, each with its heading path
   ingest/metadata.py     page title, dates, authors and tags

@@ -37,7 +37,7 @@ from ragserve.embedding.cache import model_identity
 from ragserve.index.ann import ann_identity
 from ragserve.index.lexical import LexicalScheme
 from ragserve.index.windows import windows_folder
-from ragserve.ingest.crawl import EXTRACTOR_VERSION
+from ragserve.ingest.html import EXTRACTOR_VERSION
 
 # 4: versioned lines (CURRENT, versions/), sources.jsonl, every derived folder built with the version.
 FORMAT_VERSION = 4
