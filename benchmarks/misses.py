@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ragserve.config import Config
-from ragserve.index.store import Index, IndexLine, read_jsonl
+from ragserve.index.line import IndexLine, read_jsonl
+from ragserve.index.store import Index
 from ragserve.retrieval.retriever import Retriever
 
 MISS_K = 10  # a question is a miss when no chunk of its top MISS_K holds the evidence

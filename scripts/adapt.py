@@ -26,7 +26,7 @@ from ragserve.config import Config, config_arguments
 from ragserve.embedding.adapter import TrainSettings, corpus_pairs, train_adapter
 from ragserve.embedding.cache import EmbeddingCache, cache_key
 from ragserve.embedding.encoder import Encoder
-from ragserve.index.store import IndexLine, line_key, read_jsonl
+from ragserve.index.line import IndexLine, line_key, read_jsonl
 from ragserve.runtime import build_device
 
 ROOT = Path(__file__).resolve().parent.parent

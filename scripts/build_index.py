@@ -32,8 +32,10 @@ from pathlib import Path
 from ragserve.config import Config, EmbeddingConfig, assignment
 from ragserve.embedding.distributed import RayEncoder, connect
 from ragserve.embedding.encoder import Encoder
-from ragserve.index.builder import RefreshBusy, kept_note, last_refresh, refresh, rollback
-from ragserve.index.store import IndexLine, read_manifest
+from ragserve.index.builder import RefreshBusy, kept_note, refresh
+from ragserve.index.line import IndexLine
+from ragserve.index.store import read_manifest
+from ragserve.index.versions import last_refresh, rollback
 from ragserve.runtime import build_device
 
 ROOT = Path(__file__).resolve().parent.parent

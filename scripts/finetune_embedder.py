@@ -44,7 +44,7 @@ from transformers import TrainerCallback
 
 from ragserve.config import Config, config_arguments
 from ragserve.embedding.adapter import RECALL_KS, corpus_pairs
-from ragserve.index.store import IndexLine, line_key, read_jsonl
+from ragserve.index.line import IndexLine, line_key, read_jsonl
 from ragserve.runtime import build_device
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,8 @@ from ragserve.config import CompileConfig, Config, ConfigError
 from ragserve.embedding.adapter import AdapterError, QueryAdapter, TrainSettings, corpus_pairs, train_adapter
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh
-from ragserve.index.store import Index, IndexLine, line_key, load_current
+from ragserve.index.line import IndexLine, line_key
+from ragserve.index.store import Index, load_current
 from ragserve.retrieval.pipeline import RAGPipeline
 from ragserve.retrieval.queries import Query
 from ragserve.retrieval.retriever import Retriever

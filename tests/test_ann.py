@@ -11,7 +11,8 @@ from langchain_core.documents import Document
 from ragserve.config import Config, ConfigError, IndexConfig
 from ragserve.index.ann import ann_identity, kind_of, resolve_kind
 from ragserve.index.lexical import LexicalScheme
-from ragserve.index.store import Index, identity
+from ragserve.index.line import identity
+from ragserve.index.store import Index
 
 
 def clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:

@@ -98,7 +98,7 @@ SPHINX_PAGE = """<html><head><title>json — JSON encoder and decoder</title></h
 def test_sphinx_pages_give_their_main_div_without_permalinks_sidebar_or_footer() -> None:
     from bs4 import BeautifulSoup
 
-    from ragserve.ingest.crawl import html_to_text
+    from ragserve.ingest.html import html_to_text
 
     text = html_to_text(BeautifulSoup(SPHINX_PAGE, "html.parser"))
     assert text.splitlines()[0] == "# json — JSON encoder and decoder"
@@ -122,7 +122,7 @@ def test_docutils_topics_and_footnotes_are_content_other_asides_are_not() -> Non
     """Sphinx writes an abstract (topic) and footnotes as <aside>; a blog's "More Articles" box is one too."""
     from bs4 import BeautifulSoup
 
-    from ragserve.ingest.crawl import html_to_text
+    from ragserve.ingest.html import html_to_text
 
     text = html_to_text(BeautifulSoup(ASIDES_PAGE, "html.parser"))
     assert "Argument Clinic is a preprocessor for CPython C files." in text
@@ -137,7 +137,7 @@ PYDOCS = Path("/usr/share/doc/python3.11/html")
 def test_the_python_docs_pages_give_their_visible_main_text() -> None:
     from bs4 import BeautifulSoup
 
-    from ragserve.ingest.crawl import html_to_text
+    from ragserve.ingest.html import html_to_text
 
     text = html_to_text(BeautifulSoup((PYDOCS / "library" / "json.html").read_text(), "html.parser"))
     assert text.startswith("# json — JSON encoder and decoder\n") and "object_pairs_hook" in text
@@ -180,7 +180,7 @@ def test_a_utf8_page_served_without_a_charset_header_keeps_its_characters(tmp_pa
     ],
 )
 def test_decode_html_follows_the_html_rule(body: bytes, content_type: str, expected: str) -> None:
-    from ragserve.ingest.crawl import decode_html
+    from ragserve.ingest.html import decode_html
 
     assert expected in decode_html(body, content_type)
 
@@ -205,7 +205,7 @@ def test_include_matches_a_folder_page_as_its_index_html_and_comes_after_exclude
 def test_a_paragraph_is_one_line_and_code_keeps_its_lines() -> None:
     from bs4 import BeautifulSoup
 
-    from ragserve.ingest.crawl import html_to_text
+    from ragserve.ingest.html import html_to_text
 
     html = "<main><p>wrapped at\neighty columns\nby Sphinx</p><pre>x = 1\ny = 2</pre><h2>Next</h2></main>"
     expected = "wrapped at eighty columns by Sphinx\n```\nx = 1\ny = 2\n```\n## Next"

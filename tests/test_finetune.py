@@ -16,7 +16,7 @@ import yaml
 from ragserve.config import CompileConfig, Config
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh
-from ragserve.index.store import line_key
+from ragserve.index.line import line_key
 from ragserve_ops.testing import FIXTURES, ROOT, build_tiny_mpnet
 
 pytest.importorskip("datasets", reason="the trainer needs datasets: pip install -r benchmarks/requirements.txt")

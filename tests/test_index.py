@@ -12,7 +12,8 @@ from langchain_core.documents import Document
 
 from ragserve.config import Config, IndexConfig, RetrievalConfig
 from ragserve.index.builder import build_in_memory, refresh
-from ragserve.index.store import Index, IndexLine, IndexStoreError, load_current
+from ragserve.index.line import IndexLine
+from ragserve.index.store import Index, IndexStoreError, load_current
 from ragserve.retrieval.retriever import Retriever
 
 DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"

@@ -20,9 +20,11 @@ import pytest
 
 from ragserve.config import CompileConfig, Config
 from ragserve.embedding.encoder import Encoder
-from ragserve.index.builder import _prune, publish, refresh, rollback
+from ragserve.index.builder import refresh
 from ragserve.index.follow import Follower, Live
-from ragserve.index.store import IndexLine, load_current
+from ragserve.index.line import IndexLine
+from ragserve.index.store import load_current
+from ragserve.index.versions import _prune, publish, rollback
 from ragserve.retrieval.pipeline import RAGPipeline
 from ragserve_ops.testing import build_tiny_mpnet
 

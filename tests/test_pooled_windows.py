@@ -19,7 +19,7 @@ from ragserve.config import CompileConfig, Config, ConfigError, EmbeddingConfig,
 from ragserve.embedding.cache import EmbeddingCache
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import build_in_memory
-from ragserve.index.store import windows_of
+from ragserve.index.line import windows_of
 from ragserve.index.windows import sentence_window_spans, sentence_windows
 from ragserve_ops.testing import build_tiny_mpnet
 

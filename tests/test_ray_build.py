@@ -24,7 +24,7 @@ import yaml
 from ragserve.config import CompileConfig, Config
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh
-from ragserve.index.store import IndexLine
+from ragserve.index.line import IndexLine
 from ragserve_ops.testing import FIXTURES, ROOT, build_tiny_mpnet
 
 RAY = Path(sys.executable).parent / "ray"

@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 
 from ragserve.config import Config
-from ragserve.index.builder import RefreshBusy, refresh, rollback
+from ragserve.index.builder import RefreshBusy, refresh
 from ragserve.index.follow import Follower
-from ragserve.index.store import IndexLine, load_current
+from ragserve.index.line import IndexLine
+from ragserve.index.store import load_current
+from ragserve.index.versions import rollback
 from ragserve.retrieval.pipeline import RAGPipeline
 from ragserve.retrieval.queries import Query
 

@@ -14,7 +14,7 @@ import pytest
 
 from ragserve.config import Config
 from ragserve.index.builder import refresh
-from ragserve.index.store import IndexLine
+from ragserve.index.line import IndexLine
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.model

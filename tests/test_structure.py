@@ -10,7 +10,8 @@ from bs4 import BeautifulSoup
 
 from ragserve.config import CorpusConfig
 from ragserve.ingest.corpus import documents, split
-from ragserve.ingest.crawl import Page, html_to_text
+from ragserve.ingest.crawl import Page
+from ragserve.ingest.html import html_to_text
 from ragserve.ingest.structure import parse_sections, structure_chunks
 from ragserve_ops.testing import HF_SITE
 

@@ -5,16 +5,19 @@ retrieval.pipeline.RAGPipeline, llm_handler.py over api.llm_service.LLMService. 
 module list (README and docs point here).
 
 RAG endpoint, write side (offline: `make index` / `make refresh`, never in a worker)
-  ingest/crawl.py        fetch a site (robots.txt, conditional requests) and extract main content
+  ingest/crawl.py        fetch a site (robots.txt, conditional requests)
+  ingest/html.py         a page's main content as markdown-shaped text, decoded as a browser decodes it
   ingest/corpus.py       local files or crawled pages -> documents -> chunks
   ingest/structure.py    structure-aware chunks: sections and API entries, code whole, each with its heading path
   ingest/metadata.py     page title, dates, authors and tags
-  index/builder.py       refresh: embed only new text, write an immutable version, publish, roll back
+  index/builder.py       refresh: embed only new text, write an immutable version
+  index/versions.py      publish, roll back, hold and prune a line's versions; fsynced writes and the line's lock
   embedding/cache.py     SQLite embedding cache keyed by text and model identity
   embedding/fingerprint.py  a model folder's content sha256 (its identity), stored beside it
   embedding/progress.py  progress of long embedding runs: a tqdm bar, or a log line every 30 s
   embedding/distributed.py  the same embedding on a Ray cluster (Ray Data, one Encoder per worker)
 RAG endpoint, read side (every worker)
+  index/line.py          where a line of versions lives and what identifies it (its key, CURRENT, HOLD, history)
   index/store.py         the live index version: FAISS vectors (memory-mapped), chunks, BM25
   index/ann.py           which FAISS index a version holds: flat (exact) or HNSW / IVF past index.ann_min_chunks
   index/follow.py        swap to a newly published version between batches

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ragserve.config import Config, LLMConfig
 from ragserve.embedding.onnxrt import export, onnx_file
-from ragserve.index.store import CURRENT, IndexLine
+from ragserve.index.line import CURRENT, IndexLine
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (the package is installed editable from it)
 
@@ -120,7 +120,7 @@ def add_rag_files(config: Path, target: Path, root: Path, live: bool = False) ->
             sys.exit(
                 f"index.dir is absolute ({cfg.index.dir}) but corpus.source is relative: the archive resolves it to "
                 f"{archived.corpus.source}, the build to {cfg.corpus.source}, and a line is keyed by the path from "
-                "the store to its corpus (index/store.py corpus_key). Give corpus.source as an absolute path too."
+                "the store to its corpus (index/line.py corpus_key). Give corpus.source as an absolute path too."
             )
         print(f"index.dir is absolute: workers follow {line.root} directly")
     elif version is None:

@@ -137,7 +137,7 @@ def _is_a(value: Any, hint: Any) -> bool:
 
 def _absolute(path: str, root: Path) -> str:
     """A relative path made absolute under root, symlinks kept as written: an archive's `index` is a link to the
-    repository's store, and the line key (index/store.py corpus_key) is the path from it to the corpus."""
+    repository's store, and the line key (index/line.py corpus_key) is the path from it to the corpus."""
     expanded = Path(path).expanduser()
     return str(expanded if expanded.is_absolute() else os.path.abspath(root / expanded))
 

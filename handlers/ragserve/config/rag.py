@@ -117,7 +117,7 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """Where the index versions live (`<dir>/<line>/versions/`, store.py) and how workers read them."""
+    """Where the index versions live (`<dir>/<line>/versions/`, line.py) and how workers read them."""
 
     dir: str = "index"  # where the index lines live (relative to the archive folder)
     follow_s: float = 2.0  # workers check the line's CURRENT this often and swap to a new version (0: never)

@@ -1,29 +1,25 @@
 """The index builder, write side: read the source, embed only what is new, write an immutable version, publish it.
 
-Public names: refresh, Refresh, RefreshBusy, build_in_memory, builds_windows, write_version, publish, rollback,
-lift_holds, content_sha256, last_refresh, kept_note.
+Public names: refresh, Refresh, RefreshBusy, build_in_memory, builds_windows, write_version, content_sha256, kept_note.
 refresh(cfg, encoder) re-reads cfg.corpus.source: a crawl that revalidates the live version's pages
 (conditional requests, crawl.py), or the local files. Every page is split again (cheap); every chunk,
 sentence window and page record text goes through the embedding cache (embedding/cache.py), so only new
 text reaches the encoder, in one call per build (an Encoder in process, or embedding/distributed.py's
-RayEncoder on a Ray cluster). The version id hashes the line (store.identity) and each page's content
+RayEncoder on a Ray cluster). The version id hashes the line (line.identity) and each page's content
 hash: a source that has not changed gives the live version's id, and nothing is embedded or written.
 A new version is written into a staging folder (every file fsynced, manifest last), renamed into
-versions/ and published (CURRENT, fsynced); workers that follow the line swap to it between batches
-(follow.py). A build killed midway leaves its staging folder; the next refresh deletes it first. The
-index.keep_versions versions published last stay on disk for rollback(). A rollback holds: the version
-it moved away from is not published again by a refresh until the source changes (another version id)
-or the operator lifts it (refresh(release=True), build_index.py --release). One refresh per line at a
-time: a second one raises RefreshBusy at once (cron may start the next before the last has finished).
+versions/ and published (versions.py); workers that follow the line swap to it between batches (follow.py).
+A build killed midway leaves its staging folder; the next refresh deletes it first. A version a rollback held
+is not published until the source changes or the hold is lifted (release=True, build_index.py --release).
+One refresh per line at a time: a second one raises RefreshBusy at once (cron may start the next before the
+last has finished).
 Each refresh writes LAST_REFRESH at the line's root: when it ran, the version it found, the known pages it
 kept because their server was failing or rate-limiting (crawl.py's Page.kept; in the summary and in
 build_index.py --status), and every page's validators (ETag, Last-Modified) with its content hash: a page
 whose validators changed while its text did not gives no new version, yet the next refresh must send the
 new ones or it downloads that page in full every time. _known_pages lays them over the live version's
 sources.jsonl where the content hash matches (versions stay immutable; a rollback's older text keeps its
-own). Every writer of CURRENT, history.jsonl or HOLD (publish, rollback, the prune) takes the line's lock
-(line.lock) for those few milliseconds, so a rollback never lands between the prune's reading of the live
-version and its deletes. Nothing here runs in a TorchServe worker.
+own). Nothing here runs in a TorchServe worker.
 """
 
 from __future__ import annotations
@@ -39,7 +35,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,23 +43,23 @@ from langchain_core.documents import Document
 
 from ragserve.config import Config
 from ragserve.embedding.cache import EmbeddingCache, cache_key
+from ragserve.index.line import FORMAT_VERSION, IndexLine, identity, line_key, read_jsonl, scheme_of, windows_of
 from ragserve.index.pages import PageVectors, page_records
-from ragserve.index.store import (
-    CURRENT,
-    FORMAT_VERSION,
-    HOLD,
-    PAGES_FOLDER,
-    Index,
-    IndexLine,
-    IndexStoreError,
-    identity,
-    line_key,
-    read_jsonl,
-    scheme_of,
-    sha256_file,
-    windows_of,
-)
+from ragserve.index.store import PAGES_FOLDER, Index, sha256_file
 from ragserve.index.vectorsets import embed_with_progress
+from ragserve.index.versions import (
+    LAST_REFRESH,
+    _clean_staging,
+    _fsync,
+    _line_lock,
+    _now,
+    _prune,
+    _publish,
+    _write_holds,
+    _write_synced,
+    last_refresh,
+    lift_holds,
+)
 from ragserve.index.windows import WindowVectors, sentence_windows
 from ragserve.ingest.corpus import documents, read_pages, split
 from ragserve.ingest.crawl import Page
@@ -74,7 +69,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 SOURCE_FIELDS = ("url", "title", "text", "metadata", "links", "etag", "last_modified", "fetched")
-LAST_REFRESH = "last_refresh.json"  # the last refresh's kept pages and every page's newest validators
 
 
 class RefreshBusy(RuntimeError):
@@ -259,54 +253,6 @@ def write_version(folder: Path, index: Index, pages: Sequence[Page], manifest: d
     _fsync(folder.parent)  # the rename itself
 
 
-def publish(line: IndexLine, version: str, reason: str) -> None:
-    """Make version the live one, under the line's lock: CURRENT is replaced in one rename; history.jsonl records it."""
-    with _line_lock(line):
-        _publish(line, version, reason)
-
-
-def rollback(line: IndexLine, version: str | None = None) -> str:
-    """Publish `version`, or the version live before the current one, and hold the one it replaces (HOLD: a refresh
-    does not publish it again until the source changes or lift_holds()); returns the version now live."""
-    with _line_lock(line):
-        current = line.current()
-        if version is None:
-            earlier = [e["version"] for e in reversed(line.history()) if e["version"] != current]
-            kept = [v for v in earlier if (line.folder(v) / "manifest.json").is_file()]
-            if not kept:
-                raise IndexStoreError(f"{line.root}: no earlier version on disk to roll back to")
-            version = kept[0]
-        _publish(line, version, f"rollback from {current}")
-        held = [entry for v, entry in line.holds().items() if v not in (version, current)]
-        if current is not None and current != version:
-            held.append({"version": current, "to": version, "at": _now()})
-        _write_holds(line, held)
-    return version
-
-
-def lift_holds(line: IndexLine) -> list[str]:
-    """Lift every rollback hold of line; returns the versions that were held."""
-    with _line_lock(line):
-        held = list(line.holds())
-        _write_holds(line, [])
-    if held:
-        logger.info("released the hold on %s in %s", ", ".join(held), line.root)
-    return held
-
-
-def _publish(line: IndexLine, version: str, reason: str) -> None:
-    """publish() for a caller that holds the line's lock."""
-    if not (line.folder(version) / "manifest.json").is_file():
-        raise IndexStoreError(f"{line.folder(version)} is not a complete version")
-    _write_synced(line.root / CURRENT, version + "\n")
-    entry = {"version": version, "at": _now("microseconds"), "reason": reason}  # orders versions for the prune
-    with open(line.root / "history.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    logger.info("published %s in %s (%s)", version, line.root, reason)
-
-
 def _publish_unless_held(line: IndexLine, report: Refresh) -> None:
     """Publish report.version unless a rollback holds it (checked under the lock: one may have landed during the
     build). A version not held means the source changed since the rollback: its holds are lifted."""
@@ -322,14 +268,6 @@ def _publish_unless_held(line: IndexLine, report: Refresh) -> None:
         if line.current() != report.version:
             _publish(line, report.version, "refresh")
             report.published = True
-
-
-def _write_holds(line: IndexLine, held: list[dict[str, Any]]) -> None:
-    if held:
-        _write_synced(line.root / HOLD, json.dumps({"held": held}, indent=2))
-    elif (line.root / HOLD).exists():
-        (line.root / HOLD).unlink()
-        _fsync(line.root)
 
 
 def _manifest_head(cfg: Config, version: str) -> dict[str, Any]:
@@ -362,15 +300,6 @@ def _known_pages(line: IndexLine, version: str | None) -> dict[str, Page]:
     return {page.url: page for page in pages}
 
 
-def last_refresh(line: IndexLine) -> dict[str, Any] | None:
-    """What the line's last refresh recorded (LAST_REFRESH): at, version, kept {url: why}, validators; None if none
-    (or unreadable: it only saves downloads and reports)."""
-    try:
-        return json.loads((line.root / LAST_REFRESH).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _write_last_refresh(line: IndexLine, report: Refresh, pages: Sequence[Page]) -> None:
     validators = {
         page.url: {"sha256": content_sha256(page), "etag": page.etag, "last_modified": page.last_modified}
@@ -386,62 +315,6 @@ def _diff(report: Refresh, known: dict[str, Page], pages: Sequence[Page]) -> Non
     report.added = [url for url in now if url not in known]
     report.changed = [url for url in now if url in known and content_sha256(known[url]) != content_sha256(now[url])]
     report.removed = [url for url in known if url not in now]
-
-
-def _prune(line: IndexLine, keep: int) -> None:
-    """Delete all but the `keep` versions published last (never the live one), under the line's lock: no
-    rollback can move CURRENT between the read of the live version and the deletes. A worker that still maps
-    a deleted version's files keeps reading them: Linux frees them when the last mapping goes."""
-    with _line_lock(line):
-        live = line.current()
-        versions = line.versions()
-        old = [v for v in versions if v != live][: max(0, len(versions) - keep)]
-        for version in old:
-            shutil.rmtree(line.folder(version), ignore_errors=True)
-            logger.info("pruned version %s of %s", version, line.root)
-
-
-def _clean_staging(line: IndexLine) -> None:
-    """Delete what killed builds and publishes left: `.<version>.<pid>.tmp` folders (a whole index's disk each),
-    `CURRENT.<pid>.tmp` and `HOLD.<pid>.tmp`. The caller holds the refresh lock, so no build of this line is
-    writing one; the line's lock keeps a rollback's CURRENT.<pid>.tmp in flight out of reach."""
-    for staging in (line.root / "versions").glob(".*.tmp"):
-        shutil.rmtree(staging, ignore_errors=True)
-        logger.info("removed %s, left by a build that did not finish", staging)
-    for staged in line.root.glob(f"{LAST_REFRESH}.*.tmp"):  # written under the refresh lock only
-        staged.unlink(missing_ok=True)
-    with _line_lock(line):
-        for staged in [*line.root.glob(f"{CURRENT}.*.tmp"), *line.root.glob(f"{HOLD}.*.tmp")]:
-            staged.unlink(missing_ok=True)
-
-
-@contextmanager
-def _line_lock(line: IndexLine) -> Iterator[None]:
-    """The line's lock, held by every writer of CURRENT, history.jsonl and HOLD: blocking, held for milliseconds."""
-    line.root.mkdir(parents=True, exist_ok=True)
-    with open(line.root / "line.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def _write_synced(path: Path, text: str) -> None:
-    """Replace path with text in one rename, the file and the rename on disk when this returns."""
-    staged = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(staged, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    staged.replace(path)
-    _fsync(path.parent)
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file, or a folder's entries (renames), to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager
@@ -464,7 +337,3 @@ def _write_jsonl(path: Path, rows: Any) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _now(timespec: str = "seconds") -> str:
-    return datetime.now(timezone.utc).isoformat(timespec=timespec)

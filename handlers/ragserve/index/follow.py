@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from ragserve.index.store import CURRENT, IndexLine
+from ragserve.index.line import CURRENT, IndexLine
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

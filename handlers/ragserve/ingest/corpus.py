@@ -24,7 +24,8 @@ from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharac
 from transformers import AutoTokenizer
 
 from ragserve.config import CorpusConfig
-from ragserve.ingest.crawl import Page, crawl, excluded, html_to_text, included
+from ragserve.ingest.crawl import Page, crawl, excluded, included
+from ragserve.ingest.html import html_to_text
 from ragserve.ingest.metadata import page_metadata
 from ragserve.ingest.structure import structure_chunks
 

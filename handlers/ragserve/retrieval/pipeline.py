@@ -26,7 +26,8 @@ from ragserve.config import Config
 from ragserve.embedding.adapter import QueryAdapter
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.follow import Follower, Live
-from ragserve.index.store import Index, IndexLine, load_current, set_search_threads
+from ragserve.index.line import IndexLine
+from ragserve.index.store import Index, load_current, set_search_threads
 from ragserve.retrieval.filters import Filter
 from ragserve.retrieval.prompt import build_prompt
 from ragserve.retrieval.queries import EmbeddingsQuery, Query, RAGQuery
