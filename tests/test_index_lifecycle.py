@@ -24,7 +24,7 @@ from ragserve.index.builder import refresh
 from ragserve.index.follow import Follower, Live
 from ragserve.index.line import IndexLine
 from ragserve.index.store import load_current
-from ragserve.index.versions import _prune, publish, rollback
+from ragserve.index.versions import prune, publish, rollback
 from ragserve.retrieval.pipeline import RAGPipeline
 from ragserve_ops.testing import build_tiny_mpnet
 
@@ -172,7 +172,7 @@ def test_rollback_and_prune_wait_for_the_lines_lock(tmp_path: Path) -> None:
     with open(line.root / "line.lock", "a+") as held:  # what a writer of CURRENT holds
         fcntl.flock(held, fcntl.LOCK_EX)
         rolling = threading.Thread(target=rollback, args=(line,))
-        pruning = threading.Thread(target=_prune, args=(line, 1))
+        pruning = threading.Thread(target=prune, args=(line, 1))
         rolling.start()
         pruning.start()
         time.sleep(0.5)
@@ -224,7 +224,7 @@ def test_pruning_keeps_the_versions_published_last_and_rollback_finds_them(tmp_p
     rollback(line, "v1")  # v1 published again: now the newer of the two
     publish(line, "v3", "refresh")
     assert line.versions() == ["v2", "v1", "v3"]
-    _prune(line, 2)
+    prune(line, 2)
     assert line.versions() == ["v1", "v3"] and not line.folder("v2").exists()
     assert rollback(line) == "v1"
 

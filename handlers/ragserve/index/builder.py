@@ -49,16 +49,16 @@ from ragserve.index.store import PAGES_FOLDER, Index, sha256_file
 from ragserve.index.vectorsets import embed_with_progress
 from ragserve.index.versions import (
     LAST_REFRESH,
-    _clean_staging,
-    _fsync,
-    _line_lock,
-    _now,
-    _prune,
-    _publish,
-    _write_holds,
-    _write_synced,
+    clean_staging,
+    fsync,
     last_refresh,
     lift_holds,
+    line_lock,
+    prune,
+    publish_locked,
+    utc_now,
+    write_holds,
+    write_synced,
 )
 from ragserve.index.windows import WindowVectors, sentence_windows
 from ragserve.ingest.corpus import documents, read_pages, split
@@ -124,7 +124,7 @@ def refresh(cfg: Config, encoder: Callable[[], Encoder], publish_it: bool = True
     line = IndexLine.of(cfg)
     start = time.perf_counter()
     with _refresh_lock(line):
-        _clean_staging(line)
+        clean_staging(line)
         if release:
             lift_holds(line)
         previous = line.current()
@@ -155,7 +155,7 @@ def refresh(cfg: Config, encoder: Callable[[], Encoder], publish_it: bool = True
             report.chunks = json.loads((folder / "manifest.json").read_text())["count"]
         if publish_it and not report.held:
             _publish_unless_held(line, report)
-        _prune(line, cfg.index.keep_versions)
+        prune(line, cfg.index.keep_versions)
         _write_last_refresh(line, report, pages)
     report.seconds = time.perf_counter() - start
     logger.info("refresh of %s: %s", line.root, report.summary())
@@ -243,30 +243,30 @@ def write_version(folder: Path, index: Index, pages: Sequence[Page], manifest: d
     manifest = {**manifest, "count": len(index), "metric": index.metric}
     manifest["sha256"] = {name: sha256_file(staging / name) for name in files}
     for name in files:  # on disk before the manifest that vouches for them
-        _fsync(staging / name)
+        fsync(staging / name)
     with open(staging / "manifest.json", "w", encoding="utf-8") as f:  # last: it makes the folder a version
         f.write(json.dumps(manifest, indent=2))
         f.flush()
         os.fsync(f.fileno())
     shutil.rmtree(folder, ignore_errors=True)  # a folder without a manifest: a crash left it, nobody reads it
     staging.replace(folder)
-    _fsync(folder.parent)  # the rename itself
+    fsync(folder.parent)  # the rename itself
 
 
 def _publish_unless_held(line: IndexLine, report: Refresh) -> None:
     """Publish report.version unless a rollback holds it (checked under the lock: one may have landed during the
     build). A version not held means the source changed since the rollback: its holds are lifted."""
-    with _line_lock(line):
+    with line_lock(line):
         holds = line.holds()
         if report.version in holds:
             report.held = report.version
             logger.warning("refresh of %s: %s is held (%s)", line.root, report.version, holds[report.version])
             return
         if holds:
-            _write_holds(line, [])
+            write_holds(line, [])
             logger.info("refresh of %s: the source changed; lifted the hold on %s", line.root, ", ".join(holds))
         if line.current() != report.version:
-            _publish(line, report.version, "refresh")
+            publish_locked(line, report.version, "refresh")
             report.published = True
 
 
@@ -277,7 +277,7 @@ def _manifest_head(cfg: Config, version: str) -> dict[str, Any]:
         "identity": identity(cfg),
         "format": FORMAT_VERSION,
         "source": cfg.corpus.source,
-        "created": _now(),
+        "created": utc_now(),
     }
 
 
@@ -306,8 +306,8 @@ def _write_last_refresh(line: IndexLine, report: Refresh, pages: Sequence[Page])
         for page in pages
         if page.etag or page.last_modified
     }
-    record = {"at": _now(), "version": report.version, "kept": report.kept, "validators": validators}
-    _write_synced(line.root / LAST_REFRESH, json.dumps(record, ensure_ascii=False))
+    record = {"at": utc_now(), "version": report.version, "kept": report.kept, "validators": validators}
+    write_synced(line.root / LAST_REFRESH, json.dumps(record, ensure_ascii=False))
 
 
 def _diff(report: Refresh, known: dict[str, Page], pages: Sequence[Page]) -> None:
@@ -328,7 +328,7 @@ def _refresh_lock(line: IndexLine) -> Iterator[None]:
             raise RefreshBusy(f"a refresh of {line.root} is already running ({lock.read().strip()})") from err
         lock.seek(0)
         lock.truncate()
-        lock.write(f"pid {os.getpid()} since {_now()}")
+        lock.write(f"pid {os.getpid()} since {utc_now()}")
         lock.flush()
         yield
 
