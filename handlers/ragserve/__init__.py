@@ -4,6 +4,9 @@ The two TorchServe handlers in handlers/ are thin adapters: rag_handler.py over
 retrieval.pipeline.RAGPipeline, llm_handler.py over api.llm_service.LLMService. This is the package's one
 module list (README and docs point here).
 
+Layers, bottom up; each imports only its own and those below (tests/test_layout.py):
+config/, runtime.py, compilation.py < ingest/, embedding/ < index/ < retrieval/, llm/ < api/ < the handlers.
+
 RAG endpoint, write side (offline: `make index` / `make refresh`, never in a worker)
   ingest/crawl.py        fetch a site (robots.txt, conditional requests)
   ingest/html.py         a page's main content as markdown-shaped text, decoded as a browser decodes it
