@@ -28,8 +28,8 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from report import Results, add_out_argument
 
+from benchlib.report import Results, add_out_argument
 from ragserve.config import IndexConfig
 from ragserve.index.ann import build_faiss_index, search_params
 

@@ -31,8 +31,8 @@ from typing import Any
 import torch
 import yaml
 from eval_retrieval import ROOT, serve_site, variant_config
-from report import Results, add_out_argument
 
+from benchlib.report import Results, add_out_argument
 from ragserve.config import Config, LLMConfig, override
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from model_archive import archive_rag, stage_inputs
-from private_server import BenchServer
-from report import Results, add_out_argument
 
+from benchlib.model_archive import archive_rag, stage_inputs
+from benchlib.private_server import BenchServer
+from benchlib.report import Results, add_out_argument
 from ragserve_ops.archive import FORMATS, archive_path
 
 ROOT = Path(__file__).resolve().parent.parent

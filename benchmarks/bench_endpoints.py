@@ -23,9 +23,9 @@ logs/model_metrics.log (HandlerTime per handler call = per batch; RAGEmbedTime/R
 TorchServe only keeps with model_metrics_auto_detect=true, set in the private config) and
 logs/ts_metrics.log (ts_inference_latency_microseconds, ts_queue_latency_microseconds per request).
 
-Modules: endpoint_profile.py (the profile and its cells), endpoint_runner.py (workdir, index, archive,
-server, ab per cell), endpoint_report.py (results.csv, report.md, throughput.png), report.py (the results
-folder and set-up every benchmark shares).
+Modules (benchlib/): endpoint_profile.py (the profile and its cells), endpoint_runner.py (workdir, index,
+archive, server, ab per cell), endpoint_report.py (results.csv, report.md, throughput.png), report.py (the
+results folder and set-up every benchmark shares).
 
 Output (default benchmarks/results/endpoints-<date>-<host>/): report.md, setup.json, results.csv,
 throughput.png, and cells/<cell>/ with the cell yaml, the archive step's log, ab's output and TorchServe's
@@ -38,11 +38,10 @@ import argparse
 import time
 from pathlib import Path
 
-import apache_bench
-import endpoint_report
-from endpoint_profile import Profile
-from endpoint_runner import prepare_workdir, run_cells
-from report import Results, add_out_argument
+from benchlib import apache_bench, endpoint_report
+from benchlib.endpoint_profile import Profile
+from benchlib.endpoint_runner import prepare_workdir, run_cells
+from benchlib.report import Results, add_out_argument
 
 BENCHMARK = "endpoints"
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "profile.yaml"

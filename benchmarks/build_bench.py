@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import Results, add_out_argument
 
+from benchlib.report import Results, add_out_argument
 from ragserve.config import CompileConfig, Config, EmbeddingConfig
 from ragserve.embedding.encoder import Encoder
 from ragserve.ingest.corpus import load_documents, split

@@ -50,8 +50,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import Results, add_out_argument
 
+from benchlib.report import Results, add_out_argument
 from ragserve.compilation import compiled_graph_count
 from ragserve.config import CompileConfig, Config, EmbeddingConfig
 from ragserve.embedding.encoder import Encoder

@@ -17,7 +17,7 @@ the question's evidence string (whitespace folded, case-insensitive). Questions 
 each variant re-ranks them; query ms = one question's embedding alone (median of 40) + the
 variant's median search ms. Settings are chosen on qa_dev + qa_dev_indirect
 (148 answerable); qa_public (34) is reported, not tuned on. Unanswerable questions report their top
-score. Every answerable question missed at 10 is explained (misses.py): is its evidence in a chunk, in
+score. Every answerable question missed at 10 is explained (benchlib/misses.py): is its evidence in a chunk, in
 its page's text, where do its page and its best evidence chunk rank (dense, BM25, fused), so which cause:
 extraction, split, page missing, wrong page or wrong chunk. Writes report.md (one table for all sets, one
 per set, then the misses by cause), questions.jsonl (every question), misses.jsonl (every miss) and
@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from misses import MISS_K, Misses, causes_markdown, count_causes, folded, page_texts
-from report import Results, add_out_argument
 
+from benchlib.misses import MISS_K, Misses, causes_markdown, count_causes, folded, page_texts
+from benchlib.report import Results, add_out_argument
 from ragserve.config import CompileConfig, Config, assignment, override
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh
@@ -142,7 +142,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float | None]:
 
 def run_variant(cfg: Config, encoders: dict, question_sets: dict[str, list]) -> tuple[dict, list, list]:
     """Per-set summaries plus chunks, query ms (one embedding + one search), build s and misses by cause;
-    every question's row; every miss's row (misses.py)."""
+    every question's row; every miss's row (benchlib/misses.py)."""
     embedding_key = dataclasses.astuple(cfg.embedding)
     if embedding_key not in encoders:
         device = build_device(cfg.runtime)  # a GPU when there is one (float16, embedding.dtype auto)

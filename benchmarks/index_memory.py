@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from archive_formats import bench_yaml
-from model_archive import archive_rag, stage_inputs
-from private_server import BenchServer
-from report import Results, add_out_argument
+
+from benchlib.model_archive import archive_rag, stage_inputs
+from benchlib.private_server import BenchServer
+from benchlib.report import Results, add_out_argument
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKDIR = ROOT / "build" / "bench-archive"

@@ -24,8 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from report import Results, add_out_argument
-
+from benchlib.report import Results, add_out_argument
 from ragserve.config import override
 from ragserve_ops.client import stream
 from ragserve_ops.server import TorchServe, prepare_llm_archive, running

@@ -36,9 +36,9 @@ import time
 from pathlib import Path
 
 import torch
-from report import Results, add_out_argument
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from benchlib.report import Results, add_out_argument
 from ragserve.compilation import compiled_graph_count
 from ragserve.config import LLMConfig, override
 from ragserve.llm.generation import Generator, Sampling

@@ -21,12 +21,12 @@ import statistics
 import time
 from pathlib import Path
 
-import apache_bench
 import openai
 import yaml
-from model_archive import sections, stage_inputs
-from report import Results, add_out_argument
 
+from benchlib import apache_bench
+from benchlib.model_archive import sections, stage_inputs
+from benchlib.report import Results, add_out_argument
 from ragserve.config import override
 from ragserve_ops.client import fresh_key
 from ragserve_ops.ports import reserve

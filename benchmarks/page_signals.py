@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import yaml
 from eval_retrieval import ROOT, read_questions, variant_config
-from misses import folded
-from report import Results, add_out_argument
 
+from benchlib.misses import folded
+from benchlib.report import Results, add_out_argument
 from ragserve.config import CompileConfig, override
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.lexical import Lexical

@@ -28,8 +28,8 @@ import time
 import torch
 import yaml
 from answer_eval import ROOT, answer_all, llm_setting, retrieve_all, sampling_of, score
-from report import Results, add_out_argument
 
+from benchlib.report import Results, add_out_argument
 from ragserve.config import Config
 from ragserve.llm.generation import Generator, Sampling
 from ragserve.llm.quantization import METHODS, token_agreement

@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report import Results
 
+from benchlib.report import Results
 from ragserve.config import CompileConfig, CorpusConfig, EmbeddingConfig
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.vectorsets import embed_with_progress

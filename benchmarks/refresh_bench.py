@@ -29,11 +29,11 @@ import threading
 import time
 from pathlib import Path
 
-import apache_bench
 import yaml
-from model_archive import archive_rag
-from report import Results, add_out_argument
 
+from benchlib import apache_bench
+from benchlib.model_archive import archive_rag
+from benchlib.report import Results, add_out_argument
 from ragserve.config import override
 from ragserve_ops.client import fresh_key
 from ragserve_ops.server import TorchServe, running

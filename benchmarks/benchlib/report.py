@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 PACKAGES = ("torch", "transformers", "torchserve", "faiss-cpu")  # recorded for every benchmark
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from endpoint_profile import SEED_DESIGN, Profile, repo_path
-from endpoint_runner import MODEL, inductor_cache
-from report import Results
 
+from benchlib.endpoint_profile import SEED_DESIGN, Profile, repo_path
+from benchlib.endpoint_runner import MODEL, inductor_cache
+from benchlib.report import Results
 from ragserve_ops.server import platform_env
 
 CSV_FIELDS = [

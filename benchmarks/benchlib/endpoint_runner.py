@@ -20,14 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import apache_bench
 import psutil
 import yaml
-from endpoint_profile import ALLOCATORS, Cell, Profile, cell_yaml, repo_path
-from model_archive import archive_rag, stage_inputs
-from private_server import BenchServer
-from ts_metrics import log_offsets, server_metrics, slowest_handler_ms
 
+from benchlib import apache_bench
+from benchlib.endpoint_profile import ALLOCATORS, Cell, Profile, cell_yaml, repo_path
+from benchlib.model_archive import archive_rag, stage_inputs
+from benchlib.private_server import BenchServer
+from benchlib.ts_metrics import log_offsets, server_metrics, slowest_handler_ms
 from ragserve.config import Config
 from ragserve_ops.client import fresh_key
 

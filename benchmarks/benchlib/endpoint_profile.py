@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SEED_DESIGN = "seed-design"
 # torch eager, torch.compile, embedding.backend onnxruntime, and the same with embedding.precision int8
 MODES = ("eager", "compile", "onnxruntime", "onnxruntime-int8")

@@ -18,7 +18,7 @@ from typing import Any
 
 from ragserve_ops.server import prepare_rag_archive
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _inputs(handler: dict[str, Any]) -> tuple[str, str]:
