@@ -22,19 +22,12 @@ from typing import Any
 
 import yaml
 
-from benchlib.model_archive import archive_rag, stage_inputs
+from benchlib.model_archive import archive_rag, bench_yaml, stage_inputs
 from benchlib.private_server import BenchServer
 from benchlib.report import Results, add_out_argument
 from ragserve_ops.archive import FORMATS, archive_path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def bench_yaml() -> dict[str, Any]:
-    """configs/rag-docs.yaml with compile off."""
-    doc = yaml.safe_load((ROOT / "configs" / "rag-docs.yaml").read_text())
-    doc["handler"]["compile"]["enabled"] = False
-    return doc
 
 
 def prepare(workdir: Path) -> Path:

@@ -19,9 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from archive_formats import bench_yaml
-
-from benchlib.model_archive import archive_rag, stage_inputs
+from benchlib.model_archive import archive_rag, bench_yaml, stage_inputs
 from benchlib.private_server import BenchServer
 from benchlib.report import Results, add_out_argument
 

@@ -3,7 +3,7 @@
   report.py            every benchmark's results folder (report.md, setup.json, data files) and its --out option
   apache_bench.py      ab: the command line, one run, and what its output says
   private_server.py    the private TorchServe a benchmark starts, stopped and waited for (BenchServer)
-  model_archive.py     a benchmark's workdir and the RAG archive in it
+  model_archive.py     a benchmark's workdir, the RAG archive in it, configs/rag-docs.yaml with compile off
   ts_metrics.py        TorchServe's own timings of a run, read from its metric logs
   endpoint_profile.py  bench_endpoints.py's profile (benchmarks/profile*.yaml) and its cells
   endpoint_runner.py   bench_endpoints.py's runs: workdir, index, archive, server and ab per cell

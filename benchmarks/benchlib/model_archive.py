@@ -1,8 +1,9 @@
 """A benchmark's workdir and the RAG archive in it, built by ragserve_ops.server's `prepare_rag_archive`.
 
 Public: `stage_inputs` (the model yaml's relative inputs under the workdir), `sections` (a model yaml mapping
-as the two texts the harness's prepare_* functions take), `archive_rag` (index built or refreshed, then
-archived into workdir/model_store/rag, the subprocesses' output in a log file). No server start here.
+as the two texts the harness's prepare_* functions take), `bench_yaml` (configs/rag-docs.yaml with compile off,
+the archive and memory benchmarks' model yaml), `archive_rag` (index built or refreshed, then archived into
+workdir/model_store/rag, the subprocesses' output in a log file). No server start here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ragserve_ops.server import prepare_rag_archive
 
@@ -58,6 +61,13 @@ def stage_inputs(base: dict[str, Any], workdir: Path) -> None:
 def sections(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A model yaml mapping split into (handler section, frontend keys), as the harness takes them."""
     return dict(doc.get("handler") or {}), {key: value for key, value in doc.items() if key != "handler"}
+
+
+def bench_yaml() -> dict[str, Any]:
+    """configs/rag-docs.yaml with compile off."""
+    doc = yaml.safe_load((ROOT / "configs" / "rag-docs.yaml").read_text())
+    doc["handler"]["compile"]["enabled"] = False
+    return doc
 
 
 @contextmanager
