@@ -28,21 +28,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
-import http.server
-import json
 import logging
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from benchlib.misses import MISS_K, Misses, causes_markdown, count_causes, folded, page_texts
+from benchlib.misses import MISS_K, Misses, causes_markdown, count_causes, page_texts
 from benchlib.report import Results, add_out_argument
+from benchlib.retrieval_eval import ROOT, read_questions, score_question, serve_site, variant_config
 from ragserve.config import CompileConfig, Config, assignment, override
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh
@@ -50,45 +47,9 @@ from ragserve.index.store import load_current
 from ragserve.retrieval.pipeline import RAGPipeline
 from ragserve.runtime import build_device
 
-ROOT = Path(__file__).resolve().parent.parent
-
 MRR_DEPTH = 10
 HIT_KS = (1, 3, 5, 10)
 LATENCY_SAMPLE = 40  # questions embedded one at a time to measure the embedding's share of a query
-
-
-def serve_site(site: Path, port: int) -> http.server.ThreadingHTTPServer:
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def variant_config(spec: dict[str, Any], base: dict[str, Any], source: str) -> Config:
-    """The base handler section with the variant's overrides merged section by section."""
-    merged = override(base, spec.get("handler", {}))
-    # eager (compile off): the same vectors, without minutes of compilation
-    eval_only = {
-        "corpus.source": source,
-        "index.dir": str(ROOT / ".cache" / "eval-index"),
-        "compile": {"enabled": False},
-    }
-    return Config.from_mapping(override(merged, eval_only), ROOT)
-
-
-def score_question(hits: list, question: dict[str, Any]) -> dict[str, Any]:
-    row = {"id": question["id"], "answerable": question["answerable"], "top_score": hits[0].score if hits else None}
-    if question["answerable"]:
-        evidence = folded(question["evidence"])
-        ranks = [i + 1 for i, hit in enumerate(hits) if evidence in folded(hit.document.page_content)]
-        row["rank"] = ranks[0] if ranks else None
-        row["top_source"] = hits[0].document.metadata.get("source") if hits else None
-    return row
 
 
 def in_slice(questions: list[dict[str, Any]], pages: list[str] | None) -> list[dict[str, Any]]:
@@ -96,10 +57,6 @@ def in_slice(questions: list[dict[str, Any]], pages: list[str] | None) -> list[d
     if pages is None:
         return questions
     return [q for q in questions if not q["answerable"] or q["source"] in set(pages)]
-
-
-def read_questions(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class Questions:

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 import yaml
-from eval_retrieval import ROOT, read_questions, variant_config
 
 from benchlib.misses import folded
 from benchlib.report import Results, add_out_argument
+from benchlib.retrieval_eval import ROOT, read_questions, variant_config
 from ragserve.config import CompileConfig, override
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.lexical import Lexical

