@@ -31,7 +31,7 @@ from benchlib.report import Results, add_out_argument
 from benchlib.retrieval_eval import ROOT, read_questions, variant_config
 from ragserve.config import CompileConfig, override
 from ragserve.embedding.encoder import Encoder
-from ragserve.index.lexical import Lexical
+from ragserve.index.bm25 import BM25
 from ragserve.index.store import load_current
 from ragserve.retrieval.fusion import min_max
 from ragserve.retrieval.pipeline import RAGPipeline
@@ -49,14 +49,14 @@ def page_signals(pages: PageIndex, index: Any, vectors: np.ndarray, texts: list[
     starts = np.searchsorted(owner[order], np.arange(len(pages.records)))
     chunk_vectors = index.vectors()
     best_cosine = np.maximum.reduceat((vectors @ chunk_vectors.T)[:, order], starts, axis=1)
-    best_bm25 = np.maximum.reduceat(index.lexical.scores(texts)[:, order], starts, axis=1)
+    best_bm25 = np.maximum.reduceat(index.bm25.scores(texts)[:, order], starts, axis=1)
     centroids = np.zeros((len(pages.records), chunk_vectors.shape[1]), np.float32)
     np.add.at(centroids, owner, chunk_vectors)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     return {
         "page record (what page_weight mixes in)": pages.scores(vectors, texts, dense_weight),
         "page record, dense half": pages.vectors.best(vectors, len(pages.records)),
-        "page record, BM25 half": pages.lexical.scores(texts),
+        "page record, BM25 half": pages.bm25.scores(texts),
         "best chunk cosine": best_cosine,
         "best chunk BM25": best_bm25,
         "best chunk, 0.7 cosine + 0.3 BM25": 0.7 * _unit_rows(best_cosine) + 0.3 * _unit_rows(best_bm25),
@@ -129,17 +129,17 @@ def main() -> None:
                 ranks.append(hits([ranked[i] for i in order], question))
             lines.append(f"| {weight} | {rates(ranks, (1, 5))} |")
         lines += ["", "| BM25 k1, b | hit@1 / hit@5 / hit@10 |", "|---|---|"]
-        live = index.lexical
+        live = index.bm25
         for k1, b in BM25_PARAMETERS:
             chunks = index.documents()
             headers = [live.scheme.header(chunk.metadata) for chunk in chunks]
-            index.lexical = Lexical.build([c.page_content for c in chunks], headers, live.scheme, k1, b)
+            index.bm25 = BM25.build([c.page_content for c in chunks], headers, live.scheme, k1, b)
             found_b = RAGPipeline(cfg, encoder, index).retriever.search(vectors, texts, 10)
             ranks = [hits(ranked, q) for ranked, q in zip(found_b, questions, strict=True)]
             lines.append(
                 f"| {k1}, {b}{' (bm25s default)' if (k1, b) == (1.5, 0.75) else ''} | {rates(ranks, (1, 5, 10))} |"
             )
-        index.lexical = live
+        index.bm25 = live
         lines.append("")
     report = "\n".join(lines)
     print(report)

@@ -10,7 +10,7 @@ from langchain_core.documents import Document
 
 from ragserve.config import Config, ConfigError, IndexConfig
 from ragserve.index.ann import ann_identity, kind_of, resolve_kind
-from ragserve.index.lexical import LexicalScheme
+from ragserve.index.bm25 import BM25Scheme
 from ragserve.index.line import identity
 from ragserve.index.store import Index
 
@@ -25,7 +25,7 @@ def clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
 
 def index_of(vectors: np.ndarray, **settings) -> Index:
     chunks = [Document(f"chunk {i}", metadata={"source": f"s{i % 7}"}) for i in range(len(vectors))]
-    return Index.from_vectors(chunks, vectors, "cosine", LexicalScheme(), cfg=IndexConfig(**settings))
+    return Index.from_vectors(chunks, vectors, "cosine", BM25Scheme(), cfg=IndexConfig(**settings))
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])

@@ -149,9 +149,9 @@ def test_another_bm25_scheme_is_its_own_version_built_from_the_embedding_cache(c
     words = dataclasses.replace(cfg, index=plain)
     report = refresh(words, lambda: pytest.fail("loaded the encoder: something was re-embedded"))
     assert report.written and report.embedded == {"chunks": 0, "page records": 0, "sentence windows": 0}
-    assert load_current(words, encoder).lexical.scheme.folder == "bm25-words"
+    assert load_current(words, encoder).bm25.scheme.folder == "bm25-words"
     # its own line, untouched
-    assert load_current(cfg, encoder).lexical.scheme.folder == "bm25-numbers-title-meta-idents"
+    assert load_current(cfg, encoder).bm25.scheme.folder == "bm25-numbers-title-meta-idents"
 
 
 def test_hybrid_fusions_put_the_exact_term_chunk_first(cfg: Config, encoder) -> None:

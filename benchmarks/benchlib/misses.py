@@ -112,7 +112,7 @@ class Misses:
 
     def _bm25_order(self, question: str) -> list[int]:
         """The chunks BM25 scores above 0, best first."""
-        scores = self.index.lexical.scores([question])[0]  # (chunks,)
+        scores = self.index.bm25.scores([question])[0]  # (chunks,)
         return [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] > 0]
 
 

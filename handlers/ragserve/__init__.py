@@ -24,7 +24,7 @@ RAG endpoint, read side (every worker)
   index/store.py         the live index version: FAISS vectors (memory-mapped), chunks, BM25
   index/ann.py           which FAISS index a version holds: flat (exact) or HNSW / IVF past index.ann_min_chunks
   index/follow.py        swap to a newly published version between batches
-  index/lexical.py       BM25 terms; index/vectorsets.py, index/pages.py, index/windows.py: vector sets
+  index/bm25.py          BM25 terms; index/vectorsets.py, index/pages.py, index/windows.py: vector sets
                          per chunk, per page and per sentence window
   embedding/encoder.py   the Encoder (LangChain Embeddings): tokenize -> backend -> unit vectors
   embedding/adapter.py   the query adapter (`make adapt`): a linear map of question vectors, trained on the

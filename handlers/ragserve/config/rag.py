@@ -136,7 +136,7 @@ class IndexConfig:
     bm25_numbers: bool = True  # keep numbers/versions ("3.1", "8B", "128,256"); false: bm25s' 2+ letter words
     bm25_title: bool = True  # index each chunk's page title with its text
     bm25_metadata: bool = True  # and its page's date (as words: "April 2024", "spring 2024"), authors, tags
-    bm25_identifiers: bool = True  # and identifiers: "json.dumps", "-X" whole; "skip_keys" as skip, keys (lexical.py)
+    bm25_identifiers: bool = True  # and identifiers: "json.dumps", "-X" whole; "skip_keys" as skip, keys (bm25.py)
     mmap: bool = True  # map the vectors read-only: the workers of a node share one copy of their pages
     # Sentence windows (windows.py; embedded with the index when retrieval.window_weight > 0: changing
     # these embeds the new windows, never the chunks, which the embedding cache holds):

@@ -235,7 +235,7 @@ def write_version(folder: Path, index: Index, pages: Sequence[Page], manifest: d
     )
     rows = ({**{name: getattr(page, name) for name in SOURCE_FIELDS}, "sha256": content_sha256(page)} for page in pages)
     _write_jsonl(staging / "sources.jsonl", rows)
-    saved = index.lexical.save(staging / index.lexical.scheme.folder)
+    saved = index.bm25.save(staging / index.bm25.scheme.folder)
     saved += index.pages.save(staging / PAGES_FOLDER) if index.pages is not None else []
     if index.windows is not None:
         saved += index.windows.save(staging / manifest["identity"]["windows"])

@@ -35,7 +35,7 @@ from typing import Any
 from ragserve.config import Config
 from ragserve.embedding.cache import model_identity
 from ragserve.index.ann import ann_identity
-from ragserve.index.lexical import LexicalScheme
+from ragserve.index.bm25 import BM25Scheme
 from ragserve.index.windows import windows_folder
 from ragserve.ingest.html import EXTRACTOR_VERSION
 
@@ -45,9 +45,9 @@ CURRENT = "CURRENT"
 HOLD = "HOLD"
 
 
-def scheme_of(cfg: Config) -> LexicalScheme:
+def scheme_of(cfg: Config) -> BM25Scheme:
     index = cfg.index
-    return LexicalScheme(
+    return BM25Scheme(
         numbers=index.bm25_numbers,
         title=index.bm25_title,
         metadata=index.bm25_metadata,

@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from ragserve.config import Config, IndexConfig
 from ragserve.index.ann import EXACT_FILTERED_MAX, build_faiss_index, kind_of, search_params
-from ragserve.index.lexical import Lexical, LexicalScheme
+from ragserve.index.bm25 import BM25, BM25Scheme
 from ragserve.index.line import IndexLine, identity, read_jsonl, scheme_of, windows_of
 from ragserve.index.pages import PageVectors
 from ragserve.index.windows import WindowVectors
@@ -52,7 +52,7 @@ class Index:
     def __init__(
         self,
         store: FAISS,
-        lexical: Lexical,
+        bm25: BM25,
         pages: PageVectors | None = None,
         windows: WindowVectors | None = None,
         manifest: dict[str, Any] | None = None,
@@ -60,7 +60,7 @@ class Index:
     ) -> None:
         self.store = store
         self.cfg = cfg or IndexConfig()  # search-time settings (efSearch, probes)
-        self.lexical = lexical
+        self.bm25 = bm25
         self.pages = pages  # page record vectors (every saved version has them)
         self.windows = windows  # sentence windows: only when the config uses them
         self.manifest = manifest or {}  # of the version loaded; {} for an index built in memory
@@ -78,7 +78,7 @@ class Index:
         chunks: list[Document],
         vectors: np.ndarray,
         metric: str,
-        scheme: LexicalScheme,
+        scheme: BM25Scheme,
         embeddings: Any = None,
         cfg: IndexConfig | None = None,
     ) -> Index:
@@ -90,8 +90,8 @@ class Index:
         documents = [
             Document(text, metadata=chunk.metadata, id=i) for i, text, chunk in zip(ids, texts, chunks, strict=True)
         ]
-        lexical = Lexical.build(texts, [scheme.header(chunk.metadata) for chunk in chunks], scheme)
-        return cls(_faiss_store(index, documents, metric, embeddings), lexical, cfg=cfg)
+        bm25 = BM25.build(texts, [scheme.header(chunk.metadata) for chunk in chunks], scheme)
+        return cls(_faiss_store(index, documents, metric, embeddings), bm25, cfg=cfg)
 
     @property
     def metric(self) -> str:
@@ -194,7 +194,7 @@ class Index:
             windows = None  # built without them: more chunks than index.window_max_chunks (builder.builds_windows)
         return cls(
             _faiss_store(faiss_index, documents, manifest["metric"], embeddings),
-            Lexical.load(folder / scheme.folder, scheme),
+            BM25.load(folder / scheme.folder, scheme),
             PageVectors.load(folder / PAGES_FOLDER),
             WindowVectors.load(folder / windows, mmap) if windows else None,
             manifest,

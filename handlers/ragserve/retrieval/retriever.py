@@ -30,7 +30,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from ragserve.config import RetrievalConfig
-from ragserve.index.lexical import Lexical, LexicalScheme
+from ragserve.index.bm25 import BM25, BM25Scheme
 from ragserve.index.pages import PageRecord, PageVectors, page_records
 from ragserve.retrieval.filters import ChunkTable, Filter
 from ragserve.retrieval.fusion import convex_combination, min_max, reciprocal_rank_fusion
@@ -53,7 +53,7 @@ class PageIndex:
     """Page records with their own BM25 and vectors (each vector's owner is a page position)."""
 
     records: list[PageRecord]
-    lexical: Lexical
+    bm25: BM25
     vectors: PageVectors
 
     @classmethod
@@ -62,10 +62,10 @@ class PageIndex:
         if index.pages is None:
             raise ValueError("the index has no page vectors: build it with builder.build_in_memory or load a version")
         records = page_records(index.documents())
-        scheme = index.lexical.scheme
-        page_scheme = LexicalScheme(numbers=scheme.numbers, title=False, identifiers=scheme.identifiers)
-        lexical = Lexical.build([r.lexical_text() for r in records], [""] * len(records), page_scheme)
-        return cls(records, lexical, index.pages)
+        scheme = index.bm25.scheme
+        page_scheme = BM25Scheme(numbers=scheme.numbers, title=False, identifiers=scheme.identifiers)
+        bm25 = BM25.build([r.lexical_text() for r in records], [""] * len(records), page_scheme)
+        return cls(records, bm25, index.pages)
 
     def page_of_chunks(self, count: int) -> np.ndarray:
         """(count,) the page position of every chunk."""
@@ -77,7 +77,7 @@ class PageIndex:
     def scores(self, vectors: np.ndarray, questions: list[str], dense_weight: float) -> np.ndarray:
         """(n questions, n pages) in [0, 1]: convex fusion of the best-vector cosine and the record's BM25."""
         dense = self.vectors.best(vectors, len(self.records))
-        lexical = self.lexical.scores(questions)
+        lexical = self.bm25.scores(questions)
         return dense_weight * _unit_rows(dense) + (1 - dense_weight) * _unit_rows(lexical)
 
 
@@ -146,7 +146,7 @@ class Retriever:
         cfg = self.cfg
         masks = list(masks) or [None] * len(vectors)
         dense_hits, dense_ids = self._dense_search(vectors, cfg.candidates, masks)  # (n, candidates)
-        lexical_scores = self.index.lexical.scores(questions)  # (n, chunks)
+        lexical_scores = self.index.bm25.scores(questions)  # (n, chunks)
         page_scores = self.pages.scores(vectors, questions, cfg.page_dense_weight) if self.pages else None
         every_window = self.windows is not None and cfg.window_search == "all"
         window_scores = self.windows.best(vectors, len(self.index)) if every_window else None

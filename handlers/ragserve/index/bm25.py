@@ -1,6 +1,6 @@
 """Lexical retrieval: a BM25 index (bm25s) over the same chunks as the FAISS index.
 
-Public names: Lexical, LexicalScheme, identifier_terms.
+Public names: BM25, BM25Scheme, identifier_terms.
 Names and numbers ("128,256", "405B", "Llama 3.1") decide many factual questions, and dense
 embeddings blur them; BM25 catches them, provided its tokenizer keeps them: bm25s' default
 pattern drops one-character tokens, so "Llama 3.1", "Llama 3" and "Llama 2" all become "llama"
@@ -10,7 +10,7 @@ The corpus includes the Python 3.11 documentation, whose questions name identifi
 terms break apart or lose: "json.dumps" becomes "json" and "dumps" (as in any sentence saying
 "dumps JSON"), the option "-X" becomes the word "x", and "skip_keys" or "JSONDecoder" stay one
 stemmed word that a question saying "skip keys" or "JSON decoder" never matches. So with
-`identifiers` on (LexicalScheme; `index.bm25_identifiers`) a text's terms are its stemmed words and
+`identifiers` on (BM25Scheme; `index.bm25_identifiers`) a text's terms are its stemmed words and
 numbers as before plus, for every identifier in it (identifier_terms), the identifier whole and
 unstemmed ("json.dumps", "-X") and the parts of snake_case words and of a dotted name's CamelCase
 part as words ("skip", "key"; "path", "like" of "os.PathLike"). Questions get the same terms, so a question
@@ -100,7 +100,7 @@ def identifier_terms(text: str, stem: Callable[[list[str]], list[str]] | None = 
 
 
 @dataclass(frozen=True)
-class LexicalScheme:
+class BM25Scheme:
     """How chunks become BM25 terms; each scheme has its own folder in an index. The defaults are the index
     section's (config/rag.py IndexConfig bm25_*), their one home."""
 
@@ -126,19 +126,19 @@ class LexicalScheme:
         return NUMBERS_PATTERN if self.numbers else WORDS_PATTERN
 
 
-class Lexical:
+class BM25:
     """BM25 over chunk texts, addressed by the chunks' positions in the FAISS index."""
 
-    def __init__(self, retriever: bm25s.BM25, scheme: LexicalScheme) -> None:
+    def __init__(self, retriever: bm25s.BM25, scheme: BM25Scheme) -> None:
         self.retriever = retriever
         self.scheme = scheme
         self.stemmer = Stemmer.Stemmer(STEMMER_LANGUAGE)
 
     @classmethod
     def build(
-        cls, texts: Sequence[str], headers: Sequence[str], scheme: LexicalScheme, k1: float = 1.5, b: float = 0.75
-    ) -> Lexical:
-        """BM25 over each header + text (headers from LexicalScheme.header; "" for none). k1, b: bm25s' defaults,
+        cls, texts: Sequence[str], headers: Sequence[str], scheme: BM25Scheme, k1: float = 1.5, b: float = 0.75
+    ) -> BM25:
+        """BM25 over each header + text (headers from BM25Scheme.header; "" for none). k1, b: bm25s' defaults,
         which the index keeps (benchmarks/page_signals.py measured others on both corpora: no gain)."""
         lexical = cls(bm25s.BM25(k1=k1, b=b), scheme)
         texts = [f"{header}\n{text}" if header else text for header, text in zip(headers, texts, strict=True)]
@@ -153,7 +153,7 @@ class Lexical:
         return sorted(p for p in folder.iterdir() if p.is_file())
 
     @classmethod
-    def load(cls, folder: Path, scheme: LexicalScheme) -> Lexical:
+    def load(cls, folder: Path, scheme: BM25Scheme) -> BM25:
         return cls(bm25s.BM25.load(str(folder), load_corpus=False, allow_pickle=False), scheme)
 
     def scores(self, questions: list[str]) -> np.ndarray:

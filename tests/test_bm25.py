@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import Stemmer
 
-from ragserve.index.lexical import Lexical, LexicalScheme, identifier_terms
+from ragserve.index.bm25 import BM25, BM25Scheme, identifier_terms
 
 TEXTS = [
     "Llama 3 has a context length of 8K tokens.",
@@ -18,65 +18,65 @@ TEXTS = [
 TITLES = ["Llama 3", "Llama 3.1", "Llama 2", "Gemma 2"]
 
 
-def best(lexical: Lexical, question: str) -> int:
+def best(lexical: BM25, question: str) -> int:
     return int(np.argmax(lexical.scores([question])[0]))
 
 
-def build(scheme: LexicalScheme) -> Lexical:
-    return Lexical.build(TEXTS, [scheme.header({"title": title}) for title in TITLES], scheme)
+def build(scheme: BM25Scheme) -> BM25:
+    return BM25.build(TEXTS, [scheme.header({"title": title}) for title in TITLES], scheme)
 
 
 def test_keeping_numbers_tells_model_versions_apart() -> None:
-    numbers = build(LexicalScheme(numbers=True, title=False))
+    numbers = build(BM25Scheme(numbers=True, title=False))
     assert best(numbers, "What context length does Llama 3.1 have?") == 1
     assert best(numbers, "What context length does Llama 2 have?") == 2
     # bm25s' default terms drop "3", "1" and "2": the three versions score the same.
-    words = build(LexicalScheme(numbers=False, title=False))
+    words = build(BM25Scheme(numbers=False, title=False))
     scores = words.scores(["What context length does Llama 3.1 have?"])[0]
     assert scores[0] == pytest.approx(scores[1]) == pytest.approx(scores[2])
 
 
 def test_the_page_title_makes_a_chunk_findable_by_the_name_it_omits() -> None:
-    titled = build(LexicalScheme(title=True))
+    titled = build(BM25Scheme(title=True))
     assert best(titled, "How many tokens was Gemma 2 trained on?") == 3
 
 
 def test_scores_are_zero_without_a_shared_term_and_for_empty_questions() -> None:
-    lexical = build(LexicalScheme())
+    lexical = build(BM25Scheme())
     scores = lexical.scores(["zebra", "", "the of and"])
     assert scores.shape == (3, len(TEXTS))
     assert not scores.any()
 
 
 def test_saved_index_scores_identically(tmp_path: Path) -> None:
-    scheme = LexicalScheme()
+    scheme = BM25Scheme()
     built = build(scheme)
     files = built.save(tmp_path / scheme.folder)
     assert files and not [p for p in files if p.suffix in (".pkl", ".pickle")]
-    loaded = Lexical.load(tmp_path / scheme.folder, scheme)
+    loaded = BM25.load(tmp_path / scheme.folder, scheme)
     question = ["context length of Llama 3.1", "json.dumps -X skip_keys JSONDecoder"]
     np.testing.assert_allclose(loaded.scores(question), built.scores(question))
 
 
 def test_each_scheme_has_its_own_folder() -> None:
-    folders = {LexicalScheme(n, t, False, False).folder for n in (True, False) for t in (True, False)}
+    folders = {BM25Scheme(n, t, False, False).folder for n in (True, False) for t in (True, False)}
     assert folders == {"bm25-numbers-title", "bm25-numbers", "bm25-words-title", "bm25-words"}
-    assert LexicalScheme(metadata=True, identifiers=False).folder == "bm25-numbers-title-meta"
+    assert BM25Scheme(metadata=True, identifiers=False).folder == "bm25-numbers-title-meta"
     # Identifier terms are new terms: an index built without them is never read with them.
-    assert LexicalScheme(metadata=False).folder == "bm25-numbers-title-idents"
-    assert LexicalScheme().folder == "bm25-numbers-title-meta-idents"  # the index section's defaults
-    assert LexicalScheme(numbers=False, title=False, metadata=True).folder == "bm25-words-meta-idents"
+    assert BM25Scheme(metadata=False).folder == "bm25-numbers-title-idents"
+    assert BM25Scheme().folder == "bm25-numbers-title-meta-idents"  # the index section's defaults
+    assert BM25Scheme(numbers=False, title=False, metadata=True).folder == "bm25-words-meta-idents"
 
 
 def test_page_metadata_makes_a_chunk_findable_by_its_date_and_authors() -> None:
-    scheme = LexicalScheme(metadata=True)
+    scheme = BM25Scheme(metadata=True)
     meta = {"title": "Falcon 2", "published": "2024-05-13", "authors": "tii-team", "tags": "llm"}
     header = scheme.header(meta)
     assert "may 2024" in header and "tii-team" in header and "Falcon 2" in header
-    lexical = Lexical.build(["It speaks many languages.", "Other text."], [header, "Otter"], scheme)
+    lexical = BM25.build(["It speaks many languages.", "Other text."], [header, "Otter"], scheme)
     scores = lexical.scores(["the spring 2024 model by tii-team"])[0]
     assert scores[0] > 0 and scores[1] == 0
-    assert LexicalScheme(metadata=False).header(meta) == "Falcon 2"  # metadata off: the title alone
+    assert BM25Scheme(metadata=False).header(meta) == "Falcon 2"  # metadata off: the title alone
 
 
 @pytest.mark.parametrize(
@@ -129,14 +129,14 @@ def test_a_named_identifier_ranks_the_chunk_that_names_it_first() -> None:
         "Set skip_keys to pass over the dictionary entries that are not strings.",
     ]
     questions = ["How do I call json.dumps?", "What does -X do?", "the JSON decoder", "skip keys"]
-    lexical = Lexical.build(texts, [""] * len(texts), LexicalScheme(title=False))
+    lexical = BM25.build(texts, [""] * len(texts), BM25Scheme(title=False))
     dumps, x_option, decoder, skip = lexical.scores(questions)
     assert dumps[0] > dumps[1] > 0
     assert x_option[2] > x_option[3]
     assert np.argmax(decoder) == 4 and np.argmax(skip) == 5
     # Today's words alone: "json" and "dumps" said apart win, "x" is the variable's word, and
     # "JSONDecoder" is one word that "JSON decoder" never matches.
-    words = Lexical.build(texts, [""] * len(texts), LexicalScheme(title=False, identifiers=False))
+    words = BM25.build(texts, [""] * len(texts), BM25Scheme(title=False, identifiers=False))
     dumps, x_option, decoder, skip = words.scores(questions)
     assert dumps[1] > dumps[0] and x_option[3] > x_option[2] and np.argmax(decoder) != 4 and skip[5] == 0
 
@@ -145,7 +145,7 @@ def test_identifiers_off_gives_exactly_the_old_terms() -> None:
     texts = [*TEXTS, "Use json.dumps, -X dev and skip_keys with a JSONDecoder.", ""]
     stemmer = Stemmer.Stemmer("english")
     for numbers in (True, False):
-        lexical = Lexical.build(texts, [""] * len(texts), LexicalScheme(numbers=numbers, identifiers=False))
+        lexical = BM25.build(texts, [""] * len(texts), BM25Scheme(numbers=numbers, identifiers=False))
         old = bm25s.tokenize(
             texts,
             token_pattern=lexical.scheme.token_pattern,
@@ -156,6 +156,6 @@ def test_identifiers_off_gives_exactly_the_old_terms() -> None:
         )
         assert lexical.terms(texts) == old
         # Identifiers on: the same words first, then the identifiers' terms.
-        terms = Lexical(lexical.retriever, LexicalScheme(numbers=numbers)).terms(texts)
+        terms = BM25(lexical.retriever, BM25Scheme(numbers=numbers)).terms(texts)
         assert [t[: len(o)] for t, o in zip(terms, old, strict=True)] == old
         assert terms[-2][len(old[-2]) :] == identifier_terms(texts[-2], stemmer.stemWords)
