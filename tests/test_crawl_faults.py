@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from ragserve.ingest.crawl import CrawlError, crawl
 
@@ -124,10 +125,12 @@ def test_public_start_url_never_fetches_private_addresses(monkeypatch) -> None:
     from ragserve.ingest import crawl as crawl_module
 
     # DNS rebinding: the host looks public when the crawl starts, then resolves to a private address.
-    answers = iter([False, True, True, True])
-    monkeypatch.setattr(crawl_module, "_is_private", lambda host: next(answers))
-    with pytest.raises(CrawlError, match="private or loopback"):
-        crawl("http://example.org/docs", max_depth=0, max_pages=1, max_page_bytes=1000, timeout_s=1)
+    monkeypatch.setattr(requests.Session, "get", lambda session, url, **kwargs: pytest.fail(f"{url} was asked"))
+    for robots in (False, True):  # the page's hop; robots.txt's, asked before it
+        answers = iter([False, True, True, True])
+        monkeypatch.setattr(crawl_module, "_is_private", lambda host, answers=answers: next(answers))
+        with pytest.raises(CrawlError, match="private or loopback"):
+            crawl("http://example.org/docs", 0, 1, 1000, 1, robots=robots)
 
 
 class Limiting(http.server.BaseHTTPRequestHandler):

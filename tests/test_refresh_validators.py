@@ -37,6 +37,9 @@ class Tagged(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         cls = type(self)
+        if self.path == "/robots.txt":  # none (the crawl asks for it first): not a page, not counted
+            self.send_error(404)
+            return
         status, headers = cls.answers.get(self.path, (200, {}))
         if self.path not in TEXT:
             status = 404

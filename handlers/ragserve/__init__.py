@@ -8,7 +8,8 @@ Layers, bottom up; each imports only its own and those below (tests/test_layout.
 config/, runtime.py, compilation.py < ingest/, embedding/ < index/ < retrieval/, llm/ < api/ < the handlers.
 
 RAG endpoint, write side (offline: `make index` / `make refresh`, never in a worker)
-  ingest/crawl.py        fetch a site (robots.txt, conditional requests)
+  ingest/crawl.py        fetch a site: same-site breadth-first, conditional requests, as robots.txt allows
+  ingest/robots.py       a site's robots.txt (RFC 9309, stdlib parser): what a crawl may fetch, its Crawl-delay
   ingest/html.py         a page's main content as markdown-shaped text, decoded as a browser decodes it
   ingest/corpus.py       local files or crawled pages -> documents -> chunks
   ingest/structure.py    structure-aware chunks: sections and API entries, code whole, each with its heading path

@@ -61,6 +61,7 @@ class CorpusConfig:
     chunk_header: bool = False  # start each chunk with a "title > section" line (measured: no gain)
     exclude: list[str] = field(default_factory=list)  # glob patterns of paths under the source to skip, e.g. _sources/*
     include: list[str] = field(default_factory=list)  # glob patterns of the paths kept, after exclude (empty: all)
+    robots: bool = True  # obey the site's robots.txt (RFC 9309, ingest/robots.py); false only for a site you run
 
     def __post_init__(self) -> None:
         _check(self.chunk_size > 0, "corpus.chunk_size must be > 0")

@@ -67,6 +67,7 @@ def identity(cfg: Config) -> dict[str, Any]:
     corpus = dataclasses.asdict(cfg.corpus)
     corpus["source"] = cfg.corpus.source if cfg.corpus.is_url else corpus_key(cfg)
     corpus.pop("timeout_s")
+    corpus.pop("robots")  # like the site itself, it decides which pages a crawl reads: a refresh, not a new line
     corpus["extractor"] = EXTRACTOR_VERSION  # stored page texts are reused on 304: a new extraction is a new line
     return {
         "corpus": corpus,

@@ -44,7 +44,7 @@ def read_pages(cfg: CorpusConfig, known: Mapping[str, Page] | None = None) -> li
     """Crawl cfg.source when it is a URL (revalidating known pages), else read the local file or folder."""
     if cfg.is_url:
         limits = (cfg.max_depth, cfg.max_pages, cfg.max_page_bytes, cfg.timeout_s)
-        return crawl(cfg.source, *limits, cfg.extract, known, cfg.exclude, cfg.include)
+        return crawl(cfg.source, *limits, cfg.extract, known, cfg.exclude, cfg.include, cfg.robots)
     root = Path(cfg.source)
     files = _local_files(root, cfg.exclude, cfg.include)
     pages = [_read_file(path, root.parent, cfg.extract) for path in files]

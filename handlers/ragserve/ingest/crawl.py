@@ -1,20 +1,20 @@
 """Deterministic same-site web crawler: start URL -> list of (url, title, text) pages (the text: html.py).
 
 Public names: crawl, Page, CrawlError.
-A crawl can revalidate an earlier one: given its pages (`known`), each request carries their
-validators (If-None-Match / If-Modified-Since); a 304 reuses the known page, its text and its links,
-without a download. A known page the server cannot give now is kept as it was, with a warning and the
-reason in Page.kept: the server failing (a timeout, a 5xx) or refusing us for now (408, 425, 429, and a 403
-that a WAF or bot manager answered: it carries Retry-After or one of WAF_MARKERS). A Retry-After of at most
-RETRY_AFTER_MAX_S is waited for and the page asked again once, up to RETRY_BUDGET_S of waiting per crawl; a
-longer one is not waited for. A page that is gone (404, 410, the site's own 403) or out of reach of the
-links is dropped.
-Breadth-first, links visited in document order, one page per normalised URL, so the same site
-gives the same pages in the same order on every run. We do not use LangChain's
-RecursiveUrlLoader: from a page linking many others it visits a different subset each run
-(its traversal depends on set/thread ordering), and it follows no byte or page limits.
-Only http(s), only HTML, only URLs under the start URL's site and path prefix (redirects included),
-private or loopback addresses only when the start URL itself is one; no TorchServe imports.
+A crawl can revalidate an earlier one: given its pages (`known`), each request carries their validators
+(If-None-Match / If-Modified-Since); a 304 reuses the known page, its text and its links, without a download. A
+known page the server cannot give now is kept as it was, with a warning and the reason in Page.kept: the server
+failing (a timeout, a 5xx, its robots.txt unreachable) or refusing us for now (408, 425, 429, and a 403 that a WAF
+or bot manager answered: it carries Retry-After or one of WAF_MARKERS). A Retry-After of at most RETRY_AFTER_MAX_S
+is waited for and the page asked again once, up to RETRY_BUDGET_S of waiting per crawl; a longer one is not waited
+for. A page gone (404, 410, the site's own 403), now disallowed by robots.txt or out of reach of the links is dropped.
+Breadth-first, links visited in document order, one page per normalised URL, so the same site gives the same pages in
+the same order on every run. We do not use LangChain's RecursiveUrlLoader: from a page linking many others it visits a
+different subset each run (its traversal depends on set/thread ordering), and it follows no byte or page limits.
+Only http(s), only HTML, only URLs under the start URL's site and path prefix (redirects included), private or
+loopback addresses only when the start URL itself is one; no TorchServe imports. robots.txt is read first (robots.py;
+robots=False: not read): a URL it disallows for USER_AGENT is neither fetched nor followed (the start URL: CrawlError
+naming the rule), its Crawl-delay spaces the requests; unreachable, it refuses every URL (RFC 9309) as a 5xx would.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from bs4 import BeautifulSoup
 
 from ragserve.ingest.html import decode_html, html_to_text
 from ragserve.ingest.metadata import page_metadata
+from ragserve.ingest.robots import Robots, read_robots
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +79,15 @@ def crawl(
     known: Mapping[str, Page] | None = None,
     exclude: Sequence[str] = (),
     include: Sequence[str] = (),
+    robots: bool = True,
 ) -> list[Page]:
     """Fetch start_url and the pages it links to, up to max_depth hops, in a stable order.
 
     known: an earlier crawl's pages by URL, revalidated instead of downloaded where the server allows.
     exclude: glob patterns of paths under the start folder that are neither fetched nor followed.
     include: glob patterns of the paths kept as pages (empty: all); a page that matches none is still fetched
-    and its links followed (a slice of a site is reached through its other pages), but not kept."""
+    and its links followed (a slice of a site is reached through its other pages), but not kept.
+    robots: obey the site's robots.txt (robots.py); False for a site you run."""
     known = known or {}
     start = normalise_url(start_url)
     prefix = _scope_prefix(start)
@@ -97,6 +100,9 @@ def crawl(
     patience = _Patience(RETRY_BUDGET_S)
     with requests.Session() as session:
         session.headers["User-Agent"] = USER_AGENT
+        if robots:  # before the first page: what robots.txt refuses, the scope refuses (a start URL: CrawlError)
+            rules = read_robots(session, start, timeout_s, max_page_bytes, None if private else _is_private, _transient)
+            scope = dataclasses.replace(scope, robots=rules)
         while queue and len(pages) < max_pages:
             url, depth = queue.popleft()
             try:
@@ -167,6 +173,7 @@ class _Scope:
     allow_private: bool
     exclude: tuple[str, ...] = ()
     include: tuple[str, ...] = ()  # empty: every page in scope is kept
+    robots: Robots = field(default_factory=Robots)  # the site's robots.txt (robots.py); default: no rules
 
     def covers(self, url: str) -> bool:
         """Under the prefix and not excluded (patterns match the path after the prefix)."""
@@ -183,6 +190,8 @@ class _Scope:
             raise _SkipPage(f"{url} is outside {self.prefix} or excluded")
         if not self.allow_private and _is_private(urlsplit(url).hostname or ""):
             raise _SkipPage(f"{url} resolves to a private or loopback address")
+        if refusal := self.robots.refusal(url):  # robots.txt unreachable: a known page is kept, as through a 5xx
+            raise _SkipPage(refusal, transient=self.robots.unreachable is not None)
 
 
 def _is_private(host: str) -> bool:
@@ -212,6 +221,7 @@ def _fetch_page(
     for _ in range(MAX_REDIRECTS + 1):
         hop = normalise_url(url)
         scope.check(hop)
+        scope.robots.pace()
         response = _get(session, url, timeout_s, _validators(known.get(hop)))
         if patience.wait(response):
             response.close()
