@@ -1,5 +1,6 @@
 """The package's shape: no import cycles, layers imported downwards only, one module list (the package docstring)
-that names every module, and no sys.path edits anywhere (the package is installed: `pip install -e .`)."""
+that names every module, no module over 350 lines, and no sys.path edits anywhere (the package is installed:
+`pip install -e .`)."""
 
 from __future__ import annotations
 
@@ -91,3 +92,16 @@ def test_nothing_edits_sys_path() -> None:
         if "results" not in path.parts and "sys.path." + "insert" in path.read_text()
     ]
     assert not offenders
+
+
+MAX_MODULE_LINES = 350  # past it a module holds more than one job: split it by what it does
+
+
+def test_no_module_is_over_350_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for folder in ("ragserve", "ragserve_ops")
+        for path in (PACKAGE.parent / folder).rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
