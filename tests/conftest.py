@@ -44,6 +44,7 @@ def site_url() -> Iterator[str]:
     server, url = serve_directory(FIXTURES / "site")
     yield url
     server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +55,7 @@ def hf_site_url() -> Iterator[str]:
     server, url = serve_directory(HF_SITE)
     yield url
     server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -14,12 +14,14 @@ import shutil
 import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from ragserve.config import CompileConfig, Config
 from ragserve.embedding.encoder import Encoder
+from ragserve.index import versions
 from ragserve.index.builder import refresh
 from ragserve.index.follow import Follower, Live
 from ragserve.index.line import IndexLine
@@ -164,22 +166,53 @@ def test_a_rollback_holds_until_the_source_changes_or_the_operator_releases_it(
 
 
 # 6: the lock
-def test_rollback_and_prune_wait_for_the_lines_lock(tmp_path: Path) -> None:
+def blocked_on(path: Path) -> int:
+    """How many flock requests wait for path's lock now: /proc/locks marks a blocked request "->" (Linux)."""
+    st = path.stat()
+    key = f" {os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} "
+    return sum("->" in entry and key in entry for entry in Path("/proc/locks").read_text().splitlines())
+
+
+def wait_until_blocked(path: Path, waiters: int) -> None:
+    """Until `waiters` requests wait for path's lock: a condition, not a guess at how long a thread takes to start."""
+    deadline = time.monotonic() + 10
+    while blocked_on(path) < waiters:
+        assert time.monotonic() < deadline, f"{waiters} waiter(s) on {path} expected: it was not taken"
+        time.sleep(0.01)
+
+
+def test_rollback_and_prune_wait_for_the_lines_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rollback waits for a writer's lock, then the prune for the rollback's: the prune reads the live version
+    only after the rollback moved it, so it keeps v2. The order is set by the test: two threads woken by one unlock
+    take the lock in either order (a prune first leaves nothing to roll back to: correct, but another test)."""
     line = bare_line(tmp_path, "v1", "v2", "v3")
     publish(line, "v1", "test")
     publish(line, "v2", "test")
     publish(line, "v3", "test")
-    with open(line.root / "line.lock", "a+") as held:  # what a writer of CURRENT holds
-        fcntl.flock(held, fcntl.LOCK_EX)
-        rolling = threading.Thread(target=rollback, args=(line,))
-        pruning = threading.Thread(target=prune, args=(line, 1))
-        rolling.start()
-        pruning.start()
-        time.sleep(0.5)
-        assert line.current() == "v3" and line.versions() == ["v1", "v2", "v3"]  # both are waiting
-        fcntl.flock(held, fcntl.LOCK_UN)
-    rolling.join(10)
-    pruning.join(10)
+    lock = line.root / "line.lock"
+    rolling_holds_the_lock, pruning_waits = threading.Event(), threading.Event()
+
+    def publish_when_the_prune_waits(*args: object) -> None:  # the rollback, inside its lock
+        rolling_holds_the_lock.set()
+        assert pruning_waits.wait(10)
+        real_publish_locked(*args)
+
+    real_publish_locked = versions.publish_locked
+    monkeypatch.setattr(versions, "publish_locked", publish_when_the_prune_waits)
+    with ThreadPoolExecutor(2) as pool:
+        try:
+            with open(lock, "a+") as held:  # what a writer of CURRENT holds
+                fcntl.flock(held, fcntl.LOCK_EX)
+                rolling = pool.submit(rollback, line)
+                wait_until_blocked(lock, 1)
+                assert line.current() == "v3" and not rolling_holds_the_lock.is_set()  # the rollback waits
+            assert rolling_holds_the_lock.wait(10)
+            pruning = pool.submit(prune, line, 1)
+            wait_until_blocked(lock, 1)
+            assert line.current() == "v3" and line.versions() == ["v1", "v2", "v3"]  # both are waiting
+        finally:
+            pruning_waits.set()
+        assert rolling.result(10) == "v2" and pruning.result(10) is None
     assert line.current() == "v2"
     assert (line.folder(line.current()) / "manifest.json").is_file()  # CURRENT never names a deleted folder
 

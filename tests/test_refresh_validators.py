@@ -68,6 +68,7 @@ def tagged(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 def config(source: str, index_dir: Path, model_dir: Path) -> Config:
