@@ -107,21 +107,25 @@ def test_tiny_int8_encoder_is_its_own_file_and_identity_and_stays_near_float32(t
     assert cosine.min() > 0.98, cosine
 
 
-def test_tiny_int8_vectors_do_not_depend_on_their_batch(tiny_cfg) -> None:
-    """int8's activation scale is per tensor: a text batched beside a longer one (and its padding) would get
-    another vector. Each text runs alone, so a question gets one vector whatever shares its endpoint batch,
-    and span vectors (the token path) match too."""
+def test_tiny_int8_vectors_of_long_texts_do_not_depend_on_their_batch(tiny_cfg) -> None:
+    """int8's activation scale is per tensor: a text batched beside others (and their padding) would get another
+    vector. A text of ALONE_MIN_TOKENS tokens or more (a chunk) runs alone, so the same chunk gets one vector in any
+    build batch, span vectors (the token path) included; short texts run together, as before."""
     import dataclasses
 
+    from ragserve.embedding.int8 import ALONE_MIN_TOKENS
+
     int8 = Encoder(dataclasses.replace(tiny_cfg, backend="onnxruntime", precision="int8"), CompileConfig())
-    question = "What is new in Llama 3.1?"
-    neighbour = "A much longer neighbour with LARGE values 123456789 and code: def f(x): return x ** 2 " * 4
-    alone = int8.embed([question])[0]
-    batched = int8.embed([neighbour, question, "short"])[1]
-    np.testing.assert_allclose(batched, alone, atol=1e-6)
-    spans = [(0, 7), (8, len(question))]
-    whole, parts = int8.embed_spans([neighbour, question], [[(0, 10)], spans])
-    whole_alone, parts_alone = int8.embed_spans([question], [spans])
+    chunk = "A long chunk with LARGE values 123456789 and code: def f(x): return x ** 2. " * 10
+    other = "Another long chunk, about batching, padding and quantization scales in ONNX Runtime. " * 12
+    assert min(int8.count_tokens([chunk, other])) >= ALONE_MIN_TOKENS
+    alone = int8.embed([chunk])[0]
+    batched = int8.embed([other, chunk, "a short question?", "short"])
+    np.testing.assert_allclose(batched[1], alone, atol=1e-6)
+    np.testing.assert_allclose(batched[2], int8.embed(["a short question?", "short"])[0], atol=1e-6)  # together
+    spans = [(0, 40), (41, 200)]
+    whole, parts = int8.embed_spans([other, chunk], [[(0, 10)], spans])
+    whole_alone, parts_alone = int8.embed_spans([chunk], [spans])
     np.testing.assert_allclose(whole[1], alone, atol=1e-5)  # mean of the token rows, pooled outside the graph
     np.testing.assert_allclose(whole[1], whole_alone[0], atol=1e-6)
     np.testing.assert_allclose(parts[1], parts_alone[0], atol=1e-6)

@@ -1,6 +1,6 @@
 """The int8 embedder for ONNX Runtime (`embedding.precision: int8`): smoothed, outliers kept in float32.
 
-Public names: INT8_RECIPE, INT8_IDENTITY, calibration_texts, prepare_int8, quantize_export.
+Public names: INT8_RECIPE, INT8_IDENTITY, ALONE_MIN_TOKENS, calibration_texts, prepare_int8, quantize_export.
 ONNX Runtime's dynamic quantization (int8 weights per output channel, activations per tensor at run time:
 VNNI on x86, i8mm/NEON on arm64) breaks all-mpnet-base-v2 when applied as is: min cosine to float32 0.77
 over corpus chunks and questions (docs/benchmarking.md). The loss is in the activations: a few input
@@ -31,9 +31,13 @@ CALIBRATION_TEXTS = 64
 # Enters the file name and the model identity: a change of recipe is another model (bump v when the
 # calibration texts or the rewrite change).
 INT8_RECIPE = f"int8-v1-sq{ALPHA}-o{OUTLIER_CHANNELS}"
-# The vectors' identity: the recipe, run one text at a time (onnxrt.OnnxRunner; batched int8 vectors, as built
-# before 2026-12-06, moved with their batch and are another model's)
-INT8_IDENTITY = f"{INT8_RECIPE}-alone"
+# A text of at least this many tokens runs alone (onnxrt.OnnxRunner: batch-invariant, no padding). Measured on
+# this 2-core x86 at 1 thread, 8 texts alone against batched: 1.56x the time at 16 tokens, 1.18x at 32 and 64,
+# 0.97x at 128, 0.92x at 256.
+ALONE_MIN_TOKENS = 128
+# The vectors' identity: the recipe and how it runs (batched int8 vectors, as built before session 11, moved with
+# their batch and are another model's)
+INT8_IDENTITY = f"{INT8_RECIPE}-alone{ALONE_MIN_TOKENS}"
 # Beside the model card's paragraphs: sentences of the kinds the encoder sees (questions, prose, code, tables)
 BUILT_IN_TEXTS = [
     "What's new with Llama 3.1?",

@@ -22,7 +22,7 @@ import torch
 
 from ragserve.config import EmbeddingConfig
 from ragserve.embedding.fingerprint import model_fingerprint
-from ragserve.embedding.int8 import INT8_RECIPE, calibration_texts, prepare_int8, quantize_export
+from ragserve.embedding.int8 import ALONE_MIN_TOKENS, INT8_RECIPE, calibration_texts, prepare_int8, quantize_export
 from ragserve.embedding.module import SentenceEmbedder
 
 logger = logging.getLogger(__name__)
@@ -105,27 +105,34 @@ class OnnxRunner:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.path = path
         # int8: ONNX Runtime's dynamic quantization takes one activation scale per tensor, so in a batch a text's
-        # vector would move with its neighbours and their padding (cosine 0.9956 at worst). Each text runs alone,
-        # on its own tokens: the same text always gives the same vector. Measured no slower on CPU (one question
-        # alike; chunks faster, no padding): docs/results/embedding.md.
-        self.alone = cfg.precision == "int8"
+        # vector moves with its neighbours and their padding (cosine 0.9956 at worst). A text of ALONE_MIN_TOKENS
+        # tokens or more (an index build's chunks) runs alone on its own tokens: the same vector in any batch, and no
+        # slower, as long texts are compute-bound and alone they carry no padding (a build 1.7x faster). Shorter ones
+        # (questions) run together on their shared tokens: alone, each would read every weight again (1.2-1.6x the
+        # time at 16-64 tokens) and the endpoint's req/s fell below float32's, so a question's int8 vector still
+        # moves slightly with its batch (docs/results/embedding.md).
+        self.alone_from = ALONE_MIN_TOKENS if cfg.precision == "int8" else None
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """(n, seq) int64 token ids and mask -> (n, dim) float32 unit rows (pooling "tokens": (n, seq, dim), zeros
-        at padding when each text runs alone)."""
+        """(n, seq) int64 token ids and mask -> (n, dim) float32 unit rows (pooling "tokens": (n, seq, dim); int8:
+        zeros at padding)."""
         input_ids, attention_mask = input_ids.astype(np.int64), attention_mask.astype(np.int64)
-        if not self.alone:
+        if self.alone_from is None:
             return self._run(input_ids, attention_mask)
-        rows = []
-        for ids, mask in zip(input_ids, attention_mask, strict=True):
-            real = mask.astype(bool)
-            out = self._run(ids[real][None], mask[real][None])[0]
-            if self.pooling == "tokens":  # back to the batch's positions
-                padded = np.zeros((len(ids), out.shape[-1]), dtype=out.dtype)
-                padded[real] = out
-                out = padded
-            rows.append(out)
-        return np.stack(rows)
+        long = attention_mask.sum(1) >= self.alone_from
+        groups = [[i] for i in np.flatnonzero(long)] + ([np.flatnonzero(~long)] if not long.all() else [])
+        out: np.ndarray | None = None
+        for rows in groups:
+            columns = np.flatnonzero(attention_mask[rows].any(0))  # the group's tokens, its padding left out
+            part = self._run(input_ids[rows][:, columns], attention_mask[rows][:, columns])
+            if out is None:
+                width = (input_ids.shape[1],) if self.pooling == "tokens" else ()
+                out = np.zeros((len(input_ids), *width, part.shape[-1]), dtype=part.dtype)
+            if self.pooling == "tokens":
+                out[np.ix_(rows, columns)] = part
+            else:
+                out[rows] = part
+        return out
 
     def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
