@@ -117,7 +117,7 @@ class OnnxRunner:
         """(n, seq) int64 token ids and mask -> (n, dim) float32 unit rows (pooling "tokens": (n, seq, dim); int8:
         zeros at padding)."""
         input_ids, attention_mask = input_ids.astype(np.int64), attention_mask.astype(np.int64)
-        if self.alone_from is None:
+        if self.alone_from is None or not len(input_ids):
             return self._run(input_ids, attention_mask)
         long = attention_mask.sum(1) >= self.alone_from
         groups = [[i] for i in np.flatnonzero(long)] + ([np.flatnonzero(~long)] if not long.all() else [])
