@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import http.server
 import logging
-import threading
 from collections.abc import Iterator
 
 import pytest
 import requests
 
 from ragserve.ingest.crawl import CrawlError, crawl
+from ragserve_ops.testing import Replying, http_site
 
 LINKS = [
     "/site/b",
@@ -35,31 +34,21 @@ PAGE_A = "<html><head><title>A</title></head><body><article><p>Page A text.</p>{
 PAGE_B = '<html><body><article><p>Page B text.</p><a href="/site/a">back to A (a cycle)</a></article></body></html>'
 
 
-class FaultyHandler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
+class FaultyHandler(Replying):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         routes = {
-            "/site/a": lambda: self._send(200, "text/html", PAGE_A.encode()),
-            "/site/b": lambda: self._send(200, "text/html; charset=utf-8", PAGE_B.encode()),
+            "/site/a": lambda: self.reply(200, "text/html", PAGE_A.encode()),
+            "/site/b": lambda: self.reply(200, "text/html; charset=utf-8", PAGE_B.encode()),
             "/site/hang": self._hang,
-            "/site/500": lambda: self._send(500, "text/html", b"boom"),
+            "/site/500": lambda: self.reply(500, "text/html", b"boom"),
             "/site/loop": lambda: self._redirect("/site/loop"),
             "/site/offsite": lambda: self._redirect("http://example.invalid/"),
-            "/site/pdf": lambda: self._send(200, "application/pdf", b"%PDF-1.4"),
-            "/site/script.js": lambda: self._send(200, "application/javascript", b"var x;"),
+            "/site/pdf": lambda: self.reply(200, "application/pdf", b"%PDF-1.4"),
+            "/site/script.js": lambda: self.reply(200, "application/javascript", b"var x;"),
             "/site/big": self._big,
-            "/site/latin1": lambda: self._send(200, "text/html; charset=utf-8", b"<p>caf\xe9 \xff\xfe text</p>"),
+            "/site/latin1": lambda: self.reply(200, "text/html; charset=utf-8", b"<p>caf\xe9 \xff\xfe text</p>"),
         }
-        routes.get(self.path, lambda: self._send(404, "text/html", b"not found"))()
-
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        routes.get(self.path, lambda: self.reply(404, "text/html", b"not found"))()
 
     def _redirect(self, location: str) -> None:
         self.send_response(302)
@@ -86,12 +75,8 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def faulty_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FaultyHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_site(FaultyHandler) as url:
+        yield url
 
 
 def test_bad_pages_are_skipped_with_a_warning_and_good_ones_kept(faulty_url: str, caplog) -> None:
@@ -135,16 +120,13 @@ def test_public_start_url_never_fetches_private_addresses(monkeypatch) -> None:
             crawl("http://example.org/docs", 0, 1, 1000, 1, robots=robots)
 
 
-class Limiting(http.server.BaseHTTPRequestHandler):
+class Limiting(Replying):
     """A site whose pages answer 200 until `answers` says otherwise: (status, headers) per path, used once each
     when listed in `once`."""
 
     answers: dict[str, tuple[int, dict[str, str]]] = {}
     once: set[str] = set()
     hits: list[str] = []
-
-    def log_message(self, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         type(self).hits.append(self.path)
@@ -155,11 +137,7 @@ class Limiting(http.server.BaseHTTPRequestHandler):
         links = "".join(f'<a href="/t/{name}">x</a>' for name in ("429", "408", "waf", "403", "later"))
         body = f"<html><body><article><p>Page {self.path} text.</p>{links}</article></body></html>".encode()
         body = body if status == 200 else b"<p>go away</p>"
-        self.send_response(status)
-        for name, value in {"Content-Type": "text/html", "Content-Length": str(len(body)), **headers}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(status, "text/html", body, headers)
 
 
 @pytest.fixture
@@ -167,12 +145,8 @@ def limiting_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setattr(Limiting, "answers", {})
     monkeypatch.setattr(Limiting, "once", set())
     monkeypatch.setattr(Limiting, "hits", [])
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Limiting)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_site(Limiting) as url:
+        yield url
 
 
 def test_a_rate_limited_or_waf_blocked_known_page_is_kept_and_says_why(limiting_url: str) -> None:

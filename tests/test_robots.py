@@ -3,9 +3,7 @@ first crawl and keeps a refresh's known pages, Crawl-delay spaces the requests (
 
 from __future__ import annotations
 
-import http.server
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +11,7 @@ import pytest
 
 from ragserve.ingest import robots as robots_module
 from ragserve.ingest.crawl import CrawlError, crawl
+from ragserve_ops.testing import Replying, http_site
 
 LINKS = {"/r/a": ["/r/b", "/r/private", "/r/private/open", "/r/secret"], "/r/private": ["/r/hidden"]}
 # Our group, not `*`'s, applies to ragserve-crawler/1.0; its longer Allow wins over the shorter Disallow (§2.2.2),
@@ -26,41 +25,28 @@ Allow: /r/private/open
 """
 
 
-class Site(http.server.BaseHTTPRequestHandler):
+class Site(Replying):
     """Pages /r/<name> linking as LINKS says; robots.txt answers `robots` (status, body). `hits`: every path asked."""
 
     robots: tuple[int, str] = (404, "")
     hits: list[str] = []
 
-    def log_message(self, *args: object) -> None:
-        pass
-
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         type(self).hits.append(self.path)
         if self.path == "/robots.txt":
             status, text = type(self).robots
-            self._send(status, "text/plain", text.encode())
+            self.reply(status, "text/plain", text.encode())
             return
         links = "".join(f'<a href="{link}">x</a>' for link in LINKS.get(self.path, []))
-        self._send(200, "text/html", f"<html><body><main><p>Page {self.path}.</p>{links}</main></body></html>".encode())
-
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(200, "text/html", f"<html><body><main><p>Page {self.path}.</p>{links}</main></body></html>".encode())
 
 
 @pytest.fixture
 def site(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setattr(Site, "robots", (404, ""))
     monkeypatch.setattr(Site, "hits", [])
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with http_site(Site) as url:
+        yield url
 
 
 def crawl_site(url: str, **options: Any) -> list:

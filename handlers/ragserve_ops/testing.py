@@ -44,6 +44,34 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class Replying(http.server.BaseHTTPRequestHandler):
+    """A stand-in site's handler: quiet, answering with reply()."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def reply(self, status: int, content_type: str, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in {"Content-Type": content_type, "Content-Length": str(len(body)), **(headers or {})}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextmanager
+def http_site(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """handler on 127.0.0.1 (a free port), each request in a daemon thread; yields the base URL, then shuts the
+    server down and closes its socket."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def serve_directory(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     """Serve directory on 127.0.0.1 (a free port) from a daemon thread; returns (server, base URL)."""
     handler = functools.partial(QuietHandler, directory=str(directory))
