@@ -101,6 +101,8 @@ def test_tiny_int8_encoder_is_its_own_file_and_identity_and_stays_near_float32(t
     ops = [node.op_type for node in onnx.load(str(path)).graph.node]
     assert ops.count("MatMulInteger") == 6  # q, k, v, o, up and the down-projection's non-outlier channels
     assert ops.count("MatMul") >= 1  # the down-projection's outlier channels stay float32
+    gathered = {node.input[0] for node in onnx.load(str(path)).graph.node if node.op_type == "Gather"}
+    assert all(name.startswith("transformer.") for name in gathered), gathered  # tables only: channels are sliced
     vectors = encoder.embed(TEXTS)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     cosine = (vectors * eager).sum(axis=1)
