@@ -6,6 +6,7 @@ request of TorchServe's batch with 503. About 200 examples per decoder, so `make
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ragserve.api.contracts import LLMQuery, Query, RequestError, decode_filter, decode_llm_request, decode_request
-from ragserve.api.llm_routes import LLMRoutes
+from ragserve.api.llm_service import LLMService
 from ragserve.api.openai_api import OpenAIError
 from ragserve.api.openai_chat import ChatQuery, decode_chat
 from ragserve.api.openai_rag import decode_embeddings, decode_rag_request, decode_retrieval
@@ -198,7 +199,7 @@ def test_the_filter_decoder_answers_any_json(value: Any) -> None:
 
 
 class CountingGenerator:
-    """Stands in for Generator in LLMRoutes.decode: counts a prompt's tokens as its characters."""
+    """Stands in for Generator in LLMService.query: counts a prompt's tokens as its characters."""
 
     max_input_tokens = 4096
     context_tokens = 8192
@@ -215,10 +216,13 @@ class CannedRAG:
 
 
 @pytest.fixture(scope="module")
-def llm_routes() -> LLMRoutes:
-    decoder = LLMRoutes(LLM_CFG, CountingGenerator(), "llm")  # type: ignore[arg-type]
-    decoder.rag, decoder.rag_model, decoder.models = CannedRAG(), "llm-rag", list(LLM_MODELS)  # type: ignore[assignment]
-    return decoder
+def llm_service() -> LLMService:
+    """The LLM endpoint's whole way from a request to its query (routes, grounding, token count), without a model."""
+    cfg = dataclasses.replace(LLM_CFG, rag=dataclasses.replace(LLM_CFG.rag, url="http://rag.invalid/predictions/rag"))
+    service = LLMService(cfg, "llm", generator=CountingGenerator())  # type: ignore[arg-type]
+    service.rag = CannedRAG()  # type: ignore[assignment]
+    assert tuple(service.routes.models) == LLM_MODELS
+    return service
 
 
 @FUZZ
@@ -234,9 +238,9 @@ def test_the_llm_contract_answers_any_request_with_a_query_or_a_request_error(re
     st.sampled_from([None, "v1/chat/completions", "v1/models", "v1/embeddings", "nope"]),
 )
 def test_every_llm_route_answers_any_request_with_a_query_a_reply_or_a_request_error(
-    llm_routes: LLMRoutes, request: dict, ctype: str, url_path: str | None
+    llm_service: LLMService, request: dict, ctype: str, url_path: str | None
 ) -> None:
-    assert_answers(llm_routes.decode, request, ctype, url_path, "Bearer key", allowed=(LLMQuery, dict))
+    assert_answers(llm_service.query, request, ctype, url_path, "Bearer key", allowed=(LLMQuery, dict))
 
 
 @FUZZ
@@ -271,13 +275,13 @@ def test_values_that_repr_or_compare_badly_are_request_errors(value: Any) -> Non
 
 
 @pytest.mark.parametrize("body", [b"[" * 1000, b'{"q":' * 1000, b"[" * 100_000 + b"]" * 100_000])
-def test_a_deeply_nested_body_is_a_400_naming_the_body_on_both_endpoints(llm_routes: LLMRoutes, body: bytes) -> None:
+def test_a_deeply_nested_body_is_a_400_naming_the_body_on_both_endpoints(llm_service: LLMService, body: bytes) -> None:
     calls = [
         lambda r: decode_rag_request(r, "application/json", None, RAG_CFG, RAG_MODELS, words),
         lambda r: decode_rag_request(r, "application/json", "v1/retrieval", RAG_CFG, RAG_MODELS, words),
         lambda r: decode_rag_request(r, "application/json", "v1/embeddings", RAG_CFG, RAG_MODELS, words),
-        lambda r: llm_routes.decode(r, "application/json", None, None),
-        lambda r: llm_routes.decode(r, "application/json", "v1/chat/completions", None),
+        lambda r: llm_service.query(r, "application/json", None, None),
+        lambda r: llm_service.query(r, "application/json", "v1/chat/completions", None),
     ]
     for call in calls:
         with pytest.raises(RequestError, match="nested more than 64 levels") as err:

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from ragserve.api.contracts import RequestError
-from ragserve.api.llm_routes import LLMRoutes
+from ragserve.api.llm_service import LLMService
 from ragserve.api.openai_rag import decode_rag_request
 from ragserve.config import Config, LLMConfig, override
 from ragserve_ops.server import TorchServe
@@ -122,7 +122,7 @@ def _tokenizer():  # noqa: ANN202 - a transformers tokenizer
     return AutoTokenizer.from_pretrained(MODEL_DIR)
 
 
-LOCAL_LLM = LLMRoutes(LLMConfig.from_mapping(override({}, LLM_HANDLER), ROOT), _Tokens(), "llm")  # type: ignore[arg-type]
+LOCAL_LLM = LLMService(LLMConfig.from_mapping(override({}, LLM_HANDLER), ROOT), "llm", generator=_Tokens())  # type: ignore[arg-type]
 
 
 def refused(route: Route, body: bytes, content_type: str) -> bool:
@@ -137,7 +137,7 @@ def refused(route: Route, body: bytes, content_type: str) -> bool:
                 request, content_type, route.url_path, LOCAL_RAG, RAG_MODELS, lambda texts: model_tokens(tuple(texts))
             )
         else:
-            LOCAL_LLM.decode(request, content_type, route.url_path, None)
+            LOCAL_LLM.query(request, content_type, route.url_path, None)
     except RequestError:
         return True
     return False

@@ -49,8 +49,8 @@ Requests and replies of both endpoints (above both engines; the handlers import 
   api/openai_rag.py      v1/embeddings and v1/retrieval decoded, and every RAG result as its wire body
   api/openai_chat.py     v1/chat/completions decoded, and its reply as JSON or server-sent events
   api/citations.py       grounded chat's sources as OpenAI url_citation annotations
-  api/llm_routes.py      every LLM route's request -> what the decode runs
-  api/llm_service.py     LLMService: the LLM endpoint's requests -> replies, batch and in-flight modes
+  api/llm_routes.py      every LLM route's request decoded from the wire (no engine, no HTTP)
+  api/llm_service.py     LLMService: a request decoded, grounded, counted, admitted, run -> its reply
   api/turns.py           one TorchServe continuous-batching turn; api/ragclient.py: grounded chat's RAG call
   api/replies.py         one Reply per request and one error shape (OpenAI's error object) for everything
   api/redirects.py       urllib's opener without Authorization on a redirect to another host

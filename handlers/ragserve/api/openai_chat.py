@@ -135,7 +135,7 @@ def _check_tools(payload: dict[str, Any]) -> None:
 def _max_tokens(payload: dict[str, Any], cfg: LLMConfig) -> int:
     """max_completion_tokens (or the older max_tokens): any positive integer, clamped to generate.max_new_tokens_limit
     as vLLM and OpenAI accept a value past what the model can write (finish_reason "length" says it was cut).
-    The context left after the prompt clamps it further once the prompt is counted (llm_routes.py)."""
+    The context left after the prompt clamps it further once the prompt is counted (llm_service.py)."""
     name = "max_completion_tokens" if payload.get("max_completion_tokens") is not None else "max_tokens"
     if payload.get(name) is None:
         return cfg.generate.max_new_tokens
