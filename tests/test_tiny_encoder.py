@@ -131,3 +131,20 @@ def test_tiny_int8_vectors_of_long_texts_do_not_depend_on_their_batch(tiny_cfg) 
     np.testing.assert_allclose(whole[1], alone, atol=1e-5)  # mean of the token rows, pooled outside the graph
     np.testing.assert_allclose(whole[1], whole_alone[0], atol=1e-6)
     np.testing.assert_allclose(parts[1], parts_alone[0], atol=1e-6)
+
+
+def test_a_serving_encoder_without_its_onnx_export_fails_naming_the_command(tmp_path) -> None:
+    """Exports are build work (make models, index builds, make archive): a worker's encoder never makes one."""
+    import dataclasses
+
+    from ragserve.embedding.onnxrt import onnx_file
+
+    cfg = dataclasses.replace(
+        EmbeddingConfig(model_path=str(build_tiny_mpnet(tmp_path / "fresh"))), backend="onnxruntime"
+    )
+    with pytest.raises(FileNotFoundError, match=r"make models.*scripts/export_onnx\.py"):
+        Encoder(cfg, CompileConfig(), export_missing=False)
+    assert not onnx_file(cfg).exists()
+    Encoder(cfg, CompileConfig())  # a build exports it
+    assert onnx_file(cfg).is_file()
+    assert Encoder(cfg, CompileConfig(), export_missing=False).embed(["FAISS"]).shape == (1, 32)

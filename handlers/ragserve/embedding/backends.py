@@ -67,9 +67,9 @@ class OnnxBackend:
 
     compiled = False
 
-    def __init__(self, cfg: EmbeddingConfig) -> None:
+    def __init__(self, cfg: EmbeddingConfig, export_missing: bool = True) -> None:
         self.cfg = cfg
-        self.runner = OnnxRunner(cfg, torch.get_num_threads())
+        self.runner = OnnxRunner(cfg, torch.get_num_threads(), export_missing=export_missing)
         self.token_runner: OnnxRunner | None = None  # the transformer alone, exported when first asked for
 
     def run(self, tokenize: Tokenize, tokens: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -82,8 +82,11 @@ class OnnxBackend:
         return self.runner(encoded["input_ids"], encoded["attention_mask"])  # (n, dim)
 
 
-def make_backend(cfg: EmbeddingConfig, compile_cfg: CompileConfig, device: str = "cpu") -> Backend:
-    """The backend `embedding.backend` names ("torch", compiled when compile.enabled, or "onnxruntime")."""
+def make_backend(
+    cfg: EmbeddingConfig, compile_cfg: CompileConfig, device: str = "cpu", export_missing: bool = True
+) -> Backend:
+    """The backend `embedding.backend` names ("torch", compiled when compile.enabled, or "onnxruntime"; without
+    export_missing, a missing ONNX export is an error rather than exported)."""
     if cfg.backend == "onnxruntime":
-        return OnnxBackend(cfg)
+        return OnnxBackend(cfg, export_missing)
     return TorchBackend(cfg, compile_cfg, device)

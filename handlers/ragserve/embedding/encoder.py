@@ -33,12 +33,14 @@ class Encoder(Embeddings):
     """Owns the tokenizer and the model (torch, optionally compiled, or ONNX Runtime); embeds texts in
     length-sorted batches."""
 
-    def __init__(self, cfg: EmbeddingConfig, compile_cfg: CompileConfig, device: str = "cpu") -> None:
+    def __init__(
+        self, cfg: EmbeddingConfig, compile_cfg: CompileConfig, device: str = "cpu", export_missing: bool = True
+    ) -> None:
         self.cfg = cfg
         start = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
         self.dimension = int(AutoConfig.from_pretrained(cfg.model_path).hidden_size)
-        self.backend = make_backend(cfg, compile_cfg, device)
+        self.backend = make_backend(cfg, compile_cfg, device, export_missing)
         logger.info("loaded %s (%s) in %.1f s", cfg.model_path, cfg.backend, time.perf_counter() - start)
         self.warm_up_s = sum(warm_up(self.embed, WARM_UP_TEXTS)) if self.backend.compiled else 0.0
 

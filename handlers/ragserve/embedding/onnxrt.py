@@ -89,13 +89,21 @@ def export(cfg: EmbeddingConfig, path: Path, pooling: str) -> None:
 
 
 class OnnxRunner:
-    """An onnxruntime session over the exported file (exported first, under a lock, when missing)."""
+    """An onnxruntime session over the exported file (exported first, under a lock, when missing and
+    export_missing; a serving worker passes False: an export is build work, and it names the command)."""
 
-    def __init__(self, cfg: EmbeddingConfig, threads: int, pooling: str | None = None) -> None:
+    def __init__(
+        self, cfg: EmbeddingConfig, threads: int, pooling: str | None = None, export_missing: bool = True
+    ) -> None:
         import onnxruntime as ort
 
         self.pooling = pooling or cfg.pooling
         path = onnx_file(cfg, self.pooling)
+        if not path.exists() and not export_missing:
+            raise FileNotFoundError(
+                f"the ONNX export {path} is missing and a serving worker does not export: run `make models` "
+                "(scripts/export_onnx.py --config <yaml>), or `make archive`, which ships it"
+            )
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path.with_suffix(".lock"), "w") as lock:

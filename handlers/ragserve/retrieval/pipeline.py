@@ -87,9 +87,10 @@ class RAGPipeline:
         self.reranker = Reranker(cfg.rerank, device) if cfg.rerank.model else None
 
     @classmethod
-    def from_config(cls, cfg: Config, device: str = "cpu") -> RAGPipeline:
-        """Load the encoder (compiling and warming it up) and the live index version; follow the line."""
-        encoder = Encoder(cfg.embedding, cfg.compile, device)
+    def from_config(cls, cfg: Config, device: str = "cpu", export_missing: bool = True) -> RAGPipeline:
+        """Load the encoder (compiling and warming it up) and the live index version; follow the line. A worker
+        passes export_missing=False: a missing ONNX export fails its start, naming the command that makes it."""
+        encoder = Encoder(cfg.embedding, cfg.compile, device, export_missing)
         start = time.perf_counter()
         index = load_current(cfg, encoder)
         pipeline = cls(cfg, encoder, index, device)
