@@ -142,7 +142,6 @@ def test_embedding_precision_auto_is_int8_on_onnxruntime_and_float32_on_torch() 
     assert EmbeddingConfig(backend="onnxruntime", precision="auto").precision == "int8"
     assert EmbeddingConfig(backend="torch", precision="auto").precision == "fp32"
     assert EmbeddingConfig().precision == "fp32"  # the library's default; configs/rag-docs.yaml says auto
-    with pytest.raises(ConfigError, match="int8 runs on embedding.backend onnxruntime only"):
-        EmbeddingConfig(backend="torch", precision="int8")
+    assert EmbeddingConfig(backend="torch", precision="int8").precision == "int8"  # torchao, opt-in
     with pytest.raises(ConfigError, match="embedding.precision must be"):
         EmbeddingConfig(precision="int4")

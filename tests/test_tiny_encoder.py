@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from ragserve.compilation import compiled_graph_count
 from ragserve.config import CompileConfig, EmbeddingConfig
@@ -148,3 +149,25 @@ def test_a_serving_encoder_without_its_onnx_export_fails_naming_the_command(tmp_
     Encoder(cfg, CompileConfig())  # a build exports it
     assert onnx_file(cfg).is_file()
     assert Encoder(cfg, CompileConfig(), export_missing=False).embed(["FAISS"]).shape == (1, 32)
+
+
+def test_tiny_torch_int8_is_its_own_identity_batch_invariant_and_compiles_to_the_same_vectors(tiny_cfg, eager) -> None:
+    """precision int8 on the torch backend (aarch64's default): torchao's int8 with per-token activation scales
+    over the same smoothed, outlier-split model, eager and under torch.compile."""
+    import dataclasses
+
+    from ragserve.embedding.cache import model_identity
+    from ragserve.embedding.int8 import INT8_IDENTITY, TORCH_INT8_IDENTITY
+
+    int8_cfg = dataclasses.replace(tiny_cfg, precision="int8")
+    assert model_identity(int8_cfg)["precision"] == TORCH_INT8_IDENTITY != INT8_IDENTITY
+    encoder = Encoder(int8_cfg, CompileConfig(enabled=False))
+    linears = [m for m in encoder.backend.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert any(type(m.weight).__name__ != "Parameter" for m in linears)  # torchao's int8 weight tensors
+    vectors = encoder.embed(TEXTS)
+    assert ((vectors * eager).sum(axis=1)).min() > 0.98
+    assert not np.allclose(vectors, eager, atol=1e-6)  # int8 did run
+    alone = np.stack([encoder.embed([text])[0] for text in TEXTS])  # per-token scales: no batch dependence
+    np.testing.assert_allclose(alone, vectors, atol=1e-5)
+    compiled = Encoder(int8_cfg, CompileConfig(cache_dir=None))
+    np.testing.assert_allclose(compiled.embed(TEXTS), vectors, atol=2e-3)

@@ -17,8 +17,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_DESIGN = "seed-design"
-# torch eager, torch.compile, embedding.backend onnxruntime, and the same with embedding.precision int8
-MODES = ("eager", "compile", "onnxruntime", "onnxruntime-int8")
+# torch eager, torch.compile, embedding.backend onnxruntime, and with embedding.precision int8: ONNX Runtime's
+# (per-tensor) and torchao's under torch.compile (per-token)
+MODES = ("eager", "compile", "onnxruntime", "onnxruntime-int8", "compile-int8")
 DEFAULT_BATCH_DELAY_MS = 10  # a cell with another maxBatchDelay says it in its name ("-b8d5")
 # Allocators a cell may preload into the workers (LD_PRELOAD), by the Debian/Ubuntu library name.
 ALLOCATORS = {"default": None, "jemalloc": "libjemalloc.so.2", "tcmalloc": "libtcmalloc_minimal.so.4"}
@@ -29,7 +30,7 @@ class Cell:
     """One TorchServe configuration to measure."""
 
     name: str
-    mode: str  # eager | compile | onnxruntime | onnxruntime-int8
+    mode: str  # eager | compile | onnxruntime | onnxruntime-int8 | compile-int8
     threads: int | None  # OMP_NUM_THREADS per worker; None: unset (torch's default)
     workers: int
     batch_size: int
@@ -135,7 +136,7 @@ def cell_yaml(base: dict[str, Any], cell: Cell) -> dict[str, Any]:
     backend = "onnxruntime" if cell.mode.startswith("onnxruntime") else "torch"  # never the yaml's `auto`
     precision = "int8" if cell.mode.endswith("-int8") else "fp32"  # int8: its own index line, built by the archive step
     handler["embedding"] = {**(handler.get("embedding") or {}), "backend": backend, "precision": precision}
-    enabled = cell.mode == "compile"
+    enabled = cell.mode.startswith("compile")
     if isinstance(handler.get("compile"), bool):  # the demo's flat `compile: true|false`
         handler["compile"] = enabled
     else:

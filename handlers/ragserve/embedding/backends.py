@@ -16,10 +16,11 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from transformers import AutoModel
+from transformers import AutoModel, AutoTokenizer
 
 from ragserve.compilation import compile_module
 from ragserve.config import CompileConfig, EmbeddingConfig
+from ragserve.embedding.int8 import calibration_texts, prepare_int8, quantize_torch
 from ragserve.embedding.module import SentenceEmbedder
 from ragserve.embedding.onnxrt import OnnxRunner
 
@@ -38,13 +39,17 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """SentenceEmbedder on a torch device, eager or torch.compile'd."""
+    """SentenceEmbedder on a torch device, eager or torch.compile'd; int8 through torchao when asked."""
 
     def __init__(self, cfg: EmbeddingConfig, compile_cfg: CompileConfig, device: str) -> None:
         self.device = torch.device(device)
         dtype = cfg.dtype if cfg.dtype != "auto" else ("float16" if self.device.type == "cuda" else "float32")
         transformer = AutoModel.from_pretrained(cfg.model_path, dtype=getattr(torch, dtype)).eval().to(self.device)
         self.model = SentenceEmbedder(transformer, cfg.pooling).eval()
+        if cfg.precision == "int8":  # the ONNX path's rewrite, then torchao's int8 (per-token activations)
+            tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
+            texts = calibration_texts(cfg.model_path)
+            quantize_torch(self.model, prepare_int8(self.model, tokenizer, texts, cfg.max_seq_length))
         self.compiled = compile_cfg.on(True)
         if self.compiled:
             compile_module(self.model, compile_cfg)

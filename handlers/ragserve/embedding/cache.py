@@ -25,7 +25,7 @@ import numpy as np
 
 from ragserve.config import EmbeddingConfig
 from ragserve.embedding.fingerprint import model_fingerprint
-from ragserve.embedding.int8 import INT8_IDENTITY
+from ragserve.embedding.int8 import int8_identity
 from ragserve.embedding.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def model_identity(cfg: EmbeddingConfig) -> dict[str, Any]:
         "pooling": cfg.pooling,
     }
     if cfg.precision != "fp32":
-        identity["precision"] = INT8_IDENTITY
+        identity["precision"] = int8_identity(cfg.backend)
     return identity
 
 

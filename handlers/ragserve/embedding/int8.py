@@ -1,6 +1,7 @@
 """The int8 embedder for ONNX Runtime (`embedding.precision: int8`): smoothed, outliers kept in float32.
 
-Public names: INT8_RECIPE, INT8_IDENTITY, ALONE_MIN_TOKENS, calibration_texts, prepare_int8, quantize_export.
+Public names: INT8_RECIPE, INT8_IDENTITY, TORCH_INT8_IDENTITY, ALONE_MIN_TOKENS, int8_identity, calibration_texts,
+prepare_int8, quantize_export, quantize_torch.
 ONNX Runtime's dynamic quantization (int8 weights per output channel, activations per tensor at run time:
 VNNI on x86, i8mm/NEON on arm64) breaks all-mpnet-base-v2 when applied as is: min cosine to float32 0.77
 over corpus chunks and questions (docs/benchmarking.md). The loss is in the activations: a few input
@@ -14,6 +15,8 @@ the export:
   per input channel, which moves the activations' range into the per-channel weights.
 Measured on 112 pydocs/blog chunks and questions (2026-12-06): plain dynamic int8 min cosine 0.77, the
 split alone 0.984, split + smoothing 0.995 (mean 0.998). ONNX Runtime's quantizer itself is used as is.
+The torch backend (aarch64's default, torch.compile) runs the same rewrite through torchao's int8 dynamic
+quantization instead (quantize_torch): activations per token, so a text's vector never depends on its batch.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ ALONE_MIN_TOKENS = 128
 # The vectors' identity: the recipe and how it runs (batched int8 vectors, as built before session 11, moved with
 # their batch and are another model's)
 INT8_IDENTITY = f"{INT8_RECIPE}-alone{ALONE_MIN_TOKENS}"
+# torchao on the torch backend: per-token activation scales, other vectors than ONNX Runtime's per-tensor ones
+TORCH_INT8_IDENTITY = f"{INT8_RECIPE}-torchao-per-token"
 # Beside the model card's paragraphs: sentences of the kinds the encoder sees (questions, prose, code, tables)
 BUILT_IN_TEXTS = [
     "What's new with Llama 3.1?",
@@ -49,6 +54,11 @@ BUILT_IN_TEXTS = [
     "The collections module provides specialized container datatypes: namedtuple, deque, Counter and OrderedDict.",
     "Retrieval-augmented generation gives a language model passages it was never trained on.",
 ]
+
+
+def int8_identity(backend: str) -> str:
+    """The identity of int8 vectors made by this embedding.backend (each quantizes activations its own way)."""
+    return INT8_IDENTITY if backend == "onnxruntime" else TORCH_INT8_IDENTITY
 
 
 def calibration_texts(model_path: str) -> list[str]:
@@ -202,3 +212,16 @@ def quantize_export(float_file: Path, path: Path, outlier_channels: int) -> None
         str(float_file), str(path), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep_float
     )
     logger.info("quantized %s (%s; %d outlier MatMuls in float32)", path.name, INT8_RECIPE, len(keep_float))
+
+
+def quantize_torch(model: torch.nn.Module, outlier_channels: int) -> None:
+    """torchao's int8 dynamic quantization of a prepare_int8 model, in place: int8 weights per output channel and
+    activations per token at run time (eager, or Inductor's int8 kernels under torch.compile), every encoder
+    Linear but the outlier ones (K == outlier_channels), which stay float32."""
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    def chosen(module: torch.nn.Module, name: str) -> bool:
+        return isinstance(module, torch.nn.Linear) and ".layer." in name and module.in_features != outlier_channels
+
+    quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=chosen)
+    logger.info("quantized the encoder's Linears with torchao (%s, per-token activations)", INT8_RECIPE)
