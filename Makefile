@@ -155,7 +155,7 @@ BLOG_FP32 := structure split, windows 3/3, window search over the candidates onl
 SLICE_FP32 := structure split = default (on the whole set: no windows past 5,000 chunks)
 GATE_OUT := benchmarks/results/quant-gate-embed-$(shell date +%F)
 quant-gate-embed: models ## int8 embedder gate: cosine and speed vs float32, then hit@k of the int8 rows on the blog and the pydocs slice (~30 min first run); all in one folder
-	$(PY) benchmarks/quant_gate_embed.py --out $(GATE_OUT) $(QUANT_ARGS)
+	$(PY) benchmarks/quant_gate_embed.py --torch --out $(GATE_OUT) $(QUANT_ARGS)
 	$(PY) benchmarks/eval_retrieval.py --out $(GATE_OUT)/blog --variants "$(BLOG_FP32)" "structure split, windows 3/3 over the candidates, int8 embedder"
 	$(PY) benchmarks/eval_retrieval.py --spec benchmarks/eval-pydocs-slice.yaml --out $(GATE_OUT)/slice --variants "$(SLICE_FP32)" "structure split = default, int8 embedder (embedding.precision: int8)"
 

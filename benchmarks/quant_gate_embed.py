@@ -3,6 +3,7 @@
 
   .venv/bin/python benchmarks/quant_gate_embed.py                 # ~4 min on 2 cores (the int8 export included)
   .venv/bin/python benchmarks/quant_gate_embed.py --chunks 64     # quicker
+  .venv/bin/python benchmarks/quant_gate_embed.py --torch         # and the torch backend's pair, compiled (~6 min more)
 
 Chunks of the corpora the project is measured on (the blog mirror's markdown and, when installed, the Python
 3.11 docs, cut by the project's own splitter; a seeded sample) and every question of their question sets are
@@ -14,6 +15,8 @@ identity); texts/s on the chunks and one question's ms (median of 40), each as
 int8 / float32 from the same run. The second half is retrieval quality (hit@k) on both corpora:
 `make quant-gate-embed` runs the eval's int8 rows beside the float32 defaults (benchmarks/eval.yaml,
 eval-pydocs-slice.yaml). int8 becomes a default only where hit@5 stays within 0.01 of float32 on every set.
+With --torch the same comparison runs again on the torch backend under torch.compile (float32 against torchao's
+int8, per-token activations: aarch64's default path), in its own section; its hit@k is not part of the gate.
 Writes report.md and gate.json under benchmarks/results/quant-gate-embed-<date>-<host>/. Nothing is asserted.
 """
 
@@ -116,9 +119,9 @@ def compare(
     return gate
 
 
-def markdown(gate: dict[str, dict], recipe: str) -> str:
+def markdown(gate: dict[str, dict], recipe: str, backend: str = "ONNX Runtime") -> str:
     lines = [
-        f"# int8 embedder gate ({recipe}): int8 against float32, ONNX Runtime, same texts, same run",
+        f"# int8 embedder gate ({recipe}): int8 against float32, {backend}, same texts, same run",
         "",
         "| corpus | chunks | chunk cos min / p1 / mean | questions | question cos min / p1 / mean | same top chunk | "
         "same top, int8 questions on fp32 chunks |",
@@ -149,6 +152,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=150, help="chunks sampled per corpus")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--torch", action="store_true", help="also the torch backend's pair, under torch.compile")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     from ragserve.embedding.int8 import INT8_RECIPE
@@ -163,8 +167,17 @@ def main() -> None:
     if not chunks:
         sys.exit(f"no corpus found under {SHARED} or /usr/share/doc/python3.11/html: nothing to compare")
     gate = compare(fp32, int8, chunks, questions)
+    text = markdown(gate, INT8_RECIPE)
+    if args.torch:  # compiled, as served; fp32 and int8 torch encoders each warm up (compile) when built
+        torch_cfg = dataclasses.replace(fp32_cfg, backend="torch")
+        compiled = CompileConfig(enabled=True)
+        torch_fp32 = Encoder(torch_cfg, compiled)
+        torch_int8 = Encoder(dataclasses.replace(torch_cfg, precision="int8"), compiled)
+        gate["torch"] = compare(torch_fp32, torch_int8, chunks, questions)
+        section = markdown(gate["torch"], INT8_RECIPE, "torch.compile (torchao int8, per-token)")
+        text += "\n" + section.replace("# ", "## ", 1)
     results.write_json("gate.json", gate)
-    report = results.write_report(markdown(gate, INT8_RECIPE))
+    report = results.write_report(text)
     print(report.read_text().split("## Set-up")[0])
     print(f"written to {results.folder}")
 
