@@ -167,7 +167,12 @@ def test_tiny_torch_int8_is_its_own_identity_batch_invariant_and_compiles_to_the
     vectors = encoder.embed(TEXTS)
     assert ((vectors * eager).sum(axis=1)).min() > 0.98
     assert not np.allclose(vectors, eager, atol=1e-6)  # int8 did run
-    alone = np.stack([encoder.embed([text])[0] for text in TEXTS])  # per-token scales: no batch dependence
-    np.testing.assert_allclose(alone, vectors, atol=1e-5)
+    # Per-token scales: a row's output is the same whatever the other rows hold (a per-tensor scale would take
+    # the loud rows' range and crush the first row's int8 values). Checked on one quantized Linear, exactly.
+    linear = next(m for m in linears if type(m.weight).__name__ != "Parameter")
+    quiet = torch.randn(4, linear.in_features, generator=torch.Generator().manual_seed(0))
+    loud = torch.cat([quiet[:1], quiet[1:] * 100])
+    with torch.inference_mode():
+        assert torch.equal(linear(quiet)[0], linear(loud)[0])
     compiled = Encoder(int8_cfg, CompileConfig(cache_dir=None))
     np.testing.assert_allclose(compiled.embed(TEXTS), vectors, atol=2e-3)
