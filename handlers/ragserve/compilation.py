@@ -68,9 +68,11 @@ def _use_cache_dir(cache_dir: str | None) -> None:
 
 
 def warm_up(fn: Callable[[Any], Any], examples: Sequence[Any]) -> list[float]:
-    """Run fn once per example under inference mode; return the seconds each took."""
+    """Run fn once per example under inference mode; return the seconds each took. Each step is logged as it
+    starts: a cold compile (torchao's int8 most of all) takes minutes per shape."""
     timings = []
-    for example in examples:
+    for step, example in enumerate(examples, 1):
+        logger.info("warm-up %d/%d (%.0f s so far): a cold cache compiles", step, len(examples), sum(timings))
         start = time.perf_counter()
         with torch.inference_mode():
             fn(example)

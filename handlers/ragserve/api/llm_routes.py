@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragserve.api.contracts import LLMQuery, RequestError, decode_llm_request, read_payload
-from ragserve.api.openai_api import OpenAIError, as_openai_error, models_body, route_of
+from ragserve.api.contracts import LLMQuery, decode_llm_request, read_payload
+from ragserve.api.openai_api import OpenAIError, models_body, route_of
 from ragserve.api.openai_chat import decode_chat
 from ragserve.config import LLMConfig
 
@@ -26,7 +26,8 @@ class LLMRoutes:
         self.models = [name, self.rag_model] if self.rag_model else [name]
 
     def decode(self, request: dict[str, Any], content_type: str | None, url_path: str | None) -> LLMQuery | dict:
-        """The query, or a finished reply (GET v1/models); RequestError (OpenAIError on a v1 route) when bad."""
+        """The query, or a finished reply (GET v1/models); RequestError when bad (LLMService puts a v1 route's in
+        OpenAI's shape, with the refusals that come after decoding)."""
         route = route_of(url_path)
         if route is None:
             return decode_llm_request(request, content_type, self.cfg)
@@ -34,9 +35,4 @@ class LLMRoutes:
             return models_body(self.models)
         if route != "v1/chat/completions":
             raise OpenAIError(f"{route} is served by the RAG endpoint, not this one", None, 404)
-        try:
-            return decode_chat(read_payload(request, content_type, "messages"), self.cfg, self.models, self.rag_model)
-        except OpenAIError:
-            raise
-        except RequestError as err:  # the body's own checks (read_payload): in OpenAI's shape on a v1 route
-            raise as_openai_error(err) from err
+        return decode_chat(read_payload(request, content_type, "messages"), self.cfg, self.models, self.rag_model)

@@ -61,11 +61,12 @@ class LLMService:
     ) -> LLMQuery | dict[str, Any]:
         """What the decode runs for one request: its query grounded (the RAG call), counted in tokens after the chat
         template (413 over the limit), max_new_tokens fitted to the context left, admitted to the in-flight
-        decode; or a finished reply (GET v1/models). RequestError (OpenAIError for a chat) when it cannot run."""
-        query = self.routes.decode(request, content_type, url_path)
-        if not isinstance(query, LLMQuery):
-            return query
+        decode; or a finished reply (GET v1/models). RequestError when it cannot run: in OpenAI's shape on a v1
+        route, whichever step refused it."""
         try:
+            query = self.routes.decode(request, content_type, url_path)
+            if not isinstance(query, LLMQuery):
+                return query
             if isinstance(query, ChatQuery) and query.grounding is not None:
                 query = self._ground(query, authorization)
             prompt_tokens = self.generator.count_tokens(query.prompt)
@@ -73,9 +74,9 @@ class LLMService:
             query = fit_to_context(query, prompt_tokens, self.generator.context_tokens)
             return admit(query, self.inflight) if self.inflight else query
         except RequestError as err:
-            if isinstance(err, OpenAIError) or not isinstance(query, ChatQuery):
+            if isinstance(err, OpenAIError) or not url_path:  # the endpoint's own contract keeps its own shape
                 raise
-            raise as_openai_error(err) from err  # a chat's refusal in OpenAI's shape
+            raise as_openai_error(err) from err
 
     def _ground(self, query: ChatQuery, authorization: str | None) -> ChatQuery:
         """The chat with its last user message replaced by the RAG endpoint's prompt for it, and the sources."""
