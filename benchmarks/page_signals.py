@@ -20,8 +20,8 @@ Writes report.md under benchmarks/results/page-signals-<date>-<host>/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
@@ -35,15 +35,16 @@ from ragserve.index.bm25 import BM25
 from ragserve.index.store import load_current
 from ragserve.retrieval.fusion import min_max
 from ragserve.retrieval.pipeline import RAGPipeline
-from ragserve.retrieval.retriever import PageIndex, _unit_rows
+from ragserve.retrieval.retriever import Retriever, unit_rows
 
 POOL = 60  # fused hits re-ranked by page aggregation
 AGGREGATION_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 BM25_PARAMETERS = ((1.5, 0.75), (1.2, 0.75), (0.9, 0.4), (1.2, 0.5), (2.0, 0.75), (1.5, 0.9), (1.2, 0.9))
 
 
-def page_signals(pages: PageIndex, index: Any, vectors: np.ndarray, texts: list[str], dense_weight: float) -> dict:
+def page_signals(retriever: Retriever, vectors: np.ndarray, texts: list[str]) -> dict:
     """(n questions, n pages) per signal."""
+    index, pages = retriever.index, retriever.index.pages
     owner = pages.page_of_chunks(len(index))
     order = np.argsort(owner, kind="stable")
     starts = np.searchsorted(owner[order], np.arange(len(pages.records)))
@@ -54,12 +55,12 @@ def page_signals(pages: PageIndex, index: Any, vectors: np.ndarray, texts: list[
     np.add.at(centroids, owner, chunk_vectors)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     return {
-        "page record (what page_weight mixes in)": pages.scores(vectors, texts, dense_weight),
+        "page record (what page_weight mixes in)": retriever.page_scores(vectors, texts),
         "page record, dense half": pages.vectors.best(vectors, len(pages.records)),
         "page record, BM25 half": pages.bm25.scores(texts),
         "best chunk cosine": best_cosine,
         "best chunk BM25": best_bm25,
-        "best chunk, 0.7 cosine + 0.3 BM25": 0.7 * _unit_rows(best_cosine) + 0.3 * _unit_rows(best_bm25),
+        "best chunk, 0.7 cosine + 0.3 BM25": 0.7 * unit_rows(best_cosine) + 0.3 * unit_rows(best_bm25),
         "page centroid cosine": vectors @ centroids.T,
     }
 
@@ -85,7 +86,9 @@ def main() -> None:
     cfg = variant_config(variant, base, f"http://127.0.0.1:{spec['port']}{spec['start_path']}")
     encoder = Encoder(cfg.embedding, CompileConfig(enabled=False))
     index = load_current(cfg, encoder)
-    pages = PageIndex.from_index(index)
+    page_level = dataclasses.replace(cfg.retrieval, hybrid=True, page_weight=cfg.retrieval.page_weight or 0.2)
+    retriever = Retriever(index, page_level)  # its page scores use page_dense_weight; page_weight only turns them on
+    pages = index.pages
     source_page = {record.source: i for i, record in enumerate(pages.records)}
     out = Results.create("page-signals", args.out)
     lines = [
@@ -105,7 +108,7 @@ def main() -> None:
             "| page signal | page@1 | page@5 |",
             "|---|---|---|",
         ]
-        signals = page_signals(pages, index, vectors, texts, cfg.retrieval.page_dense_weight)
+        signals = page_signals(retriever, vectors, texts)
         for name, scores in signals.items():
             ranks = [int((row > row[w].max()).sum()) + 1 if w else None for row, w in zip(scores, wanted, strict=True)]
             lines.append(f"| {name} | {rates(ranks, (1,))} | {rates(ranks, (5,))} |")

@@ -173,7 +173,7 @@ def test_the_pipeline_applies_the_adapter_to_every_dense_use_and_reports_its_ide
     plain, adapted = RAGPipeline(cfg, encoder, index), RAGPipeline(adapted_cfg, encoder, index)
     assert plain.retriever.pages is not None and plain.retriever.windows is not None  # hybrid: pages and windows
     vectors = encoder.embed(QUESTIONS)
-    by_hand = Retriever(index, cfg.retrieval, plain.retriever.pages).search(adapter.apply(vectors), QUESTIONS, 4)
+    by_hand = Retriever(index, cfg.retrieval).search(adapter.apply(vectors), QUESTIONS, 4)
     with_adapter = adapted.retrieve(QUESTIONS, 4)
     without = plain.retrieve(QUESTIONS, 4)
 

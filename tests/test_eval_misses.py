@@ -148,7 +148,6 @@ def test_a_built_version_gives_its_page_texts_and_explains_a_split(benchmarks, e
     paragraphs of a page become two chunks, so evidence across them is a split."""
     from ragserve.index.builder import refresh
     from ragserve.index.store import load_current
-    from ragserve.retrieval.retriever import PageIndex
 
     misses = benchmarks[0]
     first = "Codecs turn text into bytes and back again. " * 3 + "The default codec is UTF-8"
@@ -162,7 +161,7 @@ def test_a_built_version_gives_its_page_texts_and_explains_a_split(benchmarks, e
     index = load_current(cfg, encoder)
     pages = misses.page_texts(cfg, index)
     assert list(pages) == ["docs/codecs.md"] and "UTF-8\n\non every platform" in pages["docs/codecs.md"]
-    explainer = misses.Misses(index, Retriever(index, cfg.retrieval, PageIndex.from_index(index)), pages)
+    explainer = misses.Misses(index, Retriever(index, cfg.retrieval), pages)
     question = {"id": "q", "question": "Which codec is the default?", "source": "codecs.md"}
     vector = encoder.embed([question["question"]])[0]
     row = explainer.explain({**question, "evidence": "default codec is UTF-8 on every platform"}, vector)

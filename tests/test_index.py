@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from langchain_core.documents import Document
 
 from ragserve.config import Config, IndexConfig, RetrievalConfig
+from ragserve.index.bm25 import BM25
 from ragserve.index.builder import build_in_memory, refresh
 from ragserve.index.line import IndexLine
 from ragserve.index.store import Index, IndexStoreError, load_current
@@ -91,6 +93,35 @@ def test_a_worker_load_writes_nothing_and_takes_no_lock(cfg: Config, encoder) ->
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
     assert len(load_current(cfg, encoder)) > 0
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before  # no lock file, nothing rewritten
+
+
+def test_a_worker_load_builds_no_bm25_and_gets_the_page_level_the_builder_saved(
+    cfg: Config, encoder, monkeypatch
+) -> None:
+    build(cfg, encoder)
+    built, _ = build_in_memory(load_current(cfg, encoder).documents(), encoder, cfg)
+    monkeypatch.setattr(BM25, "build", lambda *a, **k: pytest.fail("a worker built a BM25 index"))
+    loaded = load_current(cfg, encoder)
+    pages = live_folder(cfg) / "pages"
+    assert sorted(p.name for p in pages.iterdir()) == ["bm25-numbers-idents", "owner.npy", "vectors.npy"]
+    assert loaded.pages is not None and loaded.pages.records == built.pages.records
+    questions = ["What is the mascot called?", "How do I rotate the inference token?"]
+    vectors = encoder.embed(questions)
+    saved, fresh = Retriever(loaded, cfg.retrieval), Retriever(built, cfg.retrieval)
+    assert np.array_equal(loaded.pages.bm25.scores(questions), built.pages.bm25.scores(questions))
+    # the page vectors were embedded in other batches: equal up to float rounding
+    assert np.allclose(saved.page_scores(vectors, questions), fresh.page_scores(vectors, questions), atol=1e-5)
+
+
+def test_a_version_without_its_page_bm25_is_not_loaded_and_names_the_command(cfg: Config, encoder) -> None:
+    build(cfg, encoder)
+    folder = live_folder(cfg)
+    shutil.rmtree(folder / "pages" / "bm25-numbers-idents")  # as a version written before format 5 had it
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["sha256"] = {name: d for name, d in manifest["sha256"].items() if "/bm25-" not in name}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexStoreError, match="no page vectors or page BM25.*make refresh"):
+        load_current(cfg, encoder)
 
 
 def test_without_a_built_index_a_worker_says_what_to_run(cfg: Config, encoder) -> None:

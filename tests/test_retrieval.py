@@ -10,7 +10,7 @@ from langchain_core.documents import Document
 from ragserve.config import Config, IndexConfig, RetrievalConfig
 from ragserve.index.builder import build_in_memory
 from ragserve.index.pages import PageVectors, page_records
-from ragserve.retrieval.retriever import PageIndex, Retriever
+from ragserve.retrieval.retriever import Retriever
 
 
 def page(source: str, title: str, published: str, texts: list[str], authors: str = "") -> list[Document]:
@@ -61,11 +61,10 @@ def test_a_question_that_describes_a_page_by_date_reaches_its_chunk(encoder) -> 
     index, _ = build_in_memory(CHUNKS, encoder, no_dates)  # dates only in the page records
     question = "Which languages are supported by the spring 2024 model?"
     vectors = encoder.embed([question])
-    pages = PageIndex.from_index(index)
-    chunks_only = Retriever(index, RetrievalConfig(page_weight=0.0), pages)
+    chunks_only = Retriever(index, RetrievalConfig(page_weight=0.0))
     assert chunks_only.pages is None  # off: no page scores
     assert chunks_only.search(vectors, [question], 1)[0][0].document.metadata["title"] == "Otter 7B"  # "supports"
-    hits = Retriever(index, RetrievalConfig(page_weight=0.5), pages).search(vectors, [question], 2)[0]
+    hits = Retriever(index, RetrievalConfig(page_weight=0.5)).search(vectors, [question], 2)[0]
     assert hits[0].document.page_content.startswith("## Languages\nIt speaks")  # the spring 2024 page
     assert hits[0].fused >= hits[1].fused
 

@@ -156,9 +156,14 @@ class BM25:
     def load(cls, folder: Path, scheme: BM25Scheme) -> BM25:
         return cls(bm25s.BM25.load(str(folder), load_corpus=False, allow_pickle=False), scheme)
 
+    @property
+    def size(self) -> int:
+        """How many texts it scores."""
+        return int(self.retriever.scores["num_docs"])
+
     def scores(self, questions: list[str]) -> np.ndarray:
         """(n questions, n chunks) BM25 scores; 0 where a chunk shares no term with the question."""
-        total = int(self.retriever.scores["num_docs"])
+        total = self.size
         rows = []
         # Query terms as strings: bm25s maps them through the index's own vocabulary.
         for terms in self.terms(questions):

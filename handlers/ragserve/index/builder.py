@@ -44,8 +44,8 @@ from langchain_core.documents import Document
 from ragserve.config import Config
 from ragserve.embedding.cache import EmbeddingCache, cache_key
 from ragserve.index.line import FORMAT_VERSION, IndexLine, identity, line_key, read_jsonl, scheme_of, windows_of
-from ragserve.index.pages import PageVectors, page_records
-from ragserve.index.store import PAGES_FOLDER, Index, sha256_file
+from ragserve.index.pages import PAGES_FOLDER, Pages, page_records
+from ragserve.index.store import Index, sha256_file
 from ragserve.index.vectorsets import embed_with_progress
 from ragserve.index.versions import (
     LAST_REFRESH,
@@ -183,7 +183,7 @@ def build_in_memory(
         embedded = {"chunks with pooled windows": pooled_new, **embedded}
     vectors = embed_with_progress(encoder, [chunk.page_content for chunk in chunks], "chunks")
     index = Index.from_vectors(chunks, vectors, cfg.index.metric, scheme_of(cfg), cfg=cfg.index)
-    index.pages = PageVectors.embed(chunks, encoder)
+    index.pages = Pages.build(chunks, encoder, scheme_of(cfg))
     if with_windows:
         index.windows = windows or WindowVectors.embed(chunks, encoder, size, stride)
     return index, embedded
@@ -201,7 +201,7 @@ def builds_windows(cfg: Config, chunks: int) -> bool:
 
 
 def _texts(chunks: Sequence[Document], cfg: Config, with_windows: bool) -> dict[str, list[str]]:
-    """Every text build_in_memory embeds, by kind, as PageVectors.embed and WindowVectors.embed make them (a
+    """Every text build_in_memory embeds, by kind, as Pages.build and WindowVectors.embed make them (a
     text missed here is still embedded there, only not in the one call)."""
     texts = {
         "chunks": [chunk.page_content for chunk in chunks],

@@ -14,7 +14,7 @@ Layout under index.dir (builder.py writes it, versions.py publishes, rolls back 
       line.lock, refresh.lock   held by every writer of CURRENT (briefly), by the running refresh (throughout)
       versions/<version>/    immutable: index.faiss, chunks.jsonl (text + metadata per chunk), sources.jsonl
                              (per page: text, content hash, HTTP validators, fetch time), bm25-<scheme>/,
-                             pages/ (page record vectors), windows-<size>-<stride>/ (sentence windows) and
+                             pages/ (page record vectors and BM25), windows-<size>-<stride>/ (sentence windows) and
                              manifest.json (identity, sizes, what changed, sha256 of every file)
 
 A version id hashes the line and every page's content hash, so the same content is the same version. Reading a
@@ -40,7 +40,8 @@ from ragserve.index.windows import windows_folder
 from ragserve.ingest.html import EXTRACTOR_VERSION
 
 # 4: versioned lines (CURRENT, versions/), sources.jsonl, every derived folder built with the version.
-FORMAT_VERSION = 4
+# 5: the page BM25 saved in pages/ (workers built it at every load).
+FORMAT_VERSION = 5
 CURRENT = "CURRENT"
 HOLD = "HOLD"
 

@@ -28,7 +28,7 @@ from ragserve.config import Config, IndexConfig
 from ragserve.index.ann import EXACT_FILTERED_MAX, build_faiss_index, kind_of, search_params
 from ragserve.index.bm25 import BM25, BM25Scheme
 from ragserve.index.line import IndexLine, identity, read_jsonl, scheme_of, windows_of
-from ragserve.index.pages import PageVectors
+from ragserve.index.pages import PAGES_FOLDER, Pages, PagesMissing
 from ragserve.index.windows import WindowVectors
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PAGES_FOLDER = "pages"
 # IO_FLAG_MMAP alone maps only on-disk IVF lists; a flat index's vectors need IO_FLAG_MMAP_IFC
 # (IndexFlatCodes), checked on faiss 1.15: /proc/<pid>/maps shows index.faiss only with it.
 MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
@@ -47,13 +46,14 @@ class IndexStoreError(RuntimeError):
 
 
 class Index:
-    """A LangChain FAISS store, BM25, page record vectors and sentence windows of one index version."""
+    """A LangChain FAISS store, BM25, the page level (records, BM25, vectors) and sentence windows of one index
+    version."""
 
     def __init__(
         self,
         store: FAISS,
         bm25: BM25,
-        pages: PageVectors | None = None,
+        pages: Pages | None = None,
         windows: WindowVectors | None = None,
         manifest: dict[str, Any] | None = None,
         cfg: IndexConfig | None = None,
@@ -61,7 +61,7 @@ class Index:
         self.store = store
         self.cfg = cfg or IndexConfig()  # search-time settings (efSearch, probes)
         self.bm25 = bm25
-        self.pages = pages  # page record vectors (every saved version has them)
+        self.pages = pages  # page records, their BM25 and vectors (every saved version has them)
         self.windows = windows  # sentence windows: only when the config uses them
         self.manifest = manifest or {}  # of the version loaded; {} for an index built in memory
 
@@ -192,10 +192,14 @@ class Index:
         scheme, windows = scheme_of(cfg), windows_of(cfg)
         if windows and not any(name.startswith(f"{windows}/") for name in manifest["sha256"]):
             windows = None  # built without them: more chunks than index.window_max_chunks (builder.builds_windows)
+        try:
+            pages = Pages.load(folder / PAGES_FOLDER, documents, scheme)
+        except PagesMissing as err:
+            raise IndexStoreError(f"{err}: build the version again (make refresh, scripts/build_index.py)") from err
         return cls(
             _faiss_store(faiss_index, documents, manifest["metric"], embeddings),
             BM25.load(folder / scheme.folder, scheme),
-            PageVectors.load(folder / PAGES_FOLDER),
+            pages,
             WindowVectors.load(folder / windows, mmap) if windows else None,
             manifest,
             cfg.index,

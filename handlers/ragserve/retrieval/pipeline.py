@@ -32,7 +32,7 @@ from ragserve.retrieval.filters import Filter
 from ragserve.retrieval.prompt import build_prompt
 from ragserve.retrieval.queries import EmbeddingsQuery, Query, RAGQuery
 from ragserve.retrieval.rerank import Reranker
-from ragserve.retrieval.retriever import Hit, PageIndex, Retriever
+from ragserve.retrieval.retriever import Hit, Retriever
 
 logger = logging.getLogger(__name__)
 
@@ -126,10 +126,7 @@ class RAGPipeline:
         return self.retriever.index
 
     def _retriever(self, index: Index) -> Retriever:
-        pages = (
-            PageIndex.from_index(index) if self.cfg.retrieval.hybrid and self.cfg.retrieval.page_weight > 0 else None
-        )
-        return Retriever(index, self.cfg.retrieval, pages, self.adapter)
+        return Retriever(index, self.cfg.retrieval, self.adapter)
 
     def answer(self, queries: Sequence[RAGQuery]) -> Answers:
         """One embedding forward for every text of the batch (questions and embedding inputs alike) and one

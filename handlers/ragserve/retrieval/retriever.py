@@ -1,6 +1,6 @@
 """Retrieval over an Index: dense and BM25 candidates, their fusion, and page-level scoring.
 
-Public names: Retriever, PageIndex, Hit.
+Public names: Retriever, Hit, unit_rows.
 store.py holds chunks, vectors and BM25; this module decides what a question retrieves:
 1. candidates: the top `candidates` chunks by FAISS, by their best sentence window and by BM25,
    plus every chunk of the `page_candidates` best pages (default 0: long pages' chunks crowded the pool);
@@ -9,8 +9,8 @@ store.py holds chunks, vectors and BM25; this module decides what a question ret
    window_weight * its best window's cosine (window_search "pool": only the candidates' windows are read, so
    they rescore the pool without adding to it: a search reads hundreds of window vectors, not every one);
 3. page score (retrieval.page_weight > 0): each page's record (title, date, authors, tags, headings,
-   first paragraph; pages.py) scored by BM25 and by its best vector (title, each heading, the lead,
-   each its own vector), fused the same way; a chunk's final score is
+   first paragraph; index/pages.py, saved with the version) scored by its BM25 and by its best vector (title,
+   each heading, the lead, each its own vector), fused the same way; a chunk's final score is
    (1 - page_weight) * chunk score + page_weight * its page's score.
 Questions that describe a page rather than name it ("Meta's April 2024 open models") find it by
 its identity, and the chunk-level scores still pick the passage inside it.
@@ -30,8 +30,6 @@ import numpy as np
 from langchain_core.documents import Document
 
 from ragserve.config import RetrievalConfig
-from ragserve.index.bm25 import BM25, BM25Scheme
-from ragserve.index.pages import PageRecord, PageVectors, page_records
 from ragserve.retrieval.filters import ChunkTable, Filter
 from ragserve.retrieval.fusion import convex_combination, min_max, reciprocal_rank_fusion
 
@@ -48,51 +46,18 @@ class Hit:
     rerank: float | None = None  # with a reranker (rerank.py): its score, which then orders the hits
 
 
-@dataclass
-class PageIndex:
-    """Page records with their own BM25 and vectors (each vector's owner is a page position)."""
-
-    records: list[PageRecord]
-    bm25: BM25
-    vectors: PageVectors
-
-    @classmethod
-    def from_index(cls, index: Index) -> PageIndex:
-        """Records from the index's chunks, their BM25 (milliseconds), the vectors the index saved."""
-        if index.pages is None:
-            raise ValueError("the index has no page vectors: build it with builder.build_in_memory or load a version")
-        records = page_records(index.documents())
-        scheme = index.bm25.scheme
-        page_scheme = BM25Scheme(numbers=scheme.numbers, title=False, identifiers=scheme.identifiers)
-        bm25 = BM25.build([r.lexical_text() for r in records], [""] * len(records), page_scheme)
-        return cls(records, bm25, index.pages)
-
-    def page_of_chunks(self, count: int) -> np.ndarray:
-        """(count,) the page position of every chunk."""
-        owner = np.zeros(count, dtype=np.int64)
-        for page, record in enumerate(self.records):
-            owner[list(record.chunks)] = page
-        return owner
-
-    def scores(self, vectors: np.ndarray, questions: list[str], dense_weight: float) -> np.ndarray:
-        """(n questions, n pages) in [0, 1]: convex fusion of the best-vector cosine and the record's BM25."""
-        dense = self.vectors.best(vectors, len(self.records))
-        lexical = self.bm25.scores(questions)
-        return dense_weight * _unit_rows(dense) + (1 - dense_weight) * _unit_rows(lexical)
-
-
 class Retriever:
     """Ranks an Index's chunks for a batch of questions, as retrieval config says."""
 
-    def __init__(
-        self, index: Index, cfg: RetrievalConfig, pages: PageIndex | None = None, adapter: QueryAdapter | None = None
-    ) -> None:
+    def __init__(self, index: Index, cfg: RetrievalConfig, adapter: QueryAdapter | None = None) -> None:
         self.index = index
         self.cfg = cfg
         self.adapter = adapter  # applied to question vectors in search(); checked against the index's width here
         if adapter is not None:
             adapter.check(index.store.index.d, f"index version {index.version}")
-        self.pages = pages if cfg.hybrid and cfg.page_weight > 0 else None
+        self.pages = index.pages if cfg.hybrid and cfg.page_weight > 0 else None
+        if cfg.hybrid and cfg.page_weight > 0 and index.pages is None:
+            raise ValueError("retrieval.page_weight needs the index's pages: build it with builder.build_in_memory")
         self.chunk_page = self.pages.page_of_chunks(len(index)) if self.pages else None
         self.windows = index.windows if cfg.hybrid and cfg.window_weight > 0 else None
 
@@ -147,7 +112,7 @@ class Retriever:
         masks = list(masks) or [None] * len(vectors)
         dense_hits, dense_ids = self._dense_search(vectors, cfg.candidates, masks)  # (n, candidates)
         lexical_scores = self.index.bm25.scores(questions)  # (n, chunks)
-        page_scores = self.pages.scores(vectors, questions, cfg.page_dense_weight) if self.pages else None
+        page_scores = self.page_scores(vectors, questions) if self.pages else None
         every_window = self.windows is not None and cfg.window_search == "all"
         window_scores = self.windows.best(vectors, len(self.index)) if every_window else None
         results = []
@@ -184,6 +149,15 @@ class Retriever:
             results.append([Hit(self.index.document(i), dense[i], score) for i, score in fused[:k]])
         return results
 
+    def page_scores(self, vectors: np.ndarray, questions: list[str]) -> np.ndarray:
+        """(n questions, n pages) in [0, 1]: convex fusion (retrieval.page_dense_weight) of each page's best-vector
+        cosine and its record's BM25."""
+        assert self.pages is not None
+        dense = self.pages.vectors.best(vectors, len(self.pages.records))
+        lexical = self.pages.bm25.scores(questions)
+        weight = self.cfg.page_dense_weight
+        return weight * unit_rows(dense) + (1 - weight) * unit_rows(lexical)
+
     def _fuse(
         self, dense: dict[int, float], dense_top: list[int], lexical_top: list[int], lexical: dict[int, float], k: int
     ) -> list[tuple[int, float]]:
@@ -217,7 +191,7 @@ def _top(scores: np.ndarray, k: int) -> list[int]:
     return [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
 
 
-def _unit_rows(scores: np.ndarray) -> np.ndarray:
+def unit_rows(scores: np.ndarray) -> np.ndarray:
     """Each row min-max scaled to [0, 1] (all 0 where a row is constant), as fusion.min_max does."""
     low, high = scores.min(axis=1, keepdims=True), scores.max(axis=1, keepdims=True)
     span = np.where(high > low, high - low, 1.0)
