@@ -19,7 +19,7 @@ from ragserve.embedding.adapter import AdapterError, QueryAdapter, TrainSettings
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import refresh
 from ragserve.index.line import IndexLine, line_key
-from ragserve.index.store import Index, load_current
+from ragserve.index.store import IndexVersion, load_current
 from ragserve.retrieval.pipeline import RAGPipeline
 from ragserve.retrieval.queries import Query
 from ragserve.retrieval.retriever import Retriever
@@ -137,7 +137,7 @@ def tiny_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="module")
-def pipeline_parts(tiny_index: tuple[Path, dict]) -> tuple[Config, Encoder, Index]:
+def pipeline_parts(tiny_index: tuple[Path, dict]) -> tuple[Config, Encoder, IndexVersion]:
     folder, handler = tiny_index
     cfg = Config.from_mapping(handler, folder)
     encoder = Encoder(cfg.embedding, CompileConfig(enabled=False))
@@ -163,7 +163,7 @@ def test_adapt_script_trains_on_the_live_version_and_writes_an_adapter_named_by_
 
 
 def test_the_pipeline_applies_the_adapter_to_every_dense_use_and_reports_its_identity(
-    pipeline_parts: tuple[Config, Encoder, Index], tmp_path: Path
+    pipeline_parts: tuple[Config, Encoder, IndexVersion], tmp_path: Path
 ) -> None:
     cfg, encoder, index = pipeline_parts
     adapter = QueryAdapter.initial(32)
@@ -188,7 +188,7 @@ def test_the_pipeline_applies_the_adapter_to_every_dense_use_and_reports_its_ide
 
 
 def test_an_adapter_of_another_width_is_refused_at_start(
-    pipeline_parts: tuple[Config, Encoder, Index], tmp_path: Path
+    pipeline_parts: tuple[Config, Encoder, IndexVersion], tmp_path: Path
 ) -> None:
     cfg, encoder, index = pipeline_parts
     path = QueryAdapter.initial(768).save(tmp_path / "wide.npz")

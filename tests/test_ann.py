@@ -12,7 +12,7 @@ from ragserve.config import Config, ConfigError, IndexConfig
 from ragserve.index.ann import ann_identity, kind_of, resolve_kind
 from ragserve.index.bm25 import BM25Scheme
 from ragserve.index.line import identity
-from ragserve.index.store import Index
+from ragserve.index.store import IndexVersion
 
 
 def clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -23,9 +23,9 @@ def clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
     return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
 
 
-def index_of(vectors: np.ndarray, **settings) -> Index:
+def index_of(vectors: np.ndarray, **settings) -> IndexVersion:
     chunks = [Document(f"chunk {i}", metadata={"source": f"s{i % 7}"}) for i in range(len(vectors))]
-    return Index.from_vectors(chunks, vectors, "cosine", BM25Scheme(), cfg=IndexConfig(**settings))
+    return IndexVersion.from_vectors(chunks, vectors, "cosine", BM25Scheme(), cfg=IndexConfig(**settings))
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])

@@ -15,18 +15,18 @@ from ragserve.config import Config, IndexConfig, RetrievalConfig
 from ragserve.index.bm25 import BM25
 from ragserve.index.builder import build_in_memory, refresh
 from ragserve.index.line import IndexLine
-from ragserve.index.store import Index, IndexStoreError, load_current
+from ragserve.index.store import IndexStoreError, IndexVersion, load_current
 from ragserve.retrieval.retriever import Retriever
 
 DOCS = Path(__file__).resolve().parent / "fixtures" / "docs"
 pytestmark = pytest.mark.model
 
 
-def dense(index: Index, vectors: np.ndarray, k: int) -> list:
+def dense(index: IndexVersion, vectors: np.ndarray, k: int) -> list:
     return Retriever(index, RetrievalConfig(hybrid=False)).search(vectors, [], k)
 
 
-def build(cfg: Config, encoder) -> Index:
+def build(cfg: Config, encoder) -> IndexVersion:
     """`make index` for cfg, then what a worker loads."""
     refresh(cfg, lambda: encoder)
     return load_current(cfg, encoder)
@@ -76,8 +76,8 @@ def test_a_saved_version_loads_like_the_index_built_in_memory_without_pickles(cf
 def test_loaded_vectors_are_memory_mapped_and_score_like_a_copy(cfg: Config, encoder) -> None:
     build(cfg, encoder)
     folder = live_folder(cfg)
-    mapped = Index.load(folder, cfg, encoder, mmap=True)
-    copied = Index.load(folder, cfg, encoder, mmap=False)
+    mapped = IndexVersion.load(folder, cfg, encoder, mmap=True)
+    copied = IndexVersion.load(folder, cfg, encoder, mmap=False)
     maps = Path("/proc/self/maps").read_text()
     assert str(folder / "index.faiss") in maps  # shared page cache, not a private copy
     query = encoder.embed(["How do I rotate the inference token?"])
@@ -135,10 +135,10 @@ def test_a_corrupted_or_foreign_version_is_never_loaded(cfg: Config, encoder) ->
     chunks = folder / "chunks.jsonl"
     chunks.write_text(chunks.read_text().replace("Quilla", "Evil!"))
     with pytest.raises(IndexStoreError, match="sha256 mismatch"):
-        Index.load(folder, cfg, encoder)
+        IndexVersion.load(folder, cfg, encoder)
     other = dataclasses.replace(cfg, embedding=dataclasses.replace(cfg.embedding, max_seq_length=128))
     with pytest.raises(IndexStoreError, match="another config .*max_seq_length"):
-        Index.load(folder, other, encoder)
+        IndexVersion.load(folder, other, encoder)
 
 
 def test_l2_metric_returns_distances_smallest_first(encoder) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ragserve.config import Config
 from ragserve.index.line import IndexLine, read_jsonl
-from ragserve.index.store import Index
+from ragserve.index.store import IndexVersion
 from ragserve.retrieval.retriever import Retriever
 
 MISS_K = 10  # a question is a miss when no chunk of its top MISS_K holds the evidence
@@ -53,7 +53,7 @@ def cause(in_chunks: bool, in_page: bool | None, page_rank: int | None) -> str:
     return "wrong chunk" if page_rank == 1 else "wrong page"
 
 
-def page_texts(cfg: Config, index: Index) -> dict[str, str]:
+def page_texts(cfg: Config, index: IndexVersion) -> dict[str, str]:
     """The text of every page of the index's version (sources.jsonl), by URL or path."""
     rows = read_jsonl(IndexLine.of(cfg).folder(index.version) / "sources.jsonl")
     return {row["url"]: row["text"] for row in rows}
@@ -62,7 +62,7 @@ def page_texts(cfg: Config, index: Index) -> dict[str, str]:
 class Misses:
     """One index version's chunks, pages and rankings, to explain a variant's misses."""
 
-    def __init__(self, index: Index, retriever: Retriever, pages: dict[str, str]) -> None:
+    def __init__(self, index: IndexVersion, retriever: Retriever, pages: dict[str, str]) -> None:
         documents = index.documents()
         self.index, self.retriever = index, retriever
         self.texts = [folded(d.page_content) for d in documents]

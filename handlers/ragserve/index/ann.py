@@ -47,36 +47,36 @@ def ann_identity(cfg: IndexConfig) -> dict[str, Any] | None:
 
 
 def build_faiss_index(vectors: np.ndarray, metric: str, cfg: IndexConfig) -> faiss.Index:
-    """An index of these (n, dim) float32 vectors, positions 0..n-1, of the kind cfg resolves to."""
+    """A FAISS index of these (n, dim) float32 vectors, positions 0..n-1, of the kind cfg resolves to."""
     n, dim = vectors.shape
     faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
     kind = resolve_kind(cfg, n)
     if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss_metric)
-        index.hnsw.efConstruction = cfg.hnsw_ef_construction
+        faiss_index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss_metric)
+        faiss_index.hnsw.efConstruction = cfg.hnsw_ef_construction
     elif kind == "ivf":
         lists = cfg.ivf_lists or max(1, min(n // 39, int(4 * math.sqrt(n))))  # FAISS wants >= 39 points per list
         quantizer = faiss.IndexFlatIP(dim) if metric == "cosine" else faiss.IndexFlatL2(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss_metric)
+        faiss_index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss_metric)
         sample = vectors[np.random.default_rng(0).permutation(n)[: 256 * lists]]  # k-means on a sample
-        index.train(sample)
+        faiss_index.train(sample)
     else:
-        index = faiss.IndexFlatIP(dim) if metric == "cosine" else faiss.IndexFlatL2(dim)
-    index.add(vectors)
+        faiss_index = faiss.IndexFlatIP(dim) if metric == "cosine" else faiss.IndexFlatL2(dim)
+    faiss_index.add(vectors)
     if kind == "ivf":
-        index.make_direct_map()  # reconstruct by position
-    return index
+        faiss_index.make_direct_map()  # reconstruct by position
+    return faiss_index
 
 
-def kind_of(index: faiss.Index) -> str:
-    if isinstance(index, faiss.IndexHNSW):
+def kind_of(faiss_index: faiss.Index) -> str:
+    if isinstance(faiss_index, faiss.IndexHNSW):
         return "hnsw"
-    return "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
+    return "ivf" if isinstance(faiss_index, faiss.IndexIVF) else "flat"
 
 
-def search_params(index: faiss.Index, cfg: IndexConfig, selector: Any = None) -> Any:
+def search_params(faiss_index: faiss.Index, cfg: IndexConfig, selector: Any = None) -> Any:
     """FAISS SearchParameters for one search: the kind's search-time settings and an optional IDSelector."""
-    kind = kind_of(index)
+    kind = kind_of(faiss_index)
     if kind == "hnsw":
         return faiss.SearchParametersHNSW(efSearch=cfg.hnsw_ef_search, sel=selector)
     if kind == "ivf":

@@ -45,7 +45,7 @@ from ragserve.config import Config
 from ragserve.embedding.cache import EmbeddingCache, cache_key
 from ragserve.index.line import FORMAT_VERSION, IndexLine, identity, line_key, read_jsonl, scheme_of, windows_of
 from ragserve.index.pages import PAGES_FOLDER, Pages, page_records
-from ragserve.index.store import Index, sha256_file
+from ragserve.index.store import IndexVersion, sha256_file
 from ragserve.index.vectorsets import embed_with_progress
 from ragserve.index.versions import (
     LAST_REFRESH,
@@ -164,8 +164,8 @@ def refresh(cfg: Config, encoder: Callable[[], Encoder], publish_it: bool = True
 
 def build_in_memory(
     chunks: list[Document], encoder: Encoder | EmbeddingCache, cfg: Config | None = None
-) -> tuple[Index, dict[str, int]]:
-    """An Index of chunks with its page vectors (and sentence windows when cfg uses them).
+) -> tuple[IndexVersion, dict[str, int]]:
+    """An IndexVersion in memory: the chunks with their page level (and sentence windows when cfg uses them).
 
     With an EmbeddingCache for encoder, every text it lacks is embedded first, in one encoder call, and the
     result says how many texts of each kind that was ({} otherwise)."""
@@ -182,7 +182,7 @@ def build_in_memory(
     if windows is not None and cached:
         embedded = {"chunks with pooled windows": pooled_new, **embedded}
     vectors = embed_with_progress(encoder, [chunk.page_content for chunk in chunks], "chunks")
-    index = Index.from_vectors(chunks, vectors, cfg.index.metric, scheme_of(cfg), cfg=cfg.index)
+    index = IndexVersion.from_vectors(chunks, vectors, cfg.index.metric, scheme_of(cfg), cfg=cfg.index)
     index.pages = Pages.build(chunks, encoder, scheme_of(cfg))
     if with_windows:
         index.windows = windows or WindowVectors.embed(chunks, encoder, size, stride)
@@ -224,7 +224,7 @@ def content_sha256(page: Page) -> str:
     return hashlib.sha256(json.dumps([page.title, page.metadata, page.text], sort_keys=True).encode()).hexdigest()
 
 
-def write_version(folder: Path, index: Index, pages: Sequence[Page], manifest: dict[str, Any]) -> None:
+def write_version(folder: Path, index: IndexVersion, pages: Sequence[Page], manifest: dict[str, Any]) -> None:
     """Write every file into a staging folder, the manifest last, then rename it to folder (atomic)."""
     staging = folder.parent / f".{folder.name}.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)

@@ -1,6 +1,6 @@
 """The index store, read side: an immutable index version loaded for search, and the live one of a line.
 
-Public names: Index, IndexStoreError, load_current, set_search_threads.
+Public names: IndexVersion, IndexStoreError, load_current, set_search_threads.
 The folder layout of a line and what identifies it: line.py (builder.py writes versions; workers only read them).
 Loading takes no lock and writes nothing; the vectors are memory-mapped read-only (index.mmap), so the
 workers of a node share their pages. A folder whose checksums or identity do not match is never loaded.
@@ -45,9 +45,10 @@ class IndexStoreError(RuntimeError):
     """An index is missing, corrupted or was built for another config; the message says which and what to run."""
 
 
-class Index:
-    """A LangChain FAISS store, BM25, the page level (records, BM25, vectors) and sentence windows of one index
-    version."""
+class IndexVersion:
+    """One version of an index line, loaded for search (or built in memory): a LangChain FAISS store, BM25, the page
+    level (records, BM25, vectors) and sentence windows. `index` in code is one of these; a FAISS index is
+    `faiss_index` or `store.index`; a version folder is `folder`."""
 
     def __init__(
         self,
@@ -81,17 +82,17 @@ class Index:
         scheme: BM25Scheme,
         embeddings: Any = None,
         cfg: IndexConfig | None = None,
-    ) -> Index:
+    ) -> IndexVersion:
         """An in-memory index of chunks whose vectors are given (builder.py embeds them); cfg: its kind (ann.py)."""
         texts = [chunk.page_content for chunk in chunks]
         cfg = cfg or IndexConfig(kind="flat")
-        index = build_faiss_index(_as_float32(vectors), metric, cfg)
+        faiss_index = build_faiss_index(_as_float32(vectors), metric, cfg)
         ids = [str(i) for i in range(len(chunks))]  # positions, not random uuids: reproducible
         documents = [
             Document(text, metadata=chunk.metadata, id=i) for i, text, chunk in zip(ids, texts, chunks, strict=True)
         ]
         bm25 = BM25.build(texts, [scheme.header(chunk.metadata) for chunk in chunks], scheme)
-        return cls(_faiss_store(index, documents, metric, embeddings), bm25, cfg=cfg)
+        return cls(_faiss_store(faiss_index, documents, metric, embeddings), bm25, cfg=cfg)
 
     @property
     def metric(self) -> str:
@@ -107,21 +108,21 @@ class Index:
         lists or graph walk met fewer than k allowed chunks (though that many are allowed) is searched again
         exactly over them (IVF: every list probed; HNSW: the allowed vectors scored), so a filter gives k whenever
         k chunks match (retrieval/filters.py)."""
-        index, queries = self.store.index, _as_float32(vectors)
+        faiss_index, queries = self.store.index, _as_float32(vectors)
         if allowed is None:
-            return index.search(queries, k, params=search_params(index, self.cfg))
+            return faiss_index.search(queries, k, params=search_params(faiss_index, self.cfg))
         allowed = allowed.astype(np.int64)
-        kind = kind_of(index)
+        kind = kind_of(faiss_index)
         if kind != "flat" and len(allowed) <= EXACT_FILTERED_MAX:
             return self._exact_search(queries, k, allowed)
         selector = faiss.IDSelectorBatch(allowed)
-        scores, positions = index.search(queries, k, params=search_params(index, self.cfg, selector))
+        scores, positions = faiss_index.search(queries, k, params=search_params(faiss_index, self.cfg, selector))
         short = np.flatnonzero((positions >= 0).sum(axis=1) < min(k, len(allowed)))
         if kind == "flat" or not len(short):
             return scores, positions
         if kind == "ivf":  # every list probed: exact over the allowed ids, read from the lists, nothing copied
-            params = faiss.SearchParametersIVF(nprobe=index.nlist, sel=selector)
-            scores[short], positions[short] = index.search(queries[short], k, params=params)
+            params = faiss.SearchParametersIVF(nprobe=faiss_index.nlist, sel=selector)
+            scores[short], positions[short] = faiss_index.search(queries[short], k, params=params)
         else:
             scores[short], positions[short] = self._exact_search(queries[short], k, allowed)
         return scores, positions
@@ -168,7 +169,7 @@ class Index:
         return [self.document(i) for i in range(len(self))]
 
     @classmethod
-    def load(cls, folder: Path, cfg: Config, embeddings: Any = None, mmap: bool | None = None) -> Index:
+    def load(cls, folder: Path, cfg: Config, embeddings: Any = None, mmap: bool | None = None) -> IndexVersion:
         """Load a version folder after checking that it was built for cfg (identity()) and is intact.
 
         mmap: map the vectors read-only (default: cfg.index.mmap). embeddings: LangChain's embedding function
@@ -206,7 +207,7 @@ class Index:
         )
 
 
-def load_current(cfg: Config, embeddings: Encoder | None = None) -> Index:
+def load_current(cfg: Config, embeddings: Encoder | None = None) -> IndexVersion:
     """The live version of cfg's line; IndexStoreError naming the command to run when there is none."""
     line = IndexLine.of(cfg)
     version = line.current()
@@ -215,7 +216,7 @@ def load_current(cfg: Config, embeddings: Encoder | None = None) -> Index:
             f"no index for this config at {line.root} (source {cfg.corpus.source}): build it ahead of serving "
             "with `make index` (scripts/build_index.py --config <yaml>); workers never build"
         )
-    return Index.load(line.folder(version), cfg, embeddings)
+    return IndexVersion.load(line.folder(version), cfg, embeddings)
 
 
 def set_search_threads(threads: int) -> None:
@@ -249,12 +250,12 @@ def sha256_file(path: Path) -> str:
         raise IndexStoreError(f"{path}: {err}") from err
 
 
-def _faiss_store(index: faiss.Index, documents: list[Document], metric: str, embeddings: Any) -> FAISS:
+def _faiss_store(faiss_index: faiss.Index, documents: list[Document], metric: str, embeddings: Any) -> FAISS:
     ids = [document.id for document in documents]
     strategy = DistanceStrategy.MAX_INNER_PRODUCT if metric == "cosine" else DistanceStrategy.EUCLIDEAN_DISTANCE
     return FAISS(
         embeddings,
-        index,
+        faiss_index,
         InMemoryDocstore(dict(zip(ids, documents, strict=True))),
         dict(enumerate(ids)),
         distance_strategy=strategy,

@@ -27,7 +27,7 @@ from ragserve.embedding.adapter import QueryAdapter
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.follow import Follower, Live
 from ragserve.index.line import IndexLine
-from ragserve.index.store import Index, load_current, set_search_threads
+from ragserve.index.store import IndexVersion, load_current, set_search_threads
 from ragserve.retrieval.filters import Filter
 from ragserve.retrieval.prompt import build_prompt
 from ragserve.retrieval.queries import EmbeddingsQuery, Query, RAGQuery
@@ -73,7 +73,7 @@ class Answers:
 class RAGPipeline:
     """Encoder + index + prompt template, built once per worker."""
 
-    def __init__(self, cfg: Config, encoder: Encoder, index: Index, device: str = "cpu") -> None:
+    def __init__(self, cfg: Config, encoder: Encoder, index: IndexVersion, device: str = "cpu") -> None:
         self.cfg = cfg
         self.encoder = encoder
         set_search_threads(cfg.runtime.search_threads)
@@ -103,7 +103,10 @@ class RAGPipeline:
 
     def follow(self, line: IndexLine, every_s: float) -> Follower[Retriever]:
         """Swap to each version published on line from now on (checked every every_s seconds)."""
-        load = lambda version: self._retriever(Index.load(line.folder(version), self.cfg, self.encoder))  # noqa: E731
+
+        def load(version: str) -> Retriever:
+            return self._retriever(IndexVersion.load(line.folder(version), self.cfg, self.encoder))
+
         self.follower = Follower(line, self.live, load, every_s)
         self._start = None  # freed with the follower's first swap (and the last batch holding it)
         return self.follower
@@ -122,10 +125,10 @@ class RAGPipeline:
         return self.live.value
 
     @property
-    def index(self) -> Index:
+    def index(self) -> IndexVersion:
         return self.retriever.index
 
-    def _retriever(self, index: Index) -> Retriever:
+    def _retriever(self, index: IndexVersion) -> Retriever:
         return Retriever(index, self.cfg.retrieval, self.adapter)
 
     def answer(self, queries: Sequence[RAGQuery]) -> Answers:

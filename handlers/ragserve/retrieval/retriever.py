@@ -1,4 +1,4 @@
-"""Retrieval over an Index: dense and BM25 candidates, their fusion, and page-level scoring.
+"""Retrieval over an index version (IndexVersion): dense and BM25 candidates, their fusion, and page scores.
 
 Public names: Retriever, Hit, unit_rows.
 store.py holds chunks, vectors and BM25; this module decides what a question retrieves:
@@ -35,7 +35,7 @@ from ragserve.retrieval.fusion import convex_combination, min_max, reciprocal_ra
 
 if TYPE_CHECKING:
     from ragserve.embedding.adapter import QueryAdapter
-    from ragserve.index.store import Index
+    from ragserve.index.store import IndexVersion
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,9 @@ class Hit:
 
 
 class Retriever:
-    """Ranks an Index's chunks for a batch of questions, as retrieval config says."""
+    """Ranks an index version's chunks for a batch of questions, as retrieval config says."""
 
-    def __init__(self, index: Index, cfg: RetrievalConfig, adapter: QueryAdapter | None = None) -> None:
+    def __init__(self, index: IndexVersion, cfg: RetrievalConfig, adapter: QueryAdapter | None = None) -> None:
         self.index = index
         self.cfg = cfg
         self.adapter = adapter  # applied to question vectors in search(); checked against the index's width here
