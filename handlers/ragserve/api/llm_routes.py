@@ -35,4 +35,5 @@ class LLMRoutes:
             return models_body(self.models)
         if route != "v1/chat/completions":
             raise OpenAIError(f"{route} is served by the RAG endpoint, not this one", None, 404)
-        return decode_chat(read_payload(request, content_type, "messages"), self.cfg, self.models, self.rag_model)
+        payload = read_payload(request, content_type, "messages")
+        return decode_chat(payload, self.cfg, self.models, self.rag_model)

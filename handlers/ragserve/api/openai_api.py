@@ -1,8 +1,8 @@
 """OpenAI-compatible routes, what both endpoints share: the route of a request, OpenAI's error shape, the
 checks every v1 body goes through, and GET v1/models.
 
-Public names: ROUTES, IGNORED, OpenAIError, route_of, body_object, check_known, requested_model, as_openai_error,
-models_body.
+Public names: ROUTES, IGNORED, OpenAIError, route_of, v1_body, body_object, check_known, requested_model,
+as_openai_error, models_body.
 TorchServe hands a request to /predictions/<model>/<version>/v1/... to the handler with the rest of the
 path in the `url_path` header (TorchServe's own vllm_handler routes the same way); route_of reads it.
 The routes themselves: api/openai_rag.py (v1/embeddings, v1/retrieval) and api/openai_chat.py
@@ -38,6 +38,14 @@ def route_of(url_path: str | None) -> str | None:
     if route not in ROUTES:
         raise OpenAIError(f"unknown route {quote(route)}; this server has {', '.join(ROUTES)}", None, 404)
     return route
+
+
+def v1_body(payload: Any, allowed: set[str], models: Sequence[str]) -> tuple[dict[str, Any], str]:
+    """What every v1 body goes through first: a JSON object (body_object) of known fields (check_known) naming a
+    model served here (requested_model); returns it and that model."""
+    payload = body_object(payload)
+    check_known(payload, allowed)
+    return payload, requested_model(payload, models)
 
 
 def body_object(payload: Any) -> dict[str, Any]:

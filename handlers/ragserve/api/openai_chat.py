@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragserve.api.citations import annotations
 from ragserve.api.contracts import LLMQuery, RequestError, check_unicode, decode_filter, number_field, quote
-from ragserve.api.openai_api import OpenAIError, as_openai_error, body_object, check_known, requested_model
+from ragserve.api.openai_api import OpenAIError, as_openai_error, v1_body
 from ragserve.config import LLMConfig
 
 if TYPE_CHECKING:
@@ -69,42 +69,38 @@ class ChatQuery(LLMQuery):
     sources: tuple[dict[str, Any], ...] | None = None  # grounded: what the RAG endpoint retrieved
 
 
-def decode_chat(payload: Any, cfg: LLMConfig, models: Sequence[str], rag_model: str | None) -> ChatQuery:
-    """OpenAI's chat completion request; refuses (400, naming it) whatever this model cannot honour."""
-    payload = body_object(payload)
-    allowed = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "stream",
+CHAT_FIELDS = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "stream",
                "stream_options", "rag", "response_format", *NEUTRAL, *TOOLS.keys(), *TOOLS.values()}  # fmt: skip
-    check_known(payload, allowed)
-    model = requested_model(payload, models)
-    for name, neutral in NEUTRAL.items():
-        if name in payload and payload[name] not in neutral:
-            raise OpenAIError(f"'{name}' = {quote(payload[name])} is not supported by this server", name)
-    _check_tools(payload)
-    response_format = payload.get("response_format")
-    if response_format not in (None, {"type": "text"}):
-        raise OpenAIError("'response_format' other than text is not supported", "response_format")
+
+
+def decode_chat(payload: Any, cfg: LLMConfig, models: Sequence[str], rag_model: str | None) -> ChatQuery:
+    """OpenAI's chat completion request; refuses (400, naming it) whatever this model cannot honour.
+
+    In three steps, each refusing in OpenAI's shape: the v1 envelope (openai_api.v1_body); this route's own
+    fields, read here; then the checks the endpoints' own contracts share (contracts.py: Unicode, number ranges,
+    the filter)."""
+    payload, model = v1_body(payload, CHAT_FIELDS, models)
+    _check_neutral_and_tools(payload)
     messages = _messages(payload.get("messages"), cfg.generate.max_prompt_chars)
-    max_tokens = _max_tokens(payload, cfg)
-    try:
-        temperature = number_field(payload, "temperature", cfg.generate.temperature, 0.0, 2.0) if payload.get(
-            "temperature") is not None else None  # fmt: skip
-        top_p = (
-            number_field(payload, "top_p", cfg.generate.top_p, 1e-6, 1.0)
-            if payload.get("top_p") is not None
-            else cfg.generate.top_p
-        )
-    except RequestError as err:
-        raise as_openai_error(err) from err
-    stream = payload.get("stream") or False
-    if not isinstance(stream, bool):
-        raise OpenAIError("'stream' must be true or false", "stream")
-    options = payload.get("stream_options") or {}
-    if not isinstance(options, dict) or set(options) - {"include_usage"}:
-        raise OpenAIError("'stream_options' may hold 'include_usage' only", "stream_options")
+    max_tokens, stops = _max_tokens(payload, cfg), _stops(payload.get("stop"))
+    stream, include_usage = _streaming(payload.get("stream"), payload.get("stream_options"))
     grounding = _grounding(payload.get("rag"), model == rag_model)
     if grounding is not None and all(m["role"] != "user" for m in messages):
         raise OpenAIError("a chat grounded on retrieval needs a user message (its last one is the question)",
                           "messages")  # fmt: skip
+    try:
+        for i, message in enumerate(messages):
+            check_unicode(message["content"], f"messages[{i}].content", f"'messages[{i}].content'")
+        temperature = payload.get("temperature")
+        if temperature is not None:
+            temperature = number_field(payload, "temperature", cfg.generate.temperature, 0.0, 2.0)
+        top_p = cfg.generate.top_p
+        if payload.get("top_p") is not None:
+            top_p = number_field(payload, "top_p", top_p, 1e-6, 1.0)
+        if grounding is not None and grounding.filter is not None:
+            decode_filter(grounding.filter, "rag.filter")
+    except RequestError as err:
+        raise as_openai_error(err) from err
     return ChatQuery(
         prompt=messages,  # type: ignore[arg-type]  # Generator.format takes messages as well as text
         max_new_tokens=max_tokens,
@@ -116,20 +112,37 @@ def decode_chat(payload: Any, cfg: LLMConfig, models: Sequence[str], rag_model: 
         stream=stream,
         as_json=True,
         model=model,
-        stop=_stops(payload.get("stop")),
-        include_usage=bool(options.get("include_usage")),
+        stop=stops,
+        include_usage=include_usage,
         grounding=grounding,
     )
 
 
-def _check_tools(payload: dict[str, Any]) -> None:
-    """`tools` (or the older `functions`) are accepted and never called; a choice that forces a call is refused."""
+def _check_neutral_and_tools(payload: dict[str, Any]) -> None:
+    """Fields that change nothing at their NEUTRAL values (others refused); `tools` (or the older `functions`)
+    accepted and never called, a choice that forces a call refused; a response_format other than text refused."""
+    for name, neutral in NEUTRAL.items():
+        if name in payload and payload[name] not in neutral:
+            raise OpenAIError(f"'{name}' = {quote(payload[name])} is not supported by this server", name)
     for tools, choice in TOOLS.items():
         if payload.get(tools) is not None and not isinstance(payload[tools], list):
             raise OpenAIError(f"'{tools}' must be a list, got {quote(payload[tools])}", tools)
         if payload.get(choice) not in TEXT_CHOICES:
             raise OpenAIError(f"'{choice}' = {quote(payload[choice])} demands a tool call; this server answers in text "
                               "only: send 'auto' or 'none', or leave it out", choice)  # fmt: skip
+    if payload.get("response_format") not in (None, {"type": "text"}):
+        raise OpenAIError("'response_format' other than text is not supported", "response_format")
+
+
+def _streaming(stream: Any, options: Any) -> tuple[bool, bool]:
+    """(stream, include_usage) from `stream` and `stream_options`."""
+    stream = stream or False  # null, and any other falsy value as before, stream nothing
+    if not isinstance(stream, bool):
+        raise OpenAIError("'stream' must be true or false", "stream")
+    options = options or {}
+    if not isinstance(options, dict) or set(options) - {"include_usage"}:
+        raise OpenAIError("'stream_options' may hold 'include_usage' only", "stream_options")
+    return stream, bool(options.get("include_usage"))
 
 
 def _max_tokens(payload: dict[str, Any], cfg: LLMConfig) -> int:
@@ -168,10 +181,6 @@ def _messages(value: Any, max_chars: int) -> tuple[dict[str, str], ...]:
             raise OpenAIError(f"'{where}.content' must be a string", f"{where}.content")
         if any(ord(c) < 32 and c not in "\t\n\r" for c in content):
             raise OpenAIError(f"'{where}.content' contains control characters", f"{where}.content")
-        try:
-            check_unicode(content, f"{where}.content", f"'{where}.content'")
-        except RequestError as err:
-            raise as_openai_error(err) from err
         role = "system" if message["role"] == "developer" else message["role"]
         messages.append({"role": role, "content": content})
     if sum(len(m["content"]) for m in messages) > max_chars:
@@ -189,6 +198,7 @@ def _stops(value: Any) -> tuple[str, ...]:
 
 
 def _grounding(value: Any, by_model: bool) -> Grounding | None:
+    """`rag`'s shape; its filter is checked with the others the contracts share (decode_chat)."""
     if value in (None, False):
         return Grounding() if by_model else None
     if value is True:
@@ -198,11 +208,6 @@ def _grounding(value: Any, by_model: bool) -> Grounding | None:
     k = value.get("k")
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise OpenAIError("'rag.k' must be a positive integer", "rag.k")
-    if "filter" in value:
-        try:
-            decode_filter(value["filter"], "rag.filter")
-        except RequestError as err:
-            raise as_openai_error(err) from err
     return Grounding(k, value.get("filter"))
 
 

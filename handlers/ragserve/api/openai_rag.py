@@ -28,11 +28,9 @@ from ragserve.api.contracts import (
 from ragserve.api.openai_api import (
     OpenAIError,
     as_openai_error,
-    body_object,
-    check_known,
     models_body,
-    requested_model,
     route_of,
+    v1_body,
 )
 from ragserve.config import Config, RetrievalConfig
 from ragserve.retrieval.pipeline import Retrieved
@@ -52,9 +50,7 @@ def decode_embeddings(
     is refused with 413, as OpenAI, TEI and vLLM do, unless `"truncate": true` asks for its first tokens' vector:
     a vector of part of a text, returned as the text's, would be a silent wrong answer.
     count_tokens: the encoder's tokenizer, uncut (api/ holds no model)."""
-    payload = body_object(payload)
-    check_known(payload, {"input", "model", "encoding_format", "dimensions", "truncate"})
-    model = requested_model(payload, models)
+    payload, model = v1_body(payload, {"input", "model", "encoding_format", "dimensions", "truncate"}, models)
     texts = payload.get("input")
     texts = [texts] if isinstance(texts, str) else texts
     if not isinstance(texts, list) or not texts:
@@ -109,9 +105,7 @@ def embeddings_body(query: EmbeddingsQuery, vectors: np.ndarray, tokens: int) ->
 
 def decode_retrieval(payload: Any, models: Sequence[str], cfg: RetrievalConfig) -> RetrievalQuery:
     """Our retrieval route: {"model", "query", "k", "filter"} -> the top-k chunks, filtered before the top-k."""
-    payload = body_object(payload)
-    check_known(payload, {"model", "query", "k", "filter"})
-    model = requested_model(payload, models)
+    payload, model = v1_body(payload, {"model", "query", "k", "filter"}, models)
     try:
         question = check_text(payload.get("query"), "query", cfg.max_question_chars, "query")
         k = integer_field(payload, "k", cfg.top_k, cfg.max_k)

@@ -1,4 +1,4 @@
-"""Retrieval over an index: page records, page-level scores, hybrid and dense ranking."""
+"""Retrieval over an index version (retrieval/retriever.py): page records, page scores, hybrid and dense ranking."""
 
 from __future__ import annotations
 
