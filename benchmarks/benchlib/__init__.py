@@ -11,5 +11,7 @@
   retrieval_eval.py    the retrieval eval's shared parts: the served blog mirror, a variant's config, the hit test
   misses.py            why retrieval missed a question: extraction, split, page missing, wrong page or wrong chunk
   answers.py           the answer eval's shared parts: hits per question, LLM setting, batched answers, scores
+  embedders.py         embed_bench.py's variants: sentence-transformers, the Encoder eager or compiled, ONNX
+                       Runtime float32 or int8, torch.ao dynamic int8
 Scripts run as `python benchmarks/<script>.py` (benchmarks/ is then on sys.path) import it as `benchlib.<module>`.
 """
