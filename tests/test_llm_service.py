@@ -12,7 +12,7 @@ from ragserve.api.contracts import RequestError
 from ragserve.api.llm_service import LLMService, fit_to_context
 from ragserve.api.openai_api import OpenAIError
 from ragserve.api.openai_chat import ChatQuery, Grounding
-from ragserve.llm.generation import Generator
+from ragserve.llm.generation import Generator, Sampling
 from ragserve_ops.testing import tiny_llm_config
 
 CHAT = "v1/chat/completions"
@@ -36,14 +36,14 @@ def test_max_tokens_past_the_context_is_clamped_to_what_the_prompt_leaves(roomy:
     body = {"model": "llm", "messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 4000}
     query = post(service, body)
     assert roomy.context_tokens == 1024
-    assert query.max_new_tokens == 1024 - roomy.count_tokens(query.prompt)
-    assert post(service, {**body, "max_tokens": 10}).max_new_tokens == 10
+    assert query.sampling.max_new_tokens == 1024 - roomy.count_tokens(query.prompt)
+    assert post(service, {**body, "max_tokens": 10}).sampling.max_new_tokens == 10
 
 
 def test_a_prompt_that_fills_the_context_is_a_413() -> None:
-    query = ChatQuery("x", 16, False, 1.0, 1.0, 1.0, 0, False, True)
-    assert fit_to_context(query, 1000, 1024).max_new_tokens == 16
-    assert fit_to_context(query, 1020, 1024).max_new_tokens == 4
+    query = ChatQuery("x", Sampling(16), False, True)
+    assert fit_to_context(query, 1000, 1024).sampling.max_new_tokens == 16
+    assert fit_to_context(query, 1020, 1024).sampling.max_new_tokens == 4
     with pytest.raises(RequestError) as err:
         fit_to_context(query, 1024, 1024)
     assert err.value.status == 413

@@ -12,7 +12,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from ragserve.api.openai_api import OpenAIError
 from ragserve.api.openai_chat import ChatReply, DeltaText, decode_chat
 from ragserve.api.replies import error_json
-from ragserve.api.turns import Job, sampling_of
+from ragserve.api.turns import Job
 from ragserve.config import LLMConfig
 from ragserve.llm.generation import Completion, Generator
 from ragserve.llm.inflight import InFlight
@@ -92,9 +92,9 @@ def test_a_refusal_quotes_at_most_about_200_characters_of_the_refused_value(body
 
 def test_max_tokens_past_what_the_model_writes_is_clamped_not_refused() -> None:
     limit = LLM_CFG.generate.max_new_tokens_limit
-    assert chat(LLM_CFG, max_tokens=1000).max_new_tokens == min(1000, limit)
-    assert chat(LLM_CFG, max_completion_tokens=10**9, max_tokens=5).max_new_tokens == limit
-    assert chat(LLM_CFG, max_tokens=7).max_new_tokens == 7 and chat(LLM_CFG).max_new_tokens == 256
+    assert chat(LLM_CFG, max_tokens=1000).sampling.max_new_tokens == min(1000, limit)
+    assert chat(LLM_CFG, max_completion_tokens=10**9, max_tokens=5).sampling.max_new_tokens == limit
+    assert chat(LLM_CFG, max_tokens=7).sampling.max_new_tokens == 7 and chat(LLM_CFG).sampling.max_new_tokens == 256
 
 
 def test_grounding_searches_on_the_last_user_message_whatever_follows_it() -> None:
@@ -162,7 +162,7 @@ def test_an_openai_chat_through_in_flight_turns_equals_the_batch_path(
     cfg = tiny_inflight.generator.cfg
     streamed = decode_chat({"model": "llm", "messages": [{"role": "user", "content": "Name a colour."}],
                             "max_tokens": 12, "stream": True}, cfg, MODELS, None)  # fmt: skip
-    expected = tiny_generator.generate([streamed.prompt], [sampling_of(streamed)])[0]
+    expected = tiny_generator.generate([streamed.prompt], [streamed.sampling])[0]
     jobs: dict[str, Job] = {}
     replies = turns(tiny_inflight, jobs, {"s": streamed})
     events = "".join(r.body for r in replies["s"])

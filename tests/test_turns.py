@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from ragserve.api.contracts import RequestError, decode_llm_request
-from ragserve.api.turns import Job, admit, advance, sampling_of
+from ragserve.api.turns import Job, admit, advance
 from ragserve.config import LLMConfig
 from ragserve.llm.generation import Generator
 from ragserve.llm.inflight import InFlight
@@ -27,14 +27,14 @@ def test_plain_gets_empty_pieces_then_its_whole_answer_and_streamed_gets_its_tex
     assert not jobs
     *before, last = replies["plain"]
     assert all(r.body == "" and r.more for r in before) and last.more is False
-    expected = tiny_generator.generate([plain.prompt], [sampling_of(plain)])[0]
+    expected = tiny_generator.generate([plain.prompt], [plain.sampling])[0]
     assert json.loads(last.body) == {
         "answer": expected.text,
         "prompt_tokens": expected.prompt_tokens,
         "completion_tokens": expected.completion_tokens,
     }
     text = "".join(r.body for r in replies["streamed"])
-    assert text.strip() == tiny_generator.generate([streamed.prompt], [sampling_of(streamed)])[0].text
+    assert text.strip() == tiny_generator.generate([streamed.prompt], [streamed.sampling])[0].text
     assert replies["streamed"][-1].more is False and all(r.more for r in replies["streamed"][:-1])
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ragserve.config import LLMConfig, RetrievalConfig
+from ragserve.llm.generation import Sampling
 from ragserve.retrieval.filters import Filter
 from ragserve.retrieval.queries import Query
 
@@ -77,21 +78,15 @@ def read_payload(request: dict[str, Any], content_type: str | None, form_field: 
 @dataclass(frozen=True)
 class LLMQuery:
     prompt: str
-    max_new_tokens: int
-    do_sample: bool
-    temperature: float
-    top_p: float
-    repetition_penalty: float  # 1 = off
-    no_repeat_ngram_size: int  # 0 = off
+    sampling: Sampling  # how it decodes (llm/generation.py: the sampling fields' one declaration)
     stream: bool  # send the answer piece by piece (TorchServe intermediate responses)
     as_json: bool  # reply {"answer", "prompt_tokens", "completion_tokens"}
-    stop: tuple[str, ...] = ()  # stop strings (OpenAI chat requests)
 
 
 def decode_llm_request(request: dict[str, Any], content_type: str | None, cfg: LLMConfig) -> LLMQuery:
     """Turn one LLM request (a prompt as text, or JSON with sampling overrides) into an LLMQuery."""
     payload = read_payload(request, content_type, "prompt")
-    defaults = LLMQuery("", **cfg.generate.sampling(), stream=False, as_json=False)
+    defaults = LLMQuery("", Sampling(**cfg.generate.sampling()), stream=False, as_json=False)
     if isinstance(payload, str):
         return dataclasses.replace(
             defaults, prompt=check_text(payload, "body", cfg.generate.max_prompt_chars, "prompt")
@@ -103,8 +98,8 @@ def decode_llm_request(request: dict[str, Any], content_type: str | None, cfg: L
     stream = payload.get("stream", False)
     if not isinstance(stream, bool):
         raise RequestError(f"'stream' must be true or false, got {quote(stream)}", "stream")
-    return LLMQuery(
-        prompt=check_text(payload["prompt"], "prompt", cfg.generate.max_prompt_chars, "prompt"),
+    prompt = check_text(payload["prompt"], "prompt", cfg.generate.max_prompt_chars, "prompt")
+    sampling = Sampling(
         max_new_tokens=integer_field(
             payload, "max_new_tokens", cfg.generate.max_new_tokens, cfg.generate.max_new_tokens_limit
         ),
@@ -121,9 +116,8 @@ def decode_llm_request(request: dict[str, Any], content_type: str | None, cfg: L
             cfg.generate.no_repeat_ngram_size_limit,
             minimum=0,
         ),
-        stream=stream,
-        as_json=True,
     )
+    return LLMQuery(prompt, sampling, stream=stream, as_json=True)
 
 
 def check_prompt_tokens(prompt_tokens: int, limit: int) -> None:

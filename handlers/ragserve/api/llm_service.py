@@ -23,7 +23,7 @@ from ragserve.api.openai_api import OpenAIError, as_openai_error
 from ragserve.api.openai_chat import ChatQuery, ChatReply
 from ragserve.api.ragclient import RAGClient
 from ragserve.api.replies import TEXT, Reply, encode
-from ragserve.api.turns import Job, admit, advance, answer_body, sampling_of
+from ragserve.api.turns import Job, admit, advance, answer_body
 from ragserve.config import LLMConfig
 from ragserve.llm.generation import Completion, Generator
 from ragserve.llm.inflight import InFlight
@@ -94,7 +94,7 @@ class LLMService:
             return advance(self.inflight, self.jobs, request_ids, items)
         batch = [i for i, q in enumerate(items) if isinstance(q, LLMQuery)]
         chats = {i: ChatReply(items[i]) for i in batch if isinstance(items[i], ChatQuery)}
-        prompts, samplings = [items[i].prompt for i in batch], [sampling_of(items[i]) for i in batch]
+        prompts, samplings = [items[i].prompt for i in batch], [items[i].sampling for i in batch]
         completions = self.generator.generate(prompts, samplings, self._sender(items, batch, chats, send))
         done = dict(zip(batch, completions, strict=True))
         return [_final(q, done.get(i), chats.get(i)) for i, q in enumerate(items)]
@@ -138,4 +138,6 @@ def fit_to_context(query: LLMQuery, prompt_tokens: int, context_tokens: int) -> 
     if room < 1:
         raise RequestError(f"the prompt has {prompt_tokens} tokens and fills the model's context of {context_tokens}",
                            "prompt", status=413)  # fmt: skip
-    return query if query.max_new_tokens <= room else dataclasses.replace(query, max_new_tokens=room)
+    if query.sampling.max_new_tokens <= room:
+        return query
+    return dataclasses.replace(query, sampling=dataclasses.replace(query.sampling, max_new_tokens=room))

@@ -21,6 +21,7 @@ from ragserve.api.citations import annotations
 from ragserve.api.contracts import LLMQuery, RequestError, check_unicode, decode_filter, number_field, quote
 from ragserve.api.openai_api import OpenAIError, as_openai_error, v1_body
 from ragserve.config import LLMConfig
+from ragserve.llm.generation import Sampling
 
 if TYPE_CHECKING:
     from ragserve.llm.generation import Completion
@@ -101,18 +102,21 @@ def decode_chat(payload: Any, cfg: LLMConfig, models: Sequence[str], rag_model: 
             decode_filter(grounding.filter, "rag.filter")
     except RequestError as err:
         raise as_openai_error(err) from err
-    return ChatQuery(
-        prompt=messages,  # type: ignore[arg-type]  # Generator.format takes messages as well as text
+    sampling = Sampling(
         max_new_tokens=max_tokens,
         do_sample=temperature > 0 if temperature is not None else cfg.generate.do_sample,
         temperature=temperature or cfg.generate.temperature,
         top_p=top_p,
         repetition_penalty=cfg.generate.repetition_penalty,
         no_repeat_ngram_size=cfg.generate.no_repeat_ngram_size,
+        stop=stops,
+    )
+    return ChatQuery(
+        prompt=messages,  # type: ignore[arg-type]  # Generator.format takes messages as well as text
+        sampling=sampling,
         stream=stream,
         as_json=True,
         model=model,
-        stop=stops,
         include_usage=include_usage,
         grounding=grounding,
     )
@@ -264,7 +268,7 @@ class ChatReply:
     delta: DeltaText = field(init=False)
 
     def __post_init__(self) -> None:
-        self.delta = DeltaText(self.query.stop)
+        self.delta = DeltaText(self.query.sampling.stop)
 
     def piece(self, text: str) -> str:
         """The events for a decoded piece ("" when nothing can be sent yet)."""
@@ -308,7 +312,7 @@ class ChatReply:
     def _finish_reason(self, completion: Completion) -> str:
         if self.delta.stopped:
             return "stop"
-        return "length" if completion.completion_tokens >= self.query.max_new_tokens else "stop"
+        return "length" if completion.completion_tokens >= self.query.sampling.max_new_tokens else "stop"
 
     def _head(self, kind: str) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.query.model}

@@ -1,7 +1,7 @@
 """One turn of TorchServe's continuous batching for the LLM endpoint: new requests join the in-flight decode,
 every request in the turn gets its reply.
 
-Public names: Job, admit, advance, answer_body, sampling_of.
+Public names: Job, admit, advance, answer_body.
 The frontend (continuousBatching: true) sends every running request id on each turn, a new one with its
 body and a running one without; jobs (TorchServe's context.cache) maps a running id to its Job. A Reply's
 `more` becomes the frontend's ts_stream_next: True = more follows, False = the last piece, None = the whole
@@ -12,14 +12,13 @@ at the end, so their client reads one body (chunked). No TorchServe imports.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 
 from ragserve.api.contracts import LLMQuery, RequestError
 from ragserve.api.openai_chat import ChatQuery, ChatReply
 from ragserve.api.replies import JSON, TEXT, Reply, encode, error_json
-from ragserve.llm.generation import Completion, Sampling
+from ragserve.llm.generation import Completion
 from ragserve.llm.inflight import InFlight, Update
 
 POLL_S = 1.0  # longest wait for news in one turn; a turn returns as soon as any request has news
@@ -33,14 +32,9 @@ class Job:
     chat: ChatReply | None = None  # an OpenAI chat completion: its events or JSON
 
 
-def sampling_of(query: LLMQuery) -> Sampling:
-    """The query's generation settings (LLMQuery holds every Sampling field under the same name)."""
-    return Sampling(**{f.name: getattr(query, f.name) for f in dataclasses.fields(Sampling)})
-
-
 def admit(query: LLMQuery, inflight: InFlight) -> LLMQuery:
     """The query, or RequestError (400) naming the field whose setting the in-flight decode cannot honour."""
-    name = inflight.unsupported_field(sampling_of(query))
+    name = inflight.unsupported_field(query.sampling)
     if name:
         raise RequestError(
             f"'{name}' is not available with in-flight batching (handler.decode.continuous_batching: true): one decode "
@@ -61,7 +55,7 @@ def advance(inflight: InFlight, jobs: dict[str, Job], request_ids: list[str], qu
         del jobs[key]
     for key, query in zip(request_ids, queries, strict=True):
         if isinstance(query, LLMQuery):
-            inflight.submit(key, query.prompt, sampling_of(query))
+            inflight.submit(key, query.prompt, query.sampling)
             chat = ChatReply(query) if isinstance(query, ChatQuery) else None
             jobs[key] = Job(query.stream, query.as_json, chat=chat)
     updates = inflight.poll(POLL_S) if jobs else {}

@@ -60,7 +60,7 @@ class GenerateConfig:
     system_prompt: str | None = None  # optional system message in the chat template
 
     def sampling(self) -> dict[str, Any]:
-        """A request's sampling when it asks for nothing (the fields of llm.generation.Sampling and api's LLMQuery)."""
+        """A request's sampling when it asks for nothing: llm.generation.Sampling's fields (LLMQuery holds one)."""
         return {
             "max_new_tokens": self.max_new_tokens,
             "do_sample": self.do_sample,
