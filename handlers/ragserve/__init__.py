@@ -22,11 +22,12 @@ RAG endpoint, write side (offline: `make index` / `make refresh`, never in a wor
   embedding/distributed.py  the same embedding on a Ray cluster (Ray Data, one Encoder per worker)
 RAG endpoint, read side (every worker)
   index/line.py          where a line of versions lives and what identifies it (its key, CURRENT, HOLD, history)
-  index/store.py         the live index version: FAISS vectors (memory-mapped), chunks, BM25
+  index/store.py         IndexVersion, the live version: FAISS vectors (memory-mapped), chunks, BM25
   index/ann.py           which FAISS index a version holds: flat (exact) or HNSW / IVF past index.ann_min_chunks
   index/follow.py        swap to a newly published version between batches
-  index/bm25.py          BM25 terms; index/vectorsets.py, index/pages.py, index/windows.py: vector sets
-                         per chunk, per page and per sentence window
+  index/bm25.py          BM25 terms; index/vectorsets.py, index/windows.py: vector sets per chunk and per
+                         sentence window; index/pages.py: the page level (records, their BM25 and vectors),
+                         built and saved with the version, so a worker builds nothing
   embedding/encoder.py   the Encoder (LangChain Embeddings): tokenize -> backend -> unit vectors
   embedding/adapter.py   the query adapter (`make adapt`): a linear map of question vectors, trained on the
                          corpus's own heading -> text pairs; applied before every dense score
