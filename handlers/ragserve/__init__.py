@@ -57,7 +57,8 @@ Requests and replies of both endpoints (above both engines; the handlers import 
   api/redirects.py       urllib's opener without Authorization on a redirect to another host
 Shared
   config/                both endpoints' typed configuration: config/parsing.py (sections, checks, override),
-                         config/shared.py (compile, runtime), config/rag.py (Config), config/llm.py (LLMConfig),
+                         config/shared.py (compile, runtime), config/rag.py (Config; its index, retrieval and
+                         rerank sections: config/search.py), config/llm.py (LLMConfig),
                          config/reference.py (the reference; config/__main__.py prints it)
   runtime.py             the runtime section applied: device and threads
   compilation.py         torch.compile policy and warm-up

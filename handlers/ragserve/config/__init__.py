@@ -14,7 +14,8 @@ mapping that then goes through the same parser. `python -m ragserve.config` prin
 
   parsing.py    the parser and checker: sections, types, unknown keys, override, --set
   shared.py     the sections both endpoints share: compile, runtime
-  rag.py        the RAG endpoint's schema (Config)
+  rag.py        the RAG endpoint's schema (Config): its corpus and embedding sections
+  search.py     its index, retrieval and rerank sections
   llm.py        the LLM endpoint's schema (LLMConfig)
   reference.py  the reference generator
 """
@@ -29,20 +30,9 @@ from ragserve.config.llm import (
     ModelConfig,
 )
 from ragserve.config.parsing import ConfigError, assignment, config_arguments, override, sections_of
-from ragserve.config.rag import (
-    AUTO_BACKENDS,
-    DEFAULT_TEMPLATE,
-    FLAT_KEYS,
-    SECTIONS,
-    SPLITS,
-    Config,
-    CorpusConfig,
-    EmbeddingConfig,
-    IndexConfig,
-    RerankConfig,
-    RetrievalConfig,
-)
+from ragserve.config.rag import AUTO_BACKENDS, FLAT_KEYS, SECTIONS, SPLITS, Config, CorpusConfig, EmbeddingConfig
 from ragserve.config.reference import reference_markdown
+from ragserve.config.search import DEFAULT_TEMPLATE, IndexConfig, RerankConfig, RetrievalConfig
 from ragserve.config.shared import DTYPES, CompileConfig, RuntimeConfig
 
 __all__ = [
