@@ -33,7 +33,7 @@ from ragserve.config import Config, EmbeddingConfig, assignment
 from ragserve.embedding.distributed import RayEncoder, connect
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import RefreshBusy, kept_note, refresh
-from ragserve.index.line import IndexLine
+from ragserve.index.line import CURRENT, FORMAT_VERSION, IndexLine
 from ragserve.index.store import read_manifest
 from ragserve.index.versions import last_refresh, rollback
 from ragserve.runtime import build_device
@@ -60,6 +60,23 @@ def status(line: IndexLine) -> None:
     for version, hold in line.holds().items():
         print(f"held: {version} (rolled back to {hold['to']} at {hold['at']}): a refresh will not publish it again "
               "until the source changes; `make refresh RELEASE=1` (--release) lifts the hold")  # fmt: skip
+
+
+def other_lines(line: IndexLine) -> None:
+    """The lines beside this one in index.dir, with their format and size. Another config may serve from one, so
+    nothing prunes them; a line of an older index format (left by an upgrade) is dead weight to delete by hand."""
+    others = sorted(p for p in line.root.parent.iterdir() if p != line.root and (p / CURRENT).is_file())
+    for other in others:
+        version = (other / CURRENT).read_text().strip()
+        try:
+            fmt = read_manifest(other / "versions" / version).get("identity", {}).get("format")
+        except (OSError, ValueError):
+            fmt = None
+        mib = sum(f.stat().st_size for f in other.rglob("*") if f.is_file()) / 2**20
+        why = "this format" if fmt == FORMAT_VERSION else f"format {fmt}: no worker of this code loads it"
+        print(f"other line {other}: live version {version}, {why}, {mib:.1f} MiB")
+    if others:
+        print("Nothing prunes other lines (another config may serve from one); `rm -r` a line no config uses.")
 
 
 def on_device(embedding: EmbeddingConfig, device: str) -> EmbeddingConfig:
@@ -89,6 +106,7 @@ def main() -> None:
     line = IndexLine.of(cfg)
     if args.status:
         status(line)
+        other_lines(line)
         return
     if args.rollback is not None:
         version = rollback(line, args.rollback or None)

@@ -295,3 +295,30 @@ def test_a_tree_moved_elsewhere_or_archived_keeps_its_line(tmp_path: Path, tiny_
     here, copied, archived = (Config.from_mapping(section, tmp_path / root) for root in roots)
     assert len({here.corpus.source, copied.corpus.source, archived.corpus.source}) == 3
     assert IndexLine.of(here).root.name == IndexLine.of(copied).root.name == IndexLine.of(archived).root.name
+
+
+def test_the_status_lists_the_other_lines_and_says_which_an_older_format_left(
+    tmp_path: Path, docs: Path, tiny_dir, encoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from ragserve.index.line import FORMAT_VERSION
+
+    cfg, line, version = built(tmp_path, docs, tiny_dir, encoder)
+    old = line.root.parent / "0000000000000000"  # as an upgrade that changed the format leaves a line
+    shutil.copytree(line.root, old)
+    manifest = old / "versions" / version / "manifest.json"
+    written = json.loads(manifest.read_text())
+    written["identity"]["format"] = FORMAT_VERSION - 1
+    manifest.write_text(json.dumps(written))
+    script_path = Path(__file__).resolve().parents[1] / "scripts" / "build_index.py"
+    spec = importlib.util.spec_from_file_location("build_index", script_path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.other_lines(line)
+    out = capsys.readouterr().out
+    assert f"other line {old}: live version {version}, format {FORMAT_VERSION - 1}: no worker" in out, out
+    assert str(line.root) not in out and "rm -r" in out  # the line itself is not an "other"; how to reclaim the space
+    shutil.rmtree(old)
+    script.other_lines(line)
+    assert capsys.readouterr().out == ""
