@@ -51,6 +51,7 @@ def chat(cfg: LLMConfig, **body) -> object:
         ({"messages": []}, "messages"),
         ({"rag": {"k": 0}}, "rag.k"),
         ({"rag": {"filter": {"published_after": "May"}}}, "rag.filter.published_after"),
+        ({"rag": {"filter": None}}, "rag.filter"),
     ],
 )
 def test_what_the_model_cannot_honour_is_refused_by_name(body: dict, param: str) -> None:

@@ -98,8 +98,9 @@ def decode_chat(payload: Any, cfg: LLMConfig, models: Sequence[str], rag_model: 
         top_p = cfg.generate.top_p
         if payload.get("top_p") is not None:
             top_p = number_field(payload, "top_p", top_p, 1e-6, 1.0)
-        if grounding is not None and grounding.filter is not None:
-            decode_filter(grounding.filter, "rag.filter")
+        rag = payload.get("rag")
+        if isinstance(rag, dict) and "filter" in rag:  # present, even null: the RAG endpoint's contract refuses null
+            decode_filter(rag["filter"], "rag.filter")
     except RequestError as err:
         raise as_openai_error(err) from err
     sampling = Sampling(
