@@ -20,7 +20,6 @@ Writes report.md under benchmarks/results/page-signals-<date>-<host>/.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +85,7 @@ def main() -> None:
     cfg = variant_config(variant, base, f"http://127.0.0.1:{spec['port']}{spec['start_path']}")
     encoder = Encoder(cfg.embedding, CompileConfig(enabled=False))
     index = load_current(cfg, encoder)
-    page_level = dataclasses.replace(cfg.retrieval, hybrid=True, page_weight=cfg.retrieval.page_weight or 0.2)
-    retriever = Retriever(index, page_level)  # its page scores use page_dense_weight; page_weight only turns them on
+    retriever = Retriever(index, cfg.retrieval)
     pages = index.pages
     source_page = {record.source: i for i, record in enumerate(pages.records)}
     out = Results.create("page-signals", args.out)

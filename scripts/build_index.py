@@ -34,7 +34,7 @@ from ragserve.embedding.distributed import RayEncoder, connect
 from ragserve.embedding.encoder import Encoder
 from ragserve.index.builder import RefreshBusy, kept_note, refresh
 from ragserve.index.line import CURRENT, FORMAT_VERSION, IndexLine
-from ragserve.index.store import read_manifest
+from ragserve.index.store import IndexStoreError, read_manifest
 from ragserve.index.versions import last_refresh, rollback
 from ragserve.runtime import build_device
 
@@ -65,16 +65,16 @@ def status(line: IndexLine) -> None:
 def other_lines(line: IndexLine) -> None:
     """The lines beside this one in index.dir, with their format and size. Another config may serve from one, so
     nothing prunes them; a line of an older index format (left by an upgrade) is dead weight to delete by hand."""
-    others = sorted(p for p in line.root.parent.iterdir() if p != line.root and (p / CURRENT).is_file())
+    others = [IndexLine(p) for p in sorted(line.root.parent.iterdir()) if p != line.root and (p / CURRENT).is_file()]
     for other in others:
-        version = (other / CURRENT).read_text().strip()
+        version = other.current()
         try:
-            fmt = read_manifest(other / "versions" / version).get("identity", {}).get("format")
-        except (OSError, ValueError):
+            fmt = read_manifest(other.folder(version)).get("identity", {}).get("format")
+        except IndexStoreError:  # no readable manifest: not a line this code wrote
             fmt = None
-        mib = sum(f.stat().st_size for f in other.rglob("*") if f.is_file()) / 2**20
+        mib = sum(f.stat().st_size for f in other.root.rglob("*") if f.is_file()) / 2**20
         why = "this format" if fmt == FORMAT_VERSION else f"format {fmt}: no worker of this code loads it"
-        print(f"other line {other}: live version {version}, {why}, {mib:.1f} MiB")
+        print(f"other line {other.root}: live version {version}, {why}, {mib:.1f} MiB")
     if others:
         print("Nothing prunes other lines (another config may serve from one); `rm -r` a line no config uses.")
 

@@ -319,6 +319,9 @@ def test_the_status_lists_the_other_lines_and_says_which_an_older_format_left(
     out = capsys.readouterr().out
     assert f"other line {old}: live version {version}, format {FORMAT_VERSION - 1}: no worker" in out, out
     assert str(line.root) not in out and "rm -r" in out  # the line itself is not an "other"; how to reclaim the space
+    (old / "versions" / version / "manifest.json").unlink()  # not a line this code wrote: listed, no crash
+    script.other_lines(line)
+    assert f"other line {old}: live version {version}, format None" in capsys.readouterr().out
     shutil.rmtree(old)
     script.other_lines(line)
     assert capsys.readouterr().out == ""

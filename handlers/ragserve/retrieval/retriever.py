@@ -55,9 +55,10 @@ class Retriever:
         self.adapter = adapter  # applied to question vectors in search(); checked against the index's width here
         if adapter is not None:
             adapter.check(index.store.index.d, f"index version {index.version}")
-        self.pages = index.pages if cfg.hybrid and cfg.page_weight > 0 else None
-        if cfg.hybrid and cfg.page_weight > 0 and index.pages is None:
+        uses_pages = cfg.hybrid and cfg.page_weight > 0
+        if uses_pages and index.pages is None:
             raise ValueError("retrieval.page_weight needs the index's pages: build it with builder.build_in_memory")
+        self.pages = index.pages if uses_pages else None
         self.chunk_page = self.pages.page_of_chunks(len(index)) if self.pages else None
         self.windows = index.windows if cfg.hybrid and cfg.window_weight > 0 else None
 
@@ -151,10 +152,12 @@ class Retriever:
 
     def page_scores(self, vectors: np.ndarray, questions: list[str]) -> np.ndarray:
         """(n questions, n pages) in [0, 1]: convex fusion (retrieval.page_dense_weight) of each page's best-vector
-        cosine and its record's BM25."""
-        assert self.pages is not None
-        dense = self.pages.vectors.best(vectors, len(self.pages.records))
-        lexical = self.pages.bm25.scores(questions)
+        cosine and its record's BM25, over the version's pages (whether or not page_weight mixes them in)."""
+        pages = self.index.pages
+        if pages is None:
+            raise ValueError("page scores need the index's pages: build it with builder.build_in_memory")
+        dense = pages.vectors.best(vectors, len(pages.records))
+        lexical = pages.bm25.scores(questions)
         weight = self.cfg.page_dense_weight
         return weight * unit_rows(dense) + (1 - weight) * unit_rows(lexical)
 
